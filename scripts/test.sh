@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need, then runs every check.
+# This is the README's test command, and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust tests"
+cargo test --locked

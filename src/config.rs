@@ -1,0 +1,63 @@
+//! Settings shared by the entry points, and how they are written.
+//!
+//! Durations are written as jiff spans: `7d`, `36h`, `15m`, `90s`, `1h 30m`, or ISO 8601
+//! (`P7D`, `PT15M`). A day is always 24 hours here: these settings bound ages, not calendars.
+
+use jiff::{SignedDuration, Span, SpanRelativeTo};
+
+/// Why a duration setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{text:?} is not a duration (write e.g. 7d, 36h, 15m, 90s or P7D): {reason}")]
+    Syntax { text: String, reason: String },
+    #[error("{text:?} must be longer than zero")]
+    NotPositive { text: String },
+}
+
+/// Parses a positive duration such as `7d` or `15m`.
+pub fn parse_duration(text: &str) -> Result<SignedDuration, DurationError> {
+    let syntax = |reason: jiff::Error| DurationError::Syntax {
+        text: text.to_owned(),
+        reason: reason.to_string(),
+    };
+    let span: Span = text.trim().parse().map_err(syntax)?;
+    let duration = span
+        .to_duration(SpanRelativeTo::days_are_24_hours())
+        .map_err(syntax)?;
+    if duration.is_positive() {
+        Ok(duration)
+    } else {
+        Err(DurationError::NotPositive {
+            text: text.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_24_hours() {
+        assert_eq!(parse_duration("7d"), Ok(SignedDuration::from_hours(168)));
+        assert_eq!(parse_duration("P7D"), Ok(SignedDuration::from_hours(168)));
+        assert_eq!(parse_duration("15m"), Ok(SignedDuration::from_mins(15)));
+        assert_eq!(parse_duration("1h 30m"), Ok(SignedDuration::from_mins(90)));
+    }
+
+    #[test]
+    fn refuses_nonsense_and_zero() {
+        assert!(matches!(
+            parse_duration("seven days"),
+            Err(DurationError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_duration("0s"),
+            Err(DurationError::NotPositive { .. })
+        ));
+        assert!(matches!(
+            parse_duration("-3d"),
+            Err(DurationError::NotPositive { .. })
+        ));
+    }
+}

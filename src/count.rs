@@ -1,0 +1,140 @@
+//! What counts: from one attributes event to the metric keys the ledger should be asked about.
+//!
+//! Pure rules, no I/O: a key is counted once per conversation if it is a valid metric key that
+//! is not stale. Stale means its datetime is more than `max_key_age` older than the event's own
+//! time, so the result depends only on the event, never on the wall clock.
+
+use std::ops::AddAssign;
+
+use jiff::fmt::temporal::DateTimePrinter;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::attribute::{Attribute, InvalidKey, MetricKey, classify};
+use crate::event::AttributesEvent;
+
+/// Default for how old a key may be, relative to its event, and still count.
+pub const DEFAULT_MAX_KEY_AGE: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// One counted metric occurrence: what a sink receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Occurrence<'a> {
+    pub conversation_id: &'a str,
+    pub flow: &'a str,
+    pub metric: &'a str,
+    pub key: &'a str,
+    #[serde(serialize_with = "serialize_utc")]
+    pub time: Timestamp,
+}
+
+/// RFC 3339 in UTC with at least millisecond digits (as Genesys writes them), more if the key
+/// had more: `2026-03-07T04:08:17.950Z`, not `…17.95Z`.
+fn serialize_utc<S: serde::Serializer>(time: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    let digits = if time.subsec_nanosecond() % 1_000_000 == 0 {
+        3
+    } else {
+        9
+    };
+    let text = DateTimePrinter::new()
+        .precision(Some(digits))
+        .timestamp_to_string(time);
+    serializer.serialize_str(&text)
+}
+
+impl<'a> Occurrence<'a> {
+    pub fn new(conversation_id: &'a str, metric: &MetricKey<'a>) -> Self {
+        Occurrence {
+            conversation_id,
+            flow: metric.flow,
+            metric: metric.metric,
+            key: metric.key,
+            time: metric.time,
+        }
+    }
+}
+
+/// The metric keys of one event, sorted by what happens to them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Extracted<'a> {
+    /// Valid and recent: ask the ledger.
+    pub fresh: Vec<MetricKey<'a>>,
+    /// Valid but older than the age limit: never counted.
+    pub stale: Vec<MetricKey<'a>>,
+    /// Candidates that break the grammar: never counted.
+    pub invalid: Vec<(&'a str, InvalidKey)>,
+}
+
+impl Extracted<'_> {
+    /// Metric candidates in the event, valid or not.
+    pub fn seen(&self) -> usize {
+        self.fresh.len() + self.stale.len() + self.invalid.len()
+    }
+}
+
+/// Sorts the event's attribute keys into fresh, stale and invalid metric keys; other keys are
+/// left out.
+pub fn extract<'a>(event: &'a AttributesEvent<'_>, max_key_age: SignedDuration) -> Extracted<'a> {
+    let oldest = event
+        .event_time
+        .checked_sub(max_key_age)
+        .unwrap_or(Timestamp::MIN);
+    let mut extracted = Extracted::default();
+    for key in &event.attribute_keys {
+        match classify(key) {
+            Attribute::Other => {}
+            Attribute::Metric(metric) if metric.time < oldest => extracted.stale.push(metric),
+            Attribute::Metric(metric) => extracted.fresh.push(metric),
+            Attribute::Invalid(reason) => extracted.invalid.push((key, reason)),
+        }
+    }
+    extracted
+}
+
+/// Running counts of what happened to events and keys. Key counts are per event: every event
+/// repeats all the conversation's attributes, so a key seen in three events is seen three times,
+/// counted at most once, and "already counted" the other times.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub events_read: u64,
+    pub events_ignored: u64,
+    pub events_rejected: u64,
+    pub events_failed: u64,
+    pub keys_seen: u64,
+    pub keys_counted: u64,
+    pub keys_already_counted: u64,
+    pub keys_invalid: u64,
+    pub keys_stale: u64,
+}
+
+impl AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.events_read += other.events_read;
+        self.events_ignored += other.events_ignored;
+        self.events_rejected += other.events_rejected;
+        self.events_failed += other.events_failed;
+        self.keys_seen += other.keys_seen;
+        self.keys_counted += other.keys_counted;
+        self.keys_already_counted += other.keys_already_counted;
+        self.keys_invalid += other.keys_invalid;
+        self.keys_stale += other.keys_stale;
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "events read {}, ignored {}, rejected {}, failed {}; metric keys seen {}, counted {}, \
+             already counted {}, invalid {}, stale {}",
+            self.events_read,
+            self.events_ignored,
+            self.events_rejected,
+            self.events_failed,
+            self.keys_seen,
+            self.keys_counted,
+            self.keys_already_counted,
+            self.keys_invalid,
+            self.keys_stale
+        )
+    }
+}

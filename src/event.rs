@@ -1,0 +1,195 @@
+//! The Genesys Cloud EventBridge event: which events are conversation-attribute updates, and
+//! what one carries (conversation id, the event's own time, every attribute key).
+//!
+//! Decoding borrows from the event's JSON text wherever it can: an event is parsed once and
+//! its keys flow through the pipeline without copies. Attribute values are never read.
+
+use std::borrow::Cow;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
+/// The `detail-type` of an attributes event. Genesys keeps the literal `{id}` in it.
+pub const ATTRIBUTES_DETAIL_TYPE: &str = "v2.detail.events.conversation.{id}.attributes";
+
+/// Longest conversation id accepted, in bytes (Genesys uses 36-character UUIDs).
+pub const MAX_CONVERSATION_ID_BYTES: usize = 256;
+
+/// A decoded event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A conversation's attributes changed: it carries all of them.
+    Attributes(AttributesEvent<'a>),
+    /// Another topic of the same integration (`….customer.start`, `….flow.end`, …): ignored.
+    OtherTopic { detail_type: Cow<'a, str> },
+}
+
+/// A `v2.detail.events.conversation.{id}.attributes` event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AttributesEvent<'a> {
+    pub conversation_id: Cow<'a, str>,
+    /// When Genesys says the change happened: the clock for the stale rule.
+    pub event_time: Timestamp,
+    /// Every attribute key of the participant, sorted, each once.
+    pub attribute_keys: Vec<Cow<'a, str>>,
+}
+
+/// Why an event is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("not a Genesys EventBridge event: {0}")]
+    Shape(#[source] serde_json::Error),
+    #[error("the attributes event has no eventBody.conversationId")]
+    MissingConversationId,
+    #[error("conversation id {0:?} is not usable: {1}")]
+    BadConversationId(String, &'static str),
+    #[error("topicName {topic:?} does not name conversation {conversation_id:?}")]
+    TopicMismatch { topic: String, conversation_id: String },
+    #[error("the event has no time (eventBody.eventTime, detail.timestamp or time)")]
+    MissingTime,
+    #[error("the event's time {0} is out of range")]
+    BadTime(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "detail-type", borrow)]
+    detail_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    detail: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct Detail<'a> {
+    #[serde(rename = "topicName", default, borrow)]
+    topic_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "eventBody", borrow)]
+    event_body: EventBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct EventBody<'a> {
+    #[serde(rename = "eventTime", default)]
+    event_time: Option<i64>,
+    #[serde(rename = "conversationId", default, borrow)]
+    conversation_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    attributes: AttributeKeys<'a>,
+}
+
+/// The keys of the `attributes` object; values are skipped unread.
+struct AttributeKeys<'a>(Vec<Cow<'a, str>>);
+
+#[derive(Deserialize)]
+struct BorrowedKey<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for AttributeKeys<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeysVisitor {
+            type Value = AttributeKeys<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of participant attributes")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut keys = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((BorrowedKey(key), IgnoredAny)) = map.next_entry()? {
+                    keys.push(key);
+                }
+                Ok(AttributeKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(KeysVisitor)
+    }
+}
+
+/// Decodes one EventBridge event from its JSON text.
+pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
+    let envelope: Envelope = serde_json::from_str(json).map_err(classify_json_error)?;
+    if envelope.detail_type != ATTRIBUTES_DETAIL_TYPE {
+        return Ok(Event::OtherTopic {
+            detail_type: envelope.detail_type,
+        });
+    }
+    let detail: Detail = serde_json::from_str(envelope.detail.get()).map_err(EventError::Shape)?;
+    let conversation_id = detail
+        .event_body
+        .conversation_id
+        .ok_or(EventError::MissingConversationId)?;
+    check_conversation_id(&conversation_id)?;
+    if let Some(topic) = &detail.topic_name {
+        check_topic(topic, &conversation_id)?;
+    }
+    let event_time = event_time(detail.event_body.event_time, detail.timestamp, envelope.time)?;
+    let AttributeKeys(mut attribute_keys) = detail.event_body.attributes;
+    attribute_keys.sort_unstable();
+    attribute_keys.dedup();
+    Ok(Event::Attributes(AttributesEvent {
+        conversation_id,
+        event_time,
+        attribute_keys,
+    }))
+}
+
+fn classify_json_error(error: serde_json::Error) -> EventError {
+    if error.is_data() {
+        EventError::Shape(error)
+    } else {
+        EventError::NotJson(error)
+    }
+}
+
+fn check_conversation_id(id: &str) -> Result<(), EventError> {
+    let problem = if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > MAX_CONVERSATION_ID_BYTES {
+        Some("it is longer than 256 bytes")
+    } else if id.chars().any(char::is_control) {
+        Some("it contains control characters")
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(EventError::BadConversationId(id.to_owned(), why)),
+        None => Ok(()),
+    }
+}
+
+fn check_topic(topic: &str, conversation_id: &str) -> Result<(), EventError> {
+    let named = topic
+        .strip_prefix("v2.detail.events.conversation.")
+        .and_then(|rest| rest.strip_suffix(".attributes"));
+    if named == Some(conversation_id) {
+        Ok(())
+    } else {
+        Err(EventError::TopicMismatch {
+            topic: topic.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+        })
+    }
+}
+
+/// The event's own time: `eventBody.eventTime` (epoch ms), else `detail.timestamp`, else the
+/// envelope's `time`.
+fn event_time(
+    event_time_ms: Option<i64>,
+    detail_timestamp: Option<Cow<'_, str>>,
+    envelope_time: Option<Cow<'_, str>>,
+) -> Result<Timestamp, EventError> {
+    if let Some(ms) = event_time_ms {
+        return Timestamp::from_millisecond(ms).map_err(|_| EventError::BadTime(format!("eventTime {ms}")));
+    }
+    let text = detail_timestamp
+        .or(envelope_time)
+        .ok_or(EventError::MissingTime)?;
+    text.parse()
+        .map_err(|error: jiff::Error| EventError::BadTime(format!("{text:?} ({error})")))
+}

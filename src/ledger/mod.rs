@@ -1,0 +1,94 @@
+//! The ledger: the per-key record of which metric occurrences have been counted.
+//!
+//! Each (conversation id, attribute key) is recorded on its own. Counting is a three-step
+//! protocol so that a key is neither lost nor counted twice when a push fails or a process dies:
+//! **claim** the keys nobody has recorded (the winner alone pushes them), then **confirm** them as
+//! delivered once the sink has accepted them, or **release** them if it has not. A claim carries a
+//! lease: if its holder dies before confirming, the key can be claimed again after the lease.
+
+pub mod memory;
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use crate::attribute::MetricKey;
+
+pub use memory::MemoryLedger;
+
+/// What one event asks of the ledger: claim these keys of this conversation.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub conversation_id: &'a str,
+    /// The event's own time, kept as the key's first-seen time.
+    pub event_time: Timestamp,
+    /// Valid, non-stale keys of the conversation, each once.
+    pub keys: &'a [MetricKey<'a>],
+    /// The wall clock, for leases.
+    pub now: Timestamp,
+}
+
+/// The keys of one request that this caller won, under one claim token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub token: ClaimToken,
+    /// Indexes into the request's `keys`, in order.
+    pub won: Vec<usize>,
+}
+
+/// Identifies the holder of a claim, so that only the holder can confirm or release it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimToken(pub String);
+
+impl ClaimToken {
+    /// A fresh random token (128 bits): unique across concurrent invocations.
+    pub fn random() -> Self {
+        ClaimToken(format!("{:032x}", fastrand::u128(..)))
+    }
+}
+
+/// The keys of one claim to confirm or release.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub conversation_id: &'a str,
+    pub keys: &'a [&'a str],
+    pub token: &'a ClaimToken,
+    pub now: Timestamp,
+}
+
+/// Why the ledger could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// Throttling, a timeout, a 5xx: retrying the event later can succeed.
+    #[error("the ledger is unavailable ({operation}): {message}")]
+    Transient {
+        operation: &'static str,
+        message: String,
+    },
+    /// Misconfiguration or a bug (missing table, invalid request): retrying will not help.
+    #[error("the ledger refused {operation}: {message}")]
+    Permanent {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl LedgerError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LedgerError::Transient { .. })
+    }
+}
+
+/// The per-key store. Implementations must make `claim` atomic per key: of any number of
+/// concurrent callers, exactly one wins a key that is unrecorded or whose lease has expired.
+pub trait Ledger: Send + Sync {
+    /// Claims every key of the request that is neither delivered nor validly claimed.
+    fn claim(&self, request: ClaimRequest<'_>) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
+
+    /// Marks held keys as delivered. Returns the keys whose claim was no longer ours (the lease
+    /// expired and another holder re-claimed them): they may have been pushed twice.
+    fn confirm(&self, held: Held<'_>) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send;
+
+    /// Gives held keys back after a failed push, so that the retried event claims them again.
+    fn release(&self, held: Held<'_>) -> impl Future<Output = Result<(), LedgerError>> + Send;
+}

@@ -1,0 +1,17 @@
+//! genesys-flow-metrics: counts Genesys Cloud Architect flow metric attributes exactly once.
+//!
+//! Data flows through the modules in this order:
+//! [`event`] (decode a Genesys EventBridge event) → [`attribute`] (read each key with the
+//! metric grammar) → [`count`] (what counts: fresh, stale, invalid) → [`ledger`] (claim each
+//! key once) → [`sink`] (deliver what was claimed). [`pipeline`] runs that flow for a batch of
+//! events; [`input`] frames event files for replays.
+
+pub mod attribute;
+pub mod config;
+pub mod count;
+pub mod event;
+pub mod input;
+pub mod ledger;
+pub mod pipeline;
+pub mod replay;
+pub mod sink;

@@ -1,0 +1,347 @@
+//! The pipeline: event → attribute → ledger → sink, for one batch of events.
+//!
+//! A batch is what one invocation handles (one EventBridge event, an SQS batch, a chunk of a
+//! replay). Every event is decoded and its keys sorted by the pure rules in [`crate::count`];
+//! the ledger is asked to claim each event's fresh keys; the sink receives the keys won, in one
+//! push; then the claims are confirmed, or released if the push failed. Each event gets its own
+//! outcome, so one bad event never blocks the others.
+
+use futures::StreamExt;
+use futures::stream;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::attribute::InvalidKey;
+use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
+use crate::event::{self, Event, EventError};
+use crate::ledger::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
+use crate::sink::{Sink, SinkError};
+
+/// How many events of a batch talk to the ledger at once.
+const EVENT_CONCURRENCY: usize = 8;
+
+/// Joins a ledger and a sink under the counting rules.
+#[derive(Debug)]
+pub struct Pipeline<L, S> {
+    ledger: L,
+    sink: S,
+    max_key_age: SignedDuration,
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug)]
+pub enum EventOutcome {
+    /// Another topic of the integration: nothing to do.
+    Ignored { detail_type: String },
+    /// Not a usable event: it should go to a dead-letter queue or a person.
+    Rejected(EventError),
+    /// Its keys were counted (or already had been).
+    Processed(EventReport),
+    /// Its new keys could not be counted now; retrying the event will count them.
+    Failed {
+        report: EventReport,
+        error: DeliveryError,
+    },
+}
+
+/// What one attributes event's metric keys came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EventReport {
+    pub conversation_id: String,
+    /// New keys delivered by this event.
+    pub counted: usize,
+    /// Fresh keys the ledger already had (delivered or claimed by someone else).
+    pub already_counted: usize,
+    /// Metric candidates that break the grammar, with why.
+    pub invalid: Vec<(String, InvalidKey)>,
+    /// Valid keys too old to count, with their time.
+    pub stale: Vec<(String, Timestamp)>,
+}
+
+/// Why an event's new keys could not be counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl DeliveryError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DeliveryError::Ledger(error) => error.is_transient(),
+            DeliveryError::Sink(error) => error.is_transient(),
+        }
+    }
+}
+
+/// The outcome of every event of a batch, in input order, and their tally.
+#[derive(Debug)]
+pub struct BatchReport {
+    pub outcomes: Vec<EventOutcome>,
+    pub tally: Tally,
+}
+
+/// One attributes event of the batch: its sorted keys and what the ledger said.
+struct Pending<'a> {
+    /// Position in the batch.
+    index: usize,
+    conversation_id: &'a str,
+    event_time: Timestamp,
+    extracted: Extracted<'a>,
+    claim: Option<Result<Claim, LedgerError>>,
+}
+
+impl<L: Ledger, S: Sink> Pipeline<L, S> {
+    pub fn new(ledger: L, sink: S) -> Self {
+        Pipeline {
+            ledger,
+            sink,
+            max_key_age: DEFAULT_MAX_KEY_AGE,
+        }
+    }
+
+    /// Keys older than this, relative to their event's time, are stale.
+    pub fn with_max_key_age(mut self, max_key_age: SignedDuration) -> Self {
+        self.max_key_age = max_key_age;
+        self
+    }
+
+    pub fn ledger(&self) -> &L {
+        &self.ledger
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Processes a batch of EventBridge events given as JSON texts. `now` is the wall clock,
+    /// used only for claim leases.
+    pub async fn process_batch(&self, events: &[&str], now: Timestamp) -> BatchReport {
+        let mut tally = Tally {
+            events_read: events.len() as u64,
+            ..Tally::default()
+        };
+        let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
+        let mut attributes = Vec::new();
+        for (index, json) in events.iter().enumerate() {
+            match event::decode(json) {
+                Ok(Event::Attributes(event)) => {
+                    attributes.push((index, event));
+                    outcomes.push(None);
+                }
+                Ok(Event::OtherTopic { detail_type }) => {
+                    tally.events_ignored += 1;
+                    outcomes.push(Some(EventOutcome::Ignored {
+                        detail_type: detail_type.into_owned(),
+                    }));
+                }
+                Err(error) => {
+                    tally.events_rejected += 1;
+                    outcomes.push(Some(EventOutcome::Rejected(error)));
+                }
+            }
+        }
+        let mut pending: Vec<Pending<'_>> = attributes
+            .iter()
+            .map(|(index, event)| Pending {
+                index: *index,
+                conversation_id: &event.conversation_id,
+                event_time: event.event_time,
+                extracted: count::extract(event, self.max_key_age),
+                claim: None,
+            })
+            .collect();
+
+        self.claim_fresh_keys(&mut pending, now).await;
+        let occurrences = won_occurrences(&pending);
+        tally_keys(&mut tally, &pending, occurrences.len());
+        let pushed = self.sink.push(&occurrences, &tally).await;
+        match &pushed {
+            Ok(()) => self.confirm_claims(&pending, now).await,
+            Err(error) => {
+                tracing::warn!(%error, keys = occurrences.len(), "push failed; releasing claims");
+                tally.keys_counted = 0;
+                self.release_claims(&pending, now).await;
+            }
+        }
+
+        for pending in pending {
+            let index = pending.index;
+            let outcome = outcome(pending, &pushed);
+            if matches!(outcome, EventOutcome::Failed { .. }) {
+                tally.events_failed += 1;
+            }
+            outcomes[index] = Some(outcome);
+        }
+        BatchReport {
+            // Every slot was filled: by decoding, or by its pending event just above.
+            outcomes: outcomes.into_iter().flatten().collect(),
+            tally,
+        }
+    }
+
+    /// Asks the ledger about every event that has fresh keys; the others make no ledger call.
+    async fn claim_fresh_keys(&self, pending: &mut [Pending<'_>], now: Timestamp) {
+        let claims: Vec<Option<Result<Claim, LedgerError>>> = stream::iter(pending.iter())
+            .map(|pending| async move {
+                if pending.extracted.fresh.is_empty() {
+                    return None;
+                }
+                let request = ClaimRequest {
+                    conversation_id: pending.conversation_id,
+                    event_time: pending.event_time,
+                    keys: &pending.extracted.fresh,
+                    now,
+                };
+                Some(self.ledger.claim(request).await)
+            })
+            .buffered(EVENT_CONCURRENCY)
+            .collect()
+            .await;
+        for (pending, claim) in pending.iter_mut().zip(claims) {
+            pending.claim = claim;
+        }
+    }
+
+    async fn confirm_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
+        stream::iter(held_keys(pending))
+            .for_each_concurrent(EVENT_CONCURRENCY, |held| async move {
+                let held = held.at(now);
+                match self.ledger.confirm(held).await {
+                    Ok(lost) if lost.is_empty() => {}
+                    Ok(lost) => tracing::warn!(
+                        conversation_id = held.conversation_id,
+                        ?lost,
+                        "claims expired before they were confirmed and were taken by another \
+                         holder; these keys may have been pushed twice"
+                    ),
+                    // The push was accepted: failing the event would push it again after the lease.
+                    Err(error) => tracing::error!(
+                        conversation_id = held.conversation_id,
+                        %error,
+                        "pushed keys could not be confirmed; they stay claimed until the lease expires"
+                    ),
+                }
+            })
+            .await;
+    }
+
+    async fn release_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
+        stream::iter(held_keys(pending))
+            .for_each_concurrent(EVENT_CONCURRENCY, |held| async move {
+                let held = held.at(now);
+                if let Err(error) = self.ledger.release(held).await {
+                    tracing::warn!(
+                        conversation_id = held.conversation_id,
+                        %error,
+                        "claims could not be released; they will be re-claimed when the lease expires"
+                    );
+                }
+            })
+            .await;
+    }
+}
+
+/// The keys one event won, under its claim token.
+struct HeldKeys<'a> {
+    conversation_id: &'a str,
+    keys: Vec<&'a str>,
+    token: &'a ClaimToken,
+}
+
+impl HeldKeys<'_> {
+    fn at(&self, now: Timestamp) -> Held<'_> {
+        Held {
+            conversation_id: self.conversation_id,
+            keys: &self.keys,
+            token: self.token,
+            now,
+        }
+    }
+}
+
+fn held_keys<'a>(pending: &'a [Pending<'a>]) -> Vec<HeldKeys<'a>> {
+    pending
+        .iter()
+        .filter_map(|pending| match &pending.claim {
+            Some(Ok(claim)) if !claim.won.is_empty() => Some(HeldKeys {
+                conversation_id: pending.conversation_id,
+                keys: claim
+                    .won
+                    .iter()
+                    .filter_map(|&index| pending.extracted.fresh.get(index))
+                    .map(|metric| metric.key)
+                    .collect(),
+                token: &claim.token,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn won_occurrences<'a>(pending: &'a [Pending<'a>]) -> Vec<Occurrence<'a>> {
+    pending
+        .iter()
+        .flat_map(|pending| {
+            let won = match &pending.claim {
+                Some(Ok(claim)) => claim.won.as_slice(),
+                _ => &[],
+            };
+            won.iter()
+                .filter_map(|&index| pending.extracted.fresh.get(index))
+                .map(|metric| Occurrence::new(pending.conversation_id, metric))
+        })
+        .collect()
+}
+
+fn tally_keys(tally: &mut Tally, pending: &[Pending<'_>], counted: usize) {
+    tally.keys_counted += counted as u64;
+    for pending in pending {
+        let extracted = &pending.extracted;
+        tally.keys_seen += extracted.seen() as u64;
+        tally.keys_invalid += extracted.invalid.len() as u64;
+        tally.keys_stale += extracted.stale.len() as u64;
+        if let Some(Ok(claim)) = &pending.claim {
+            tally.keys_already_counted += (extracted.fresh.len() - claim.won.len()) as u64;
+        }
+    }
+}
+
+fn outcome(pending: Pending<'_>, pushed: &Result<(), SinkError>) -> EventOutcome {
+    let extracted = pending.extracted;
+    let mut report = EventReport {
+        conversation_id: pending.conversation_id.to_owned(),
+        invalid: extracted
+            .invalid
+            .into_iter()
+            .map(|(key, reason)| (key.to_owned(), reason))
+            .collect(),
+        stale: extracted
+            .stale
+            .iter()
+            .map(|metric| (metric.key.to_owned(), metric.time))
+            .collect(),
+        ..EventReport::default()
+    };
+    match pending.claim {
+        None => EventOutcome::Processed(report),
+        Some(Err(error)) => EventOutcome::Failed {
+            report,
+            error: error.into(),
+        },
+        Some(Ok(claim)) => {
+            report.already_counted = extracted.fresh.len() - claim.won.len();
+            match pushed {
+                Err(error) if !claim.won.is_empty() => EventOutcome::Failed {
+                    report,
+                    error: error.clone().into(),
+                },
+                _ => {
+                    report.counted = claim.won.len();
+                    EventOutcome::Processed(report)
+                }
+            }
+        }
+    }
+}
