@@ -115,6 +115,10 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         &self.sink
     }
 
+    pub fn into_parts(self) -> (L, S) {
+        (self.ledger, self.sink)
+    }
+
     /// Processes a batch of EventBridge events given as JSON texts. `now` is the wall clock,
     /// used only for claim leases.
     pub async fn process_batch(&self, events: &[&str], now: Timestamp) -> BatchReport {

@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: event builders and test doubles for the adapters.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use flow_metrics::count::{Occurrence, Tally};
+use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError};
+use flow_metrics::sink::{Sink, SinkError};
+use serde_json::json;
+
+/// An attributes event of `conversation_id` at `event_time` carrying `keys` (values "1").
+pub fn attributes_event(conversation_id: &str, event_time: &str, keys: &[&str]) -> String {
+    let time: jiff::Timestamp = event_time.parse().expect("test event time");
+    let attributes: serde_json::Map<String, serde_json::Value> =
+        keys.iter().map(|key| ((*key).to_owned(), json!("1"))).collect();
+    json!({
+        "version": "0",
+        "id": format!("{conversation_id}-{event_time}"),
+        "detail-type": "v2.detail.events.conversation.{id}.attributes",
+        "source": "aws.partner/genesys.com/cloud/org/flow-metrics",
+        "account": "123456789012",
+        "time": event_time,
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "topicName": format!("v2.detail.events.conversation.{conversation_id}.attributes"),
+            "version": "2",
+            "eventBody": {
+                "eventTime": time.as_millisecond(),
+                "conversationId": conversation_id,
+                "participantId": "p-1",
+                "attributes": attributes,
+            },
+            "timestamp": event_time,
+        }
+    })
+    .to_string()
+}
+
+/// An event of another topic of the integration.
+pub fn other_topic_event(conversation_id: &str) -> String {
+    json!({
+        "version": "0",
+        "detail-type": "v2.detail.events.conversation.{id}.customer.start",
+        "time": "2026-03-07T04:09:16Z",
+        "detail": {"eventBody": {"conversationId": conversation_id}}
+    })
+    .to_string()
+}
+
+/// Records every pushed occurrence; fails pushes while `failing` is set.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub pushed: Mutex<Vec<(String, String)>>,
+    pub failing: AtomicBool,
+    pub pushes: AtomicUsize,
+    pub last_tally: Mutex<Option<Tally>>,
+}
+
+impl RecordingSink {
+    pub fn pushed(&self) -> Vec<(String, String)> {
+        let mut pushed = self.pushed.lock().expect("lock").clone();
+        pushed.sort();
+        pushed
+    }
+}
+
+impl Sink for RecordingSink {
+    async fn push(&self, occurrences: &[Occurrence<'_>], tally: &Tally) -> Result<(), SinkError> {
+        self.pushes.fetch_add(1, Ordering::SeqCst);
+        *self.last_tally.lock().expect("lock") = Some(*tally);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SinkError::Transient("intake answered 503".to_owned()));
+        }
+        let mut pushed = self.pushed.lock().expect("lock");
+        pushed.extend(
+            occurrences
+                .iter()
+                .map(|o| (o.conversation_id.to_owned(), o.key.to_owned())),
+        );
+        Ok(())
+    }
+}
+
+/// Wraps a ledger: counts calls, and fails claims with a transient error while `failing` is set.
+pub struct FlakyLedger<L> {
+    pub inner: L,
+    pub failing: AtomicBool,
+    pub claims: AtomicUsize,
+}
+
+impl<L> FlakyLedger<L> {
+    pub fn new(inner: L) -> Self {
+        FlakyLedger {
+            inner,
+            failing: AtomicBool::new(false),
+            claims: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<L: Ledger> Ledger for FlakyLedger<L> {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(LedgerError::Transient {
+                operation: "claim",
+                message: "throttled".to_owned(),
+            });
+        }
+        self.inner.claim(request).await
+    }
+
+    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+        self.inner.confirm(held).await
+    }
+
+    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+        self.inner.release(held).await
+    }
+}

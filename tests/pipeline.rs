@@ -1,0 +1,259 @@
+//! The pipeline's promise: each valid, recent (conversation, key) is delivered exactly once,
+//! whatever the duplicates, order and failures of the events.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{FlakyLedger, RecordingSink, attributes_event, other_topic_event};
+use flow_metrics::ledger::{ClaimRequest, Ledger, MemoryLedger};
+use flow_metrics::pipeline::{DeliveryError, EventOutcome, Pipeline};
+use jiff::{SignedDuration, Timestamp};
+
+const C1: &str = "11111111-1111-1111-1111-111111111111";
+const C2: &str = "22222222-2222-2222-2222-222222222222";
+const START: &str = "RoutingMetric_Start(2026-03-07T04:08:00.000Z)";
+const MENU: &str = "RoutingMetric_Menu(2026-03-07T04:08:10.000Z)";
+const MENU_AGAIN: &str = "RoutingMetric_Menu(2026-03-07T04:08:20.000Z)";
+
+fn now() -> Timestamp {
+    "2026-03-07T04:10:00Z".parse().expect("timestamp")
+}
+
+fn pipeline() -> Pipeline<FlakyLedger<MemoryLedger>, RecordingSink> {
+    Pipeline::new(
+        FlakyLedger::new(MemoryLedger::default()),
+        RecordingSink::default(),
+    )
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = items
+        .iter()
+        .map(|(c, k)| ((*c).to_owned(), (*k).to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+async fn run(
+    pipeline: &Pipeline<FlakyLedger<MemoryLedger>, RecordingSink>,
+    events: &[String],
+) -> Vec<EventOutcome> {
+    let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+    pipeline.process_batch(&texts, now()).await.outcomes
+}
+
+#[tokio::test]
+async fn growing_attribute_maps_count_each_key_once() {
+    let pipeline = pipeline();
+    let first = attributes_event(C1, "2026-03-07T04:08:01Z", &["AccountID", START]);
+    let second = attributes_event(C1, "2026-03-07T04:08:11Z", &["AccountID", START, MENU]);
+    let third = attributes_event(
+        C1,
+        "2026-03-07T04:08:21Z",
+        &["AccountID", START, MENU, MENU_AGAIN],
+    );
+    run(&pipeline, &[first]).await;
+    run(&pipeline, &[second]).await;
+    let outcomes = run(&pipeline, &[third]).await;
+    assert_eq!(
+        pipeline.sink().pushed(),
+        pairs(&[(C1, START), (C1, MENU), (C1, MENU_AGAIN)])
+    );
+    match &outcomes[..] {
+        [EventOutcome::Processed(report)] => {
+            assert_eq!((report.counted, report.already_counted), (1, 2));
+        }
+        other => panic!("unexpected outcomes {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn duplicates_and_reordering_never_count_twice() {
+    let pipeline = pipeline();
+    let older = attributes_event(C1, "2026-03-07T04:08:01Z", &[START]);
+    let newer = attributes_event(C1, "2026-03-07T04:08:11Z", &[START, MENU]);
+    // Newer first, then the older one, then both again, some in the same batch.
+    run(&pipeline, std::slice::from_ref(&newer)).await;
+    run(&pipeline, &[older.clone(), older.clone()]).await;
+    run(&pipeline, &[newer.clone(), older, newer]).await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START), (C1, MENU)]));
+}
+
+#[tokio::test]
+async fn the_same_key_in_two_conversations_counts_twice() {
+    let pipeline = pipeline();
+    let events = [
+        attributes_event(C1, "2026-03-07T04:08:01Z", &[START]),
+        attributes_event(C2, "2026-03-07T04:08:01Z", &[START]),
+    ];
+    run(&pipeline, &events).await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START), (C2, START)]));
+}
+
+#[tokio::test]
+async fn stale_keys_are_judged_by_the_event_time_not_the_wall_clock() {
+    let pipeline = pipeline().with_max_key_age(SignedDuration::from_hours(24 * 7));
+    let ten_days_old = "RoutingMetric_Start(2026-02-25T04:08:00Z)";
+    let six_days_old = "RoutingMetric_Menu(2026-03-01T04:08:00Z)";
+    // An event from 2020 whose key is from the same minute: recent for its event, so it counts.
+    let old_but_recent = "RoutingMetric_Start(2020-01-01T00:00:00Z)";
+    let events = [
+        attributes_event(C1, "2026-03-07T04:08:00Z", &[ten_days_old, six_days_old]),
+        attributes_event(C2, "2020-01-01T00:00:30Z", &[old_but_recent]),
+    ];
+    let outcomes = run(&pipeline, &events).await;
+    assert_eq!(
+        pipeline.sink().pushed(),
+        pairs(&[(C1, six_days_old), (C2, old_but_recent)])
+    );
+    match &outcomes[0] {
+        EventOutcome::Processed(report) => {
+            assert_eq!(report.stale.len(), 1);
+            assert_eq!(report.stale[0].0, ten_days_old);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_keys_are_reported_and_never_counted() {
+    let pipeline = pipeline();
+    let impossible = "RoutingMetric_Callback(2026-02-30T04:09:00.000Z)";
+    let events = [attributes_event(C1, "2026-03-07T04:08:01Z", &[START, impossible])];
+    let outcomes = run(&pipeline, &events).await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
+    match &outcomes[0] {
+        EventOutcome::Processed(report) => {
+            assert_eq!(report.invalid.len(), 1);
+            assert_eq!(report.invalid[0].0, impossible);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_and_foreign_events_do_not_block_the_batch() {
+    let pipeline = pipeline();
+    let events = [
+        "{not json".to_owned(),
+        other_topic_event(C1),
+        attributes_event(C2, "2026-03-07T04:08:01Z", &[START]),
+    ];
+    let report = {
+        let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+        pipeline.process_batch(&texts, now()).await
+    };
+    assert!(matches!(report.outcomes[0], EventOutcome::Rejected(_)));
+    assert!(matches!(report.outcomes[1], EventOutcome::Ignored { .. }));
+    assert!(matches!(report.outcomes[2], EventOutcome::Processed(_)));
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C2, START)]));
+    let tally = report.tally;
+    assert_eq!(
+        (tally.events_read, tally.events_rejected, tally.events_ignored),
+        (3, 1, 1)
+    );
+    assert_eq!((tally.keys_seen, tally.keys_counted), (1, 1));
+}
+
+#[tokio::test]
+async fn events_without_metric_keys_make_no_ledger_call() {
+    let pipeline = pipeline();
+    let events = [
+        attributes_event(C1, "2026-03-07T04:08:01Z", &["AccountID", "Language"]),
+        attributes_event(C1, "2026-03-07T04:08:01Z", &["RoutingMetric_Bad(yesterday)"]),
+        other_topic_event(C1),
+    ];
+    run(&pipeline, &events).await;
+    assert_eq!(pipeline.ledger().claims.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_failed_push_releases_the_claims_and_the_retry_counts_them_once() {
+    let pipeline = pipeline();
+    let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START, MENU]);
+    pipeline.sink().failing.store(true, Ordering::SeqCst);
+    let outcomes = run(&pipeline, std::slice::from_ref(&event)).await;
+    match &outcomes[..] {
+        [
+            EventOutcome::Failed {
+                error: DeliveryError::Sink(error),
+                ..
+            },
+        ] => assert!(error.is_transient()),
+        other => panic!("expected a failed event, got {other:?}"),
+    }
+    assert!(pipeline.sink().pushed().is_empty());
+
+    pipeline.sink().failing.store(false, Ordering::SeqCst);
+    run(&pipeline, std::slice::from_ref(&event)).await;
+    run(&pipeline, &[event]).await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START), (C1, MENU)]));
+    assert_eq!(pipeline.ledger().inner.delivered(), 2);
+}
+
+#[tokio::test]
+async fn a_ledger_failure_fails_only_its_event_and_the_retry_counts_it() {
+    let pipeline = pipeline();
+    let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
+    pipeline.ledger().failing.store(true, Ordering::SeqCst);
+    let outcomes = run(&pipeline, std::slice::from_ref(&event)).await;
+    match &outcomes[..] {
+        [EventOutcome::Failed { error, .. }] => assert!(error.is_transient()),
+        other => panic!("expected a failed event, got {other:?}"),
+    }
+    pipeline.ledger().failing.store(false, Ordering::SeqCst);
+    run(&pipeline, &[event]).await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
+}
+
+#[tokio::test]
+async fn a_claim_abandoned_by_a_crash_is_retaken_after_its_lease() {
+    let lease = SignedDuration::from_mins(15);
+    let pipeline = Pipeline::new(
+        FlakyLedger::new(MemoryLedger::new(lease)),
+        RecordingSink::default(),
+    );
+    // Another process claimed the key, then died before pushing it.
+    let metric = match flow_metrics::attribute::classify(START) {
+        flow_metrics::attribute::Attribute::Metric(metric) => metric,
+        other => panic!("{other:?}"),
+    };
+    let crashed = pipeline
+        .ledger()
+        .claim(ClaimRequest {
+            conversation_id: C1,
+            event_time: now(),
+            keys: &[metric],
+            now: now(),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(crashed.won, [0]);
+
+    let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
+    let texts = [event.as_str()];
+    pipeline.process_batch(&texts, now()).await;
+    assert!(pipeline.sink().pushed().is_empty(), "the lease still holds");
+    pipeline
+        .process_batch(&texts, now() + lease + SignedDuration::from_secs(1))
+        .await;
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
+}
+
+#[tokio::test]
+async fn the_sink_receives_the_batch_tally() {
+    let pipeline = pipeline();
+    let events = [
+        attributes_event(C1, "2026-03-07T04:08:11Z", &[START, "RoutingMetric_X(bad)"]),
+        attributes_event(C1, "2026-03-07T04:08:11Z", &[START]),
+    ];
+    run(&pipeline, &events).await;
+    let tally = pipeline.sink().last_tally.lock().expect("lock").expect("pushed");
+    assert_eq!(tally.events_read, 2);
+    assert_eq!(tally.keys_seen, 3);
+    assert_eq!(tally.keys_counted, 1);
+    assert_eq!(tally.keys_already_counted, 1);
+    assert_eq!(tally.keys_invalid, 1);
+}
