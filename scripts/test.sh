@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+step "DynamoDB emulator for the tests (dynalite, from tests/emulator/package-lock.json)"
+npm ci --prefix tests/emulator --no-audit --no-fund --loglevel=error
+
 step "formatting"
 cargo fmt --all -- --check
 

@@ -14,6 +14,32 @@ pub enum DurationError {
     NotPositive { text: String },
 }
 
+/// Why the ledger's retention cannot be used with the stale age.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "retention ({retention}) must be longer than the maximum key age ({max_key_age}): an item that \
+     expires while its key can still arrive would be counted again"
+)]
+pub struct RetentionTooShort {
+    pub retention: String,
+    pub max_key_age: String,
+}
+
+/// Checks that ledger items outlive every key that can still count.
+pub fn check_retention(
+    retention: SignedDuration,
+    max_key_age: SignedDuration,
+) -> Result<(), RetentionTooShort> {
+    if retention > max_key_age {
+        Ok(())
+    } else {
+        Err(RetentionTooShort {
+            retention: format!("{retention:#}"),
+            max_key_age: format!("{max_key_age:#}"),
+        })
+    }
+}
+
 /// Parses a positive duration such as `7d` or `15m`.
 pub fn parse_duration(text: &str) -> Result<SignedDuration, DurationError> {
     let syntax = |reason: jiff::Error| DurationError::Syntax {
@@ -43,6 +69,18 @@ mod tests {
         assert_eq!(parse_duration("P7D"), Ok(SignedDuration::from_hours(168)));
         assert_eq!(parse_duration("15m"), Ok(SignedDuration::from_mins(15)));
         assert_eq!(parse_duration("1h 30m"), Ok(SignedDuration::from_mins(90)));
+    }
+
+    #[test]
+    fn retention_must_outlive_the_stale_age() {
+        let week = SignedDuration::from_hours(168);
+        assert!(check_retention(SignedDuration::from_hours(720), week).is_ok());
+        let error = check_retention(week, week).expect_err("equal is too short");
+        assert_eq!(
+            error.to_string(),
+            "retention (168h) must be longer than the maximum key age (168h): an item that expires \
+             while its key can still arrive would be counted again"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! events; [`input`] frames event files for replays.
 
 pub mod attribute;
+pub mod aws;
 pub mod config;
 pub mod count;
 pub mod event;

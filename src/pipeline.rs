@@ -187,63 +187,73 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
 
     /// Asks the ledger about every event that has fresh keys; the others make no ledger call.
     async fn claim_fresh_keys(&self, pending: &mut [Pending<'_>], now: Timestamp) {
-        let claims: Vec<Option<Result<Claim, LedgerError>>> = stream::iter(pending.iter())
-            .map(|pending| async move {
-                if pending.extracted.fresh.is_empty() {
-                    return None;
-                }
-                let request = ClaimRequest {
-                    conversation_id: pending.conversation_id,
-                    event_time: pending.event_time,
-                    keys: &pending.extracted.fresh,
-                    now,
-                };
-                Some(self.ledger.claim(request).await)
-            })
-            .buffered(EVENT_CONCURRENCY)
-            .collect()
-            .await;
+        // Lists of futures rather than mapping closures: such closures trip rustc's proof that
+        // the batch's future is Send (rust-lang/rust#110338).
+        let claims: Vec<_> = pending.iter().map(|pending| self.claim(pending, now)).collect();
+        let claims: Vec<Option<Result<Claim, LedgerError>>> =
+            stream::iter(claims).buffered(EVENT_CONCURRENCY).collect().await;
         for (pending, claim) in pending.iter_mut().zip(claims) {
             pending.claim = claim;
         }
     }
 
+    async fn claim(&self, pending: &Pending<'_>, now: Timestamp) -> Option<Result<Claim, LedgerError>> {
+        if pending.extracted.fresh.is_empty() {
+            return None;
+        }
+        let request = ClaimRequest {
+            conversation_id: pending.conversation_id,
+            event_time: pending.event_time,
+            keys: &pending.extracted.fresh,
+            now,
+        };
+        Some(self.ledger.claim(request).await)
+    }
+
     async fn confirm_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
-        stream::iter(held_keys(pending))
-            .for_each_concurrent(EVENT_CONCURRENCY, |held| async move {
-                let held = held.at(now);
-                match self.ledger.confirm(held).await {
-                    Ok(lost) if lost.is_empty() => {}
-                    Ok(lost) => tracing::warn!(
-                        conversation_id = held.conversation_id,
-                        ?lost,
-                        "claims expired before they were confirmed and were taken by another \
-                         holder; these keys may have been pushed twice"
-                    ),
-                    // The push was accepted: failing the event would push it again after the lease.
-                    Err(error) => tracing::error!(
-                        conversation_id = held.conversation_id,
-                        %error,
-                        "pushed keys could not be confirmed; they stay claimed until the lease expires"
-                    ),
-                }
-            })
+        let held = held_keys(pending);
+        let confirms: Vec<_> = held.iter().map(|held| self.confirm(held.at(now))).collect();
+        stream::iter(confirms)
+            .buffer_unordered(EVENT_CONCURRENCY)
+            .collect::<Vec<()>>()
             .await;
     }
 
+    async fn confirm(&self, held: Held<'_>) {
+        match self.ledger.confirm(held).await {
+            Ok(lost) if lost.is_empty() => {}
+            Ok(lost) => tracing::warn!(
+                conversation_id = held.conversation_id,
+                ?lost,
+                "claims expired before they were confirmed and were taken by another holder; \
+                 these keys may have been pushed twice"
+            ),
+            // The push was accepted: failing the event would push it again after the lease.
+            Err(error) => tracing::error!(
+                conversation_id = held.conversation_id,
+                %error,
+                "pushed keys could not be confirmed; they stay claimed until the lease expires"
+            ),
+        }
+    }
+
     async fn release_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
-        stream::iter(held_keys(pending))
-            .for_each_concurrent(EVENT_CONCURRENCY, |held| async move {
-                let held = held.at(now);
-                if let Err(error) = self.ledger.release(held).await {
-                    tracing::warn!(
-                        conversation_id = held.conversation_id,
-                        %error,
-                        "claims could not be released; they will be re-claimed when the lease expires"
-                    );
-                }
-            })
+        let held = held_keys(pending);
+        let releases: Vec<_> = held.iter().map(|held| self.release(held.at(now))).collect();
+        stream::iter(releases)
+            .buffer_unordered(EVENT_CONCURRENCY)
+            .collect::<Vec<()>>()
             .await;
+    }
+
+    async fn release(&self, held: Held<'_>) {
+        if let Err(error) = self.ledger.release(held).await {
+            tracing::warn!(
+                conversation_id = held.conversation_id,
+                %error,
+                "claims could not be released; they will be re-claimed when the lease expires"
+            );
+        }
     }
 }
 

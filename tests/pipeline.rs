@@ -257,3 +257,11 @@ async fn the_sink_receives_the_batch_tally() {
     assert_eq!(tally.keys_already_counted, 1);
     assert_eq!(tally.keys_invalid, 1);
 }
+
+#[test]
+fn a_batch_can_run_on_any_runtime_thread() {
+    fn assert_send<T: Send>(_: &T) {}
+    let pipeline = pipeline();
+    let batch = pipeline.process_batch(&[], now());
+    assert_send(&batch);
+}

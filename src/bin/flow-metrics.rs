@@ -9,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use flow_metrics::config::parse_duration;
+use flow_metrics::config::{check_retention, parse_duration};
 use flow_metrics::count::Tally;
-use flow_metrics::ledger::{Ledger, MemoryLedger};
+use flow_metrics::ledger::dynamodb::create_table;
+use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
 use flow_metrics::pipeline::Pipeline;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
 use flow_metrics::sink::{JsonLinesSink, Sink};
@@ -49,6 +50,9 @@ struct ReplayArgs {
     #[arg(long, value_enum, default_value_t = LedgerKind::Memory)]
     ledger: LedgerKind,
 
+    #[command(flatten)]
+    dynamodb: DynamoDbArgs,
+
     /// Where counted occurrences go.
     #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
     sink: SinkKind,
@@ -62,10 +66,37 @@ struct ReplayArgs {
     batch_size: NonZeroUsize,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// The DynamoDB ledger's settings (with `--ledger dynamodb`). Credentials and region come from
+/// the standard AWS chain.
+#[derive(Debug, clap::Args)]
+struct DynamoDbArgs {
+    /// The ledger table.
+    #[arg(long, env = "FLOW_METRICS_TABLE", required_if_eq("ledger", "dynamodb"))]
+    table: Option<String>,
+
+    /// A DynamoDB endpoint such as an emulator's (default: AWS, or AWS_ENDPOINT_URL).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+
+    /// Create the table (on-demand, with TTL) if it does not exist.
+    #[arg(long)]
+    create_table: bool,
+
+    /// How long a claim holds before another process may take the key.
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    lease: SignedDuration,
+
+    /// How long a ledger item is kept after its key's time (must exceed --max-key-age).
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    retention: SignedDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LedgerKind {
     /// In this process only: forgets everything at exit.
     Memory,
+    /// A DynamoDB table shared with the Lambda: keys counted there are not counted again.
+    Dynamodb,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -96,13 +127,35 @@ async fn main() -> ExitCode {
 
 async fn run_replay(args: ReplayArgs) -> anyhow::Result<Tally> {
     let sources = open_sources(&args.files)?;
-    let ledger = match args.ledger {
-        LedgerKind::Memory => MemoryLedger::default(),
-    };
     let sink = match args.sink {
         SinkKind::Stdout => JsonLinesSink::stdout(),
     };
-    replay_with(ledger, sink, sources, &args).await
+    match args.ledger {
+        LedgerKind::Memory => replay_with(MemoryLedger::default(), sink, sources, &args).await,
+        LedgerKind::Dynamodb => {
+            let ledger = dynamodb_ledger(&args).await?;
+            replay_with(ledger, sink, sources, &args).await
+        }
+    }
+}
+
+async fn dynamodb_ledger(args: &ReplayArgs) -> anyhow::Result<DynamoDbLedger> {
+    let settings = &args.dynamodb;
+    check_retention(settings.retention, args.max_key_age)?;
+    let table = settings
+        .table
+        .as_deref()
+        .context("--table is required with --ledger dynamodb")?;
+    let config = flow_metrics::aws::load_config(settings.endpoint_url.as_deref()).await?;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    if settings.create_table {
+        create_table(&client, table)
+            .await
+            .with_context(|| format!("cannot create table {table}"))?;
+    }
+    Ok(DynamoDbLedger::new(client, table)
+        .with_lease(settings.lease)
+        .with_retention(settings.retention))
 }
 
 async fn replay_with<L: Ledger, S: Sink>(

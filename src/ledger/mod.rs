@@ -6,6 +6,7 @@
 //! delivered once the sink has accepted them, or **release** them if it has not. A claim carries a
 //! lease: if its holder dies before confirming, the key can be claimed again after the lease.
 
+pub mod dynamodb;
 pub mod memory;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use jiff::Timestamp;
 
 use crate::attribute::MetricKey;
 
+pub use dynamodb::DynamoDbLedger;
 pub use memory::MemoryLedger;
 
 /// What one event asks of the ledger: claim these keys of this conversation.

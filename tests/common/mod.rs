@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: event builders and test doubles for the adapters.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod emulator;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
