@@ -6,6 +6,8 @@
 //! push; then the claims are confirmed, or released if the push failed. Each event gets its own
 //! outcome, so one bad event never blocks the others.
 
+use std::time::Instant;
+
 use futures::StreamExt;
 use futures::stream;
 use jiff::{SignedDuration, Timestamp};
@@ -14,7 +16,7 @@ use crate::attribute::InvalidKey;
 use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
 use crate::event::{self, Event, EventError};
 use crate::ledger::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{PushContext, Sink, SinkError};
 
 /// How many events of a batch talk to the ledger at once.
 const EVENT_CONCURRENCY: usize = 8;
@@ -75,6 +77,20 @@ impl DeliveryError {
     }
 }
 
+/// When a batch runs: the wall clock (for leases and point times) and, in Lambda, when the
+/// invocation ends (sinks stop retrying in time for the claims to be settled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTime {
+    pub now: Timestamp,
+    pub deadline: Option<Instant>,
+}
+
+impl From<Timestamp> for BatchTime {
+    fn from(now: Timestamp) -> Self {
+        BatchTime { now, deadline: None }
+    }
+}
+
 /// The outcome of every event of a batch, in input order, and their tally.
 #[derive(Debug)]
 pub struct BatchReport {
@@ -119,9 +135,9 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         (self.ledger, self.sink)
     }
 
-    /// Processes a batch of EventBridge events given as JSON texts. `now` is the wall clock,
-    /// used only for claim leases.
-    pub async fn process_batch(&self, events: &[&str], now: Timestamp) -> BatchReport {
+    /// Processes a batch of EventBridge events given as JSON texts.
+    pub async fn process_batch(&self, events: &[&str], time: impl Into<BatchTime>) -> BatchReport {
+        let BatchTime { now, deadline } = time.into();
         let mut tally = Tally {
             events_read: events.len() as u64,
             ..Tally::default()
@@ -160,19 +176,38 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         self.claim_fresh_keys(&mut pending, now).await;
         let occurrences = won_occurrences(&pending);
         tally_keys(&mut tally, &pending, occurrences.len());
-        let pushed = self.sink.push(&occurrences, &tally).await;
-        match &pushed {
-            Ok(()) => self.confirm_claims(&pending, now).await,
-            Err(error) => {
-                tracing::warn!(%error, keys = occurrences.len(), "push failed; releasing claims");
-                tally.keys_counted = 0;
-                self.release_claims(&pending, now).await;
+        let context = PushContext {
+            tally: &tally,
+            now,
+            deadline,
+        };
+        let pushed = self.sink.push(&occurrences, &context).await;
+        let delivered = match &pushed {
+            Ok(()) => occurrences.len(),
+            Err(failure) => {
+                tracing::warn!(
+                    error = %failure.error,
+                    delivered = failure.delivered,
+                    undelivered = occurrences.len().saturating_sub(failure.delivered),
+                    "push failed; releasing the claims of undelivered keys"
+                );
+                failure.delivered
             }
-        }
+        };
+        drop(occurrences);
+        tally.keys_counted = delivered as u64;
+        let (delivered_keys, undelivered_keys) = split_held(&pending, delivered);
+        self.confirm_claims(&delivered_keys, now).await;
+        self.release_claims(&undelivered_keys, now).await;
+        let failed_events: Vec<usize> = undelivered_keys.iter().map(|held| held.pending).collect();
 
-        for pending in pending {
+        for (position, pending) in pending.into_iter().enumerate() {
             let index = pending.index;
-            let outcome = outcome(pending, &pushed);
+            let failure = match &pushed {
+                Err(failure) if failed_events.contains(&position) => Some(&failure.error),
+                _ => None,
+            };
+            let outcome = outcome(pending, failure);
             if matches!(outcome, EventOutcome::Failed { .. }) {
                 tally.events_failed += 1;
             }
@@ -210,8 +245,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         Some(self.ledger.claim(request).await)
     }
 
-    async fn confirm_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
-        let held = held_keys(pending);
+    async fn confirm_claims(&self, held: &[HeldKeys<'_>], now: Timestamp) {
         let confirms: Vec<_> = held.iter().map(|held| self.confirm(held.at(now))).collect();
         stream::iter(confirms)
             .buffer_unordered(EVENT_CONCURRENCY)
@@ -237,8 +271,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         }
     }
 
-    async fn release_claims(&self, pending: &[Pending<'_>], now: Timestamp) {
-        let held = held_keys(pending);
+    async fn release_claims(&self, held: &[HeldKeys<'_>], now: Timestamp) {
         let releases: Vec<_> = held.iter().map(|held| self.release(held.at(now))).collect();
         stream::iter(releases)
             .buffer_unordered(EVENT_CONCURRENCY)
@@ -257,8 +290,10 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
     }
 }
 
-/// The keys one event won, under its claim token.
+/// Some keys one event won, under its claim token.
 struct HeldKeys<'a> {
+    /// Position of the event among the pending ones.
+    pending: usize,
     conversation_id: &'a str,
     keys: Vec<&'a str>,
     token: &'a ClaimToken,
@@ -275,23 +310,36 @@ impl HeldKeys<'_> {
     }
 }
 
-fn held_keys<'a>(pending: &'a [Pending<'a>]) -> Vec<HeldKeys<'a>> {
-    pending
-        .iter()
-        .filter_map(|pending| match &pending.claim {
-            Some(Ok(claim)) if !claim.won.is_empty() => Some(HeldKeys {
-                conversation_id: pending.conversation_id,
-                keys: claim
-                    .won
-                    .iter()
-                    .filter_map(|&index| pending.extracted.fresh.get(index))
-                    .map(|metric| metric.key)
-                    .collect(),
-                token: &claim.token,
-            }),
-            _ => None,
-        })
-        .collect()
+/// Splits the won keys into those among the first `delivered` occurrences (the order of
+/// [`won_occurrences`]) and the rest, per event.
+fn split_held<'a>(pending: &'a [Pending<'a>], delivered: usize) -> (Vec<HeldKeys<'a>>, Vec<HeldKeys<'a>>) {
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    let mut first_occurrence = 0;
+    for (position, pending) in pending.iter().enumerate() {
+        let Some(Ok(claim)) = &pending.claim else {
+            continue;
+        };
+        let keys: Vec<&str> = claim
+            .won
+            .iter()
+            .filter_map(|&index| pending.extracted.fresh.get(index))
+            .map(|metric| metric.key)
+            .collect();
+        let accepted_here = delivered.saturating_sub(first_occurrence).min(keys.len());
+        first_occurrence += keys.len();
+        let (delivered_keys, undelivered_keys) = keys.split_at(accepted_here);
+        for (keys, list) in [(delivered_keys, &mut accepted), (undelivered_keys, &mut refused)] {
+            if !keys.is_empty() {
+                list.push(HeldKeys {
+                    pending: position,
+                    conversation_id: pending.conversation_id,
+                    keys: keys.to_vec(),
+                    token: &claim.token,
+                });
+            }
+        }
+    }
+    (accepted, refused)
 }
 
 fn won_occurrences<'a>(pending: &'a [Pending<'a>]) -> Vec<Occurrence<'a>> {
@@ -322,7 +370,8 @@ fn tally_keys(tally: &mut Tally, pending: &[Pending<'_>], counted: usize) {
     }
 }
 
-fn outcome(pending: Pending<'_>, pushed: &Result<(), SinkError>) -> EventOutcome {
+/// The event's outcome; `push_failure` is set if some of its won keys were not delivered.
+fn outcome(pending: Pending<'_>, push_failure: Option<&SinkError>) -> EventOutcome {
     let extracted = pending.extracted;
     let mut report = EventReport {
         conversation_id: pending.conversation_id.to_owned(),
@@ -338,20 +387,20 @@ fn outcome(pending: Pending<'_>, pushed: &Result<(), SinkError>) -> EventOutcome
             .collect(),
         ..EventReport::default()
     };
-    match pending.claim {
-        None => EventOutcome::Processed(report),
-        Some(Err(error)) => EventOutcome::Failed {
+    match (pending.claim, push_failure) {
+        (None, _) => EventOutcome::Processed(report),
+        (Some(Err(error)), _) => EventOutcome::Failed {
             report,
             error: error.into(),
         },
-        Some(Ok(claim)) => {
+        (Some(Ok(claim)), failure) => {
             report.already_counted = extracted.fresh.len() - claim.won.len();
-            match pushed {
-                Err(error) if !claim.won.is_empty() => EventOutcome::Failed {
+            match failure {
+                Some(error) => EventOutcome::Failed {
                     report,
                     error: error.clone().into(),
                 },
-                _ => {
+                None => {
                     report.counted = claim.won.len();
                     EventOutcome::Processed(report)
                 }

@@ -194,6 +194,44 @@ async fn a_failed_push_releases_the_claims_and_the_retry_counts_them_once() {
 }
 
 #[tokio::test]
+async fn a_push_that_fails_part_way_confirms_what_was_delivered_and_retries_the_rest() {
+    let pipeline = pipeline();
+    let events = [
+        attributes_event(C1, "2026-03-07T04:08:11Z", &[START, MENU]),
+        attributes_event(C2, "2026-03-07T04:08:11Z", &[START]),
+    ];
+    *pipeline.sink().fail_after.lock().expect("lock") = Some(1);
+    let outcomes = run(&pipeline, &events).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, EventOutcome::Failed { .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        pipeline.ledger().inner.delivered(),
+        1,
+        "the delivered key is confirmed"
+    );
+
+    let retried = run(&pipeline, &events).await;
+    assert!(
+        retried
+            .iter()
+            .all(|outcome| matches!(outcome, EventOutcome::Processed(_)))
+    );
+    assert_eq!(
+        pipeline.sink().pushed(),
+        pairs(&[(C1, MENU), (C1, START), (C2, START)])
+    );
+    assert_eq!(
+        pipeline.sink().pushed.lock().expect("lock").len(),
+        3,
+        "nothing pushed twice"
+    );
+}
+
+#[tokio::test]
 async fn a_ledger_failure_fails_only_its_event_and_the_retry_counts_it() {
     let pipeline = pipeline();
     let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);

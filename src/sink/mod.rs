@@ -1,11 +1,15 @@
 //! Sinks: where counted occurrences go once the ledger has granted them.
 //!
-//! A push either succeeds for the whole batch or fails; on failure the pipeline releases the
-//! batch's claims and reports its events as failed, so they are retried and nothing is lost.
+//! A push delivers the batch's occurrences in order. If it fails part-way, it says how many of
+//! the first occurrences were accepted: the pipeline confirms those and releases the claims of
+//! the rest, whose events fail and are retried. So nothing is lost and nothing is sent twice.
 
 pub mod stdout;
 
 use std::future::Future;
+use std::time::Instant;
+
+use jiff::Timestamp;
 
 use crate::count::{Occurrence, Tally};
 
@@ -28,13 +32,39 @@ impl SinkError {
     }
 }
 
+/// A push that did not deliver everything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error} ({delivered} occurrences were delivered first)")]
+pub struct PushFailure {
+    pub error: SinkError,
+    /// How many of the first occurrences were accepted before the failure.
+    pub delivered: usize,
+}
+
+impl PushFailure {
+    /// A failure before anything was delivered.
+    pub fn nothing_delivered(error: SinkError) -> Self {
+        PushFailure { error, delivered: 0 }
+    }
+}
+
+/// What a sink knows of the batch it is pushing.
+#[derive(Debug, Clone, Copy)]
+pub struct PushContext<'a> {
+    /// The batch's counts, which a sink may report as self-metrics.
+    pub tally: &'a Tally,
+    /// The wall clock.
+    pub now: Timestamp,
+    /// When the invocation ends: retries must stop before it.
+    pub deadline: Option<Instant>,
+}
+
 /// A destination for counted occurrences.
 pub trait Sink: Send + Sync {
-    /// Delivers the batch's occurrences (possibly none) with the batch's tally, which a sink may
-    /// report as self-metrics.
+    /// Delivers the batch's occurrences (possibly none), in order.
     fn push(
         &self,
         occurrences: &[Occurrence<'_>],
-        tally: &Tally,
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+        context: &PushContext<'_>,
+    ) -> impl Future<Output = Result<(), PushFailure>> + Send;
 }

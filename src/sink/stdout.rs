@@ -6,8 +6,8 @@
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
-use super::{Sink, SinkError};
-use crate::count::{Occurrence, Tally};
+use super::{PushContext, PushFailure, Sink, SinkError};
+use crate::count::Occurrence;
 
 /// Writes occurrences as JSON Lines.
 #[derive(Debug)]
@@ -32,22 +32,39 @@ impl<W: Write + Send> JsonLinesSink<W> {
         self.writer.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write_batch(&self, occurrences: &[Occurrence<'_>]) -> std::io::Result<()> {
+    /// Writes one line per occurrence; on failure, says how many lines were written whole.
+    fn write_batch(&self, occurrences: &[Occurrence<'_>]) -> Result<(), PushFailure> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        for occurrence in occurrences {
-            serde_json::to_writer(&mut *writer, occurrence)?;
-            writer.write_all(b"\n")?;
+        let mut line = Vec::with_capacity(256);
+        for (written, occurrence) in occurrences.iter().enumerate() {
+            line.clear();
+            serde_json::to_writer(&mut line, occurrence)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    line.push(b'\n');
+                    writer.write_all(&line)
+                })
+                .map_err(|error| PushFailure {
+                    error: SinkError::Permanent(format!("cannot write occurrences: {error}")),
+                    delivered: written,
+                })?;
         }
-        writer.flush()
+        writer.flush().map_err(|error| PushFailure {
+            error: SinkError::Permanent(format!("cannot write occurrences: {error}")),
+            delivered: occurrences.len(),
+        })
     }
 }
 
 impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    async fn push(&self, occurrences: &[Occurrence<'_>], _tally: &Tally) -> Result<(), SinkError> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        _context: &PushContext<'_>,
+    ) -> Result<(), PushFailure> {
         if occurrences.is_empty() {
             return Ok(());
         }
         self.write_batch(occurrences)
-            .map_err(|error| SinkError::Permanent(format!("cannot write occurrences: {error}")))
     }
 }

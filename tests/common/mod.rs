@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError};
-use flow_metrics::sink::{Sink, SinkError};
+use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use serde_json::json;
 
 /// An attributes event of `conversation_id` at `event_time` carrying `keys` (values "1").
@@ -56,6 +56,8 @@ pub fn other_topic_event(conversation_id: &str) -> String {
 pub struct RecordingSink {
     pub pushed: Mutex<Vec<(String, String)>>,
     pub failing: AtomicBool,
+    /// While set, accepts this many occurrences of the next push, then fails it.
+    pub fail_after: Mutex<Option<usize>>,
     pub pushes: AtomicUsize,
     pub last_tally: Mutex<Option<Tally>>,
 }
@@ -69,19 +71,33 @@ impl RecordingSink {
 }
 
 impl Sink for RecordingSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], tally: &Tally) -> Result<(), SinkError> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        context: &PushContext<'_>,
+    ) -> Result<(), PushFailure> {
         self.pushes.fetch_add(1, Ordering::SeqCst);
-        *self.last_tally.lock().expect("lock") = Some(*tally);
+        *self.last_tally.lock().expect("lock") = Some(*context.tally);
         if self.failing.load(Ordering::SeqCst) {
-            return Err(SinkError::Transient("intake answered 503".to_owned()));
+            return Err(PushFailure::nothing_delivered(SinkError::Transient(
+                "intake answered 503".to_owned(),
+            )));
         }
+        let accepted = self.fail_after.lock().expect("lock").take();
+        let delivered = accepted.unwrap_or(occurrences.len()).min(occurrences.len());
         let mut pushed = self.pushed.lock().expect("lock");
         pushed.extend(
-            occurrences
+            occurrences[..delivered]
                 .iter()
                 .map(|o| (o.conversation_id.to_owned(), o.key.to_owned())),
         );
-        Ok(())
+        match accepted {
+            Some(_) => Err(PushFailure {
+                error: SinkError::Transient("the second request timed out".to_owned()),
+                delivered,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
