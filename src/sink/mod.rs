@@ -4,6 +4,7 @@
 //! the first occurrences were accepted: the pipeline confirms those and releases the claims of
 //! the rest, whose events fail and are retried. So nothing is lost and nothing is sent twice.
 
+pub mod datadog;
 pub mod stdout;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use jiff::Timestamp;
 
 use crate::count::{Occurrence, Tally};
 
+pub use datadog::DataDogSink;
 pub use stdout::JsonLinesSink;
 
 /// Why a push failed.

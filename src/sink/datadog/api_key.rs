@@ -1,0 +1,68 @@
+//! The DataDog API key: where it comes from, and how it is kept out of every log and error.
+//!
+//! `DD_API_KEY` gives it directly; `DD_API_KEY_SECRET_ARN` names an AWS Secrets Manager secret
+//! whose string is the key, read once per cold start. The key's `Debug` and `Display` print
+//! `***`, and the HTTP header carrying it is marked sensitive.
+
+use std::fmt;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+
+/// A DataDog API key. Printing it shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+/// Why the key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error("the DataDog API key is empty")]
+    Empty,
+    #[error("cannot read the DataDog API key from secret {arn}: {message}")]
+    Secret { arn: String, message: String },
+    #[error("secret {0} holds no string: store the API key as the secret's plain text")]
+    NotAString(String),
+}
+
+impl ApiKey {
+    /// A key given as text (surrounding whitespace is dropped).
+    pub fn new(key: &str) -> Result<ApiKey, ApiKeyError> {
+        match key.trim() {
+            "" => Err(ApiKeyError::Empty),
+            key => Ok(ApiKey(key.to_owned())),
+        }
+    }
+
+    /// Reads the key from a Secrets Manager secret's string.
+    pub async fn from_secret(client: &Client, arn: &str) -> Result<ApiKey, ApiKeyError> {
+        let secret = client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|error| ApiKeyError::Secret {
+                arn: arn.to_owned(),
+                message: DisplayErrorContext(&error).to_string(),
+            })?;
+        let text = secret
+            .secret_string()
+            .ok_or_else(|| ApiKeyError::NotAString(arn.to_owned()))?;
+        ApiKey::new(text)
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}

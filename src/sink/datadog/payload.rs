@@ -1,0 +1,182 @@
+//! The body of a DataDog `POST /api/v1/distribution_points`: occurrences grouped per series.
+//!
+//! Each counted occurrence is one distribution value `1` at its key's time, in the series of its
+//! metric name and tags (`flow:…`, `metric:…`, static tags); values at the same second share a
+//! point. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
+//! sent at the processing time (and counted as late) and a future one at now. A large push is cut
+//! into requests over contiguous runs of occurrences, so a failure part-way can say exactly which
+//! occurrences were delivered.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use super::tags;
+use crate::count::Occurrence;
+
+/// Points older than this are sent at the processing time: DataDog drops points over an hour old.
+pub const MAX_POINT_AGE: SignedDuration = SignedDuration::from_mins(50);
+
+/// Points further ahead than this are sent at the processing time.
+pub const MAX_POINT_LEAD: SignedDuration = SignedDuration::from_mins(5);
+
+/// Occurrences per request: with 200-byte names this keeps a body under DataDog's limits.
+pub const DEFAULT_OCCURRENCES_PER_REQUEST: usize = 5000;
+
+/// `{"series": [...]}`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Payload {
+    pub series: Vec<Series>,
+}
+
+/// One distribution series: a metric name, its tags and its points.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Series {
+    pub metric: String,
+    /// `[[timestamp, [1.0, 1.0, …]], …]`, one entry per second.
+    pub points: Vec<(i64, Vec<f64>)>,
+    pub tags: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl Series {
+    pub fn distribution(metric: &str, tags: Vec<String>, points: Vec<(i64, Vec<f64>)>) -> Self {
+        Series {
+            metric: metric.to_owned(),
+            points,
+            tags,
+            kind: "distribution",
+        }
+    }
+}
+
+/// One request's worth of occurrences.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub payload: Payload,
+    /// How many occurrences (a contiguous run, in push order) this request carries.
+    pub occurrences: usize,
+}
+
+/// The requests for a push and how many of its occurrences were late.
+#[derive(Debug, PartialEq)]
+pub struct Plan {
+    pub requests: Vec<Request>,
+    pub late: u64,
+}
+
+/// Where a key's point goes in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointTime {
+    OnTime(i64),
+    /// Too old for DataDog: sent at the processing time.
+    Late(i64),
+    /// Ahead of DataDog's window: sent at the processing time.
+    Early(i64),
+}
+
+impl PointTime {
+    pub fn of(key_time: Timestamp, now: Timestamp) -> PointTime {
+        if key_time < now - MAX_POINT_AGE {
+            PointTime::Late(now.as_second())
+        } else if key_time > now + MAX_POINT_LEAD {
+            PointTime::Early(now.as_second())
+        } else {
+            PointTime::OnTime(key_time.as_second())
+        }
+    }
+
+    pub fn second(self) -> i64 {
+        match self {
+            PointTime::OnTime(second) | PointTime::Late(second) | PointTime::Early(second) => second,
+        }
+    }
+}
+
+/// Groups occurrences into requests of at most `per_request` occurrences each.
+pub fn plan(
+    occurrences: &[Occurrence<'_>],
+    metric: &str,
+    static_tags: &[String],
+    now: Timestamp,
+    per_request: usize,
+) -> Plan {
+    let mut late = 0;
+    let requests = occurrences
+        .chunks(per_request.max(1))
+        .map(|chunk| {
+            // (flow, metric) → series; two pairs whose tags normalise alike share a series.
+            let mut series_of: HashMap<(&str, &str), usize> = HashMap::new();
+            let mut series_with_tags: HashMap<Vec<String>, usize> = HashMap::new();
+            let mut grouped: Vec<(Vec<String>, BTreeMap<i64, usize>)> = Vec::new();
+            for occurrence in chunk {
+                let index = *series_of
+                    .entry((occurrence.flow, occurrence.metric))
+                    .or_insert_with(|| {
+                        let mut tags = vec![
+                            tags::tag("flow", occurrence.flow),
+                            tags::tag("metric", occurrence.metric),
+                        ];
+                        tags.extend(static_tags.iter().cloned());
+                        *series_with_tags.entry(tags.clone()).or_insert_with(|| {
+                            grouped.push((tags, BTreeMap::new()));
+                            grouped.len() - 1
+                        })
+                    });
+                let time = PointTime::of(occurrence.time, now);
+                if matches!(time, PointTime::Late(_)) {
+                    late += 1;
+                }
+                *grouped[index].1.entry(time.second()).or_default() += 1;
+            }
+            grouped.sort_by(|(a, _), (b, _)| a.cmp(b));
+            let series = grouped
+                .into_iter()
+                .map(|(tags, points)| {
+                    let points = points
+                        .into_iter()
+                        .map(|(second, count)| (second, vec![1.0; count]))
+                        .collect();
+                    Series::distribution(metric, tags, points)
+                })
+                .collect();
+            Request {
+                payload: Payload { series },
+                occurrences: chunk.len(),
+            }
+        })
+        .collect();
+    Plan { requests, late }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn points_outside_datadogs_window_are_sent_now() {
+        let now = at("2026-03-07T12:00:00Z");
+        assert_eq!(
+            PointTime::of(at("2026-03-07T11:59:30.900Z"), now),
+            PointTime::OnTime(now.as_second() - 30)
+        );
+        assert_eq!(
+            PointTime::of(at("2026-03-07T11:00:00Z"), now),
+            PointTime::Late(now.as_second())
+        );
+        assert_eq!(
+            PointTime::of(at("2026-03-07T12:30:00Z"), now),
+            PointTime::Early(now.as_second())
+        );
+        assert_eq!(
+            PointTime::of(at("2026-03-07T12:04:00Z"), now),
+            PointTime::OnTime(now.as_second() + 240)
+        );
+    }
+}
