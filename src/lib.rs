@@ -12,6 +12,7 @@ pub mod config;
 pub mod count;
 pub mod event;
 pub mod input;
+pub mod lambda;
 pub mod ledger;
 pub mod pipeline;
 pub mod replay;

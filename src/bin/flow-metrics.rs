@@ -9,13 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use flow_metrics::config::{check_retention, parse_duration};
+use flow_metrics::config::{ApiKeySource, DataDogConfig, check_retention, parse_duration, process_env};
 use flow_metrics::count::Tally;
 use flow_metrics::ledger::dynamodb::create_table;
 use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
 use flow_metrics::pipeline::Pipeline;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
-use flow_metrics::sink::{JsonLinesSink, Sink};
+use flow_metrics::sink::datadog::ApiKey;
+use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
 use jiff::SignedDuration;
 use tracing_subscriber::EnvFilter;
 
@@ -103,6 +104,9 @@ enum LedgerKind {
 enum SinkKind {
     /// JSON Lines on stdout.
     Stdout,
+    /// DataDog distribution points, configured like the Lambda: DD_API_KEY (or
+    /// DD_API_KEY_SECRET_ARN), DD_SITE or DD_URL, DD_TAGS, FLOW_METRICS_METRIC.
+    Datadog,
 }
 
 #[tokio::main]
@@ -127,16 +131,29 @@ async fn main() -> ExitCode {
 
 async fn run_replay(args: ReplayArgs) -> anyhow::Result<Tally> {
     let sources = open_sources(&args.files)?;
-    let sink = match args.sink {
-        SinkKind::Stdout => JsonLinesSink::stdout(),
-    };
-    match args.ledger {
-        LedgerKind::Memory => replay_with(MemoryLedger::default(), sink, sources, &args).await,
-        LedgerKind::Dynamodb => {
-            let ledger = dynamodb_ledger(&args).await?;
-            replay_with(ledger, sink, sources, &args).await
-        }
+    match args.sink {
+        SinkKind::Stdout => replay_into(JsonLinesSink::stdout(), sources, &args).await,
+        SinkKind::Datadog => replay_into(datadog_sink(&args).await?, sources, &args).await,
     }
+}
+
+async fn replay_into<S: Sink>(sink: S, sources: Vec<Source>, args: &ReplayArgs) -> anyhow::Result<Tally> {
+    match args.ledger {
+        LedgerKind::Memory => replay_with(MemoryLedger::default(), sink, sources, args).await,
+        LedgerKind::Dynamodb => replay_with(dynamodb_ledger(args).await?, sink, sources, args).await,
+    }
+}
+
+async fn datadog_sink(args: &ReplayArgs) -> anyhow::Result<DataDogSink> {
+    let config = DataDogConfig::from_env(&process_env)?;
+    let api_key = match &config.api_key {
+        ApiKeySource::Key(key) => key.clone(),
+        ApiKeySource::SecretArn(arn) => {
+            let aws = flow_metrics::aws::load_config(args.dynamodb.endpoint_url.as_deref()).await?;
+            ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
+        }
+    };
+    Ok(DataDogSink::new(config.with_key(api_key))?)
 }
 
 async fn dynamodb_ledger(args: &ReplayArgs) -> anyhow::Result<DynamoDbLedger> {
@@ -207,9 +224,14 @@ mod tests {
     }
 
     #[test]
-    fn default_max_key_age_is_the_library_default() {
+    fn defaults_are_the_library_defaults() {
         let replay = Cli::parse_from(["flow-metrics", "replay"]);
         let Command::Replay(args) = replay.command;
         assert_eq!(args.max_key_age, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+        assert_eq!(args.dynamodb.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
+        assert_eq!(
+            args.dynamodb.retention,
+            flow_metrics::ledger::dynamodb::DEFAULT_RETENTION
+        );
     }
 }

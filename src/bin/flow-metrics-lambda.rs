@@ -1,0 +1,72 @@
+//! The AWS Lambda function (`provided.al2023`, built with cargo-lambda). Configuration is read
+//! and checked, the API key fetched and the clients built once per cold start; each invocation
+//! then runs [`flow_metrics::lambda::handle`].
+
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
+use flow_metrics::ledger::DynamoDbLedger;
+use flow_metrics::pipeline::{BatchTime, Pipeline};
+use flow_metrics::sink::DataDogSink;
+use flow_metrics::sink::datadog::ApiKey;
+use jiff::Timestamp;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+use serde_json::value::RawValue;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .init();
+    let pipeline = match cold_start().await {
+        Ok(pipeline) => pipeline,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot start");
+            return Err(error.into());
+        }
+    };
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let time = BatchTime {
+            now: Timestamp::now(),
+            deadline: Some(deadline(&event.context)),
+        };
+        flow_metrics::lambda::handle(pipeline, &event.payload, time)
+            .await
+            .map_err(|error| Diagnostic {
+                error_type: error.kind().to_owned(),
+                error_message: error.to_string(),
+            })
+    }))
+    .await
+}
+
+/// Everything built once: configuration, API key, DynamoDB and HTTP clients.
+async fn cold_start() -> anyhow::Result<Pipeline<DynamoDbLedger, DataDogSink>> {
+    let config = LambdaConfig::from_env(&process_env)?;
+    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let api_key = match &config.datadog.api_key {
+        ApiKeySource::Key(key) => key.clone(),
+        ApiKeySource::SecretArn(arn) => {
+            ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
+        }
+    };
+    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.table)
+        .with_lease(config.lease)
+        .with_retention(config.retention);
+    let sink = DataDogSink::new(config.datadog.with_key(api_key))?;
+    tracing::info!(table = config.table, "ready");
+    Ok(Pipeline::new(ledger, sink).with_max_key_age(config.max_key_age))
+}
+
+/// The invocation's deadline as an `Instant` (the context gives epoch milliseconds).
+fn deadline(context: &lambda_runtime::Context) -> Instant {
+    let now_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or_default();
+    Instant::now() + Duration::from_millis(context.deadline.saturating_sub(now_ms))
+}

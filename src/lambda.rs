@@ -1,0 +1,159 @@
+//! What one Lambda invocation does with its payload.
+//!
+//! The function is the target of the EventBridge rule (direct mode: the payload is one
+//! EventBridge event) or of an SQS queue the rule feeds (queued mode: the payload is an SQS batch
+//! whose record bodies are EventBridge events). Direct mode answers with an error when the event
+//! is rejected or its keys could not be delivered, so that Lambda retries it and finally sends it
+//! to the dead-letter queue: nothing is dropped silently. Queued mode answers with
+//! `batchItemFailures`, so one poison record never blocks the others.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::count::Tally;
+use crate::ledger::Ledger;
+use crate::pipeline::{BatchTime, EventOutcome, Pipeline};
+use crate::sink::Sink;
+
+/// What the function answers.
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    /// Direct mode: the event was handled (counted, or another topic).
+    Handled,
+    /// Queued mode: the records to retry.
+    Batch(SqsBatchResponse),
+}
+
+/// Why a direct invocation failed: Lambda retries it, then sends it to the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("rejected event: {0}")]
+    Rejected(String),
+    #[error("could not count the event's keys (it will be retried): {0}")]
+    NotDelivered(String),
+    #[error("the payload is neither an EventBridge event nor an SQS batch: {0}")]
+    Payload(String),
+}
+
+impl InvocationError {
+    /// A short name for the kind of failure, as Lambda reports it (`errorType`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvocationError::Rejected(_) => "RejectedEvent",
+            InvocationError::NotDelivered(_) => "NotDelivered",
+            InvocationError::Payload(_) => "UnknownPayload",
+        }
+    }
+}
+
+/// Only what tells an SQS batch apart from an EventBridge event.
+#[derive(Deserialize)]
+struct Shape {
+    #[serde(rename = "Records")]
+    records: Option<serde::de::IgnoredAny>,
+}
+
+/// Handles one invocation's payload and logs one summary line for it.
+pub async fn handle<L: Ledger, S: Sink>(
+    pipeline: &Pipeline<L, S>,
+    payload: &RawValue,
+    time: BatchTime,
+) -> Result<Response, InvocationError> {
+    let shape: Shape =
+        serde_json::from_str(payload.get()).map_err(|error| InvocationError::Payload(error.to_string()))?;
+    match shape.records {
+        Some(_) => handle_sqs(pipeline, payload, time).await.map(Response::Batch),
+        None => handle_direct(pipeline, payload, time)
+            .await
+            .map(|()| Response::Handled),
+    }
+}
+
+async fn handle_direct<L: Ledger, S: Sink>(
+    pipeline: &Pipeline<L, S>,
+    payload: &RawValue,
+    time: BatchTime,
+) -> Result<(), InvocationError> {
+    let report = pipeline.process_batch(&[payload.get()], time).await;
+    log_summary(&report.tally, "direct");
+    match report.outcomes.into_iter().next() {
+        Some(EventOutcome::Rejected(error)) => {
+            tracing::error!(%error, "rejected event");
+            Err(InvocationError::Rejected(error.to_string()))
+        }
+        Some(EventOutcome::Failed { report, error }) => {
+            tracing::error!(conversation_id = report.conversation_id, %error, "keys not delivered");
+            Err(InvocationError::NotDelivered(error.to_string()))
+        }
+        Some(EventOutcome::Processed(report)) => {
+            log_invalid(&report.conversation_id, &report.invalid);
+            Ok(())
+        }
+        Some(EventOutcome::Ignored { .. }) | None => Ok(()),
+    }
+}
+
+async fn handle_sqs<L: Ledger, S: Sink>(
+    pipeline: &Pipeline<L, S>,
+    payload: &RawValue,
+    time: BatchTime,
+) -> Result<SqsBatchResponse, InvocationError> {
+    let batch: SqsEvent =
+        serde_json::from_str(payload.get()).map_err(|error| InvocationError::Payload(error.to_string()))?;
+    let bodies: Vec<&str> = batch
+        .records
+        .iter()
+        .map(|record| record.body.as_deref().unwrap_or_default())
+        .collect();
+    let report = pipeline.process_batch(&bodies, time).await;
+    log_summary(&report.tally, "queued");
+    let mut response = SqsBatchResponse::default();
+    for (record, outcome) in batch.records.iter().zip(report.outcomes) {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let failed = match outcome {
+            EventOutcome::Rejected(error) => {
+                tracing::error!(message_id, %error, "rejected record");
+                true
+            }
+            EventOutcome::Failed { report, error } => {
+                tracing::error!(message_id, conversation_id = report.conversation_id, %error, "keys not delivered");
+                true
+            }
+            EventOutcome::Processed(report) => {
+                log_invalid(&report.conversation_id, &report.invalid);
+                false
+            }
+            EventOutcome::Ignored { .. } => false,
+        };
+        if failed {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+fn log_summary(tally: &Tally, mode: &'static str) {
+    tracing::info!(
+        mode,
+        events_read = tally.events_read,
+        events_ignored = tally.events_ignored,
+        events_rejected = tally.events_rejected,
+        events_failed = tally.events_failed,
+        keys_seen = tally.keys_seen,
+        keys_counted = tally.keys_counted,
+        keys_already_counted = tally.keys_already_counted,
+        keys_invalid = tally.keys_invalid,
+        keys_stale = tally.keys_stale,
+        "invocation"
+    );
+}
+
+fn log_invalid(conversation_id: &str, invalid: &[(String, crate::attribute::InvalidKey)]) {
+    for (key, reason) in invalid {
+        tracing::warn!(conversation_id, key, %reason, "invalid metric key");
+    }
+}
