@@ -9,6 +9,11 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "DynamoDB emulator for the tests (dynalite, from tests/emulator/package-lock.json)"
 npm ci --prefix tests/emulator --no-audit --no-fund --loglevel=error
 
+step "cargo-lambda (PyPI, pinned) for the Lambda end-to-end test"
+python3 -m venv .tools/venv
+.tools/venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+export PATH="$PWD/.tools/venv/bin:$PATH"
+
 step "formatting"
 cargo fmt --all -- --check
 

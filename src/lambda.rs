@@ -7,6 +7,8 @@
 //! to the dead-letter queue: nothing is dropped silently. Queued mode answers with
 //! `batchItemFailures`, so one poison record never blocks the others.
 
+use std::time::Duration;
+
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -45,6 +47,19 @@ impl InvocationError {
             InvocationError::NotDelivered(_) => "NotDelivered",
             InvocationError::Payload(_) => "UnknownPayload",
         }
+    }
+}
+
+/// Deadlines before this (epoch ms, in 2001) are not dates: they are timeouts.
+const EARLIEST_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// Time left before an invocation's deadline. Lambda sends the deadline as epoch milliseconds;
+/// cargo-lambda's local emulator sends the timeout itself (e.g. `600000`), read as from now.
+pub fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
+    if deadline_ms < EARLIEST_DEADLINE_MS {
+        Duration::from_millis(deadline_ms)
+    } else {
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
     }
 }
 
@@ -155,5 +170,18 @@ fn log_summary(tally: &Tally, mode: &'static str) {
 fn log_invalid(conversation_id: &str, invalid: &[(String, crate::attribute::InvalidKey)]) {
     for (key, reason) in invalid {
         tracing::warn!(conversation_id, key, %reason, "invalid metric key");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_epoch_milliseconds_or_an_emulators_timeout() {
+        let now_ms = 1_772_856_556_251;
+        assert_eq!(time_left(now_ms + 30_000, now_ms), Duration::from_secs(30));
+        assert_eq!(time_left(now_ms - 5, now_ms), Duration::ZERO);
+        assert_eq!(time_left(600_000, now_ms), Duration::from_secs(600));
     }
 }

@@ -2,10 +2,11 @@
 //! and checked, the API key fetched and the clients built once per cold start; each invocation
 //! then runs [`flow_metrics::lambda::handle`].
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_config::BehaviorVersion;
 use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
+use flow_metrics::lambda::time_left;
 use flow_metrics::ledger::DynamoDbLedger;
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
@@ -65,8 +66,14 @@ async fn cold_start() -> anyhow::Result<Pipeline<DynamoDbLedger, DataDogSink>> {
     Ok(Pipeline::new(ledger, sink).with_max_key_age(config.max_key_age))
 }
 
-/// The invocation's deadline as an `Instant` (the context gives epoch milliseconds).
+/// The invocation's deadline as an `Instant`.
 fn deadline(context: &lambda_runtime::Context) -> Instant {
     let now_ms = u64::try_from(Timestamp::now().as_millisecond()).unwrap_or_default();
-    Instant::now() + Duration::from_millis(context.deadline.saturating_sub(now_ms))
+    let left = time_left(context.deadline, now_ms);
+    tracing::debug!(
+        request_id = context.request_id,
+        time_left_ms = left.as_millis(),
+        "invoked"
+    );
+    Instant::now() + left
 }

@@ -9,9 +9,37 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
+/// A port nobody listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something listens on the port.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Best effort: the process may have exited already.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running dynalite, killed when dropped.
 pub struct Dynalite {
-    child: Child,
+    _process: Running,
     pub endpoint: String,
 }
 
@@ -23,10 +51,7 @@ impl Dynalite {
             binary.exists(),
             "dynalite is not installed: run `npm ci --prefix tests/emulator` (scripts/test.sh does)"
         );
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args([
@@ -42,7 +67,7 @@ impl Dynalite {
             .spawn()
             .expect("start dynalite");
         let emulator = Dynalite {
-            child,
+            _process: Running(child),
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -77,13 +102,5 @@ impl Dynalite {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
         ]
-    }
-}
-
-impl Drop for Dynalite {
-    fn drop(&mut self) {
-        // Best effort: the process may have exited already.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
