@@ -308,26 +308,45 @@ fn gzip(payload: &Payload) -> Result<Vec<u8>, SinkError> {
         .map_err(|error| SinkError::Permanent(format!("cannot compress: {error}")))
 }
 
+/// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
+/// order of [`self_metric_values`].
+pub const SELF_METRICS: [(&str, &str); 10] = [
+    ("events", "read"),
+    ("events", "ignored"),
+    ("events", "rejected"),
+    ("events", "failed"),
+    ("keys", "counted"),
+    ("keys", "already_counted"),
+    ("keys", "invalid"),
+    ("keys", "stale"),
+    ("keys", "late"),
+    ("push_failures", ""),
+];
+
+fn self_metric_values(pending: &SelfMetrics) -> [u64; 10] {
+    let tally = &pending.tally;
+    [
+        tally.events_read,
+        tally.events_ignored,
+        tally.events_rejected,
+        tally.events_failed,
+        tally.keys_counted,
+        tally.keys_already_counted,
+        tally.keys_invalid,
+        tally.keys_stale,
+        pending.late,
+        pending.push_failures,
+    ]
+}
+
 /// The pipeline's own metrics, each a distribution value of the count at `now`; zeros are left
 /// out. Query them with `sum:`.
 fn self_metric_series(pending: &SelfMetrics, now: Timestamp, static_tags: &[String]) -> Vec<Series> {
-    let tally = &pending.tally;
-    let counts = [
-        ("events", "read", tally.events_read),
-        ("events", "ignored", tally.events_ignored),
-        ("events", "rejected", tally.events_rejected),
-        ("events", "failed", tally.events_failed),
-        ("keys", "counted", tally.keys_counted),
-        ("keys", "already_counted", tally.keys_already_counted),
-        ("keys", "invalid", tally.keys_invalid),
-        ("keys", "stale", tally.keys_stale),
-        ("keys", "late", pending.late),
-        ("push_failures", "", pending.push_failures),
-    ];
-    counts
+    SELF_METRICS
         .into_iter()
-        .filter(|(_, _, count)| *count > 0)
-        .map(|(name, outcome, count)| {
+        .zip(self_metric_values(pending))
+        .filter(|(_, count)| *count > 0)
+        .map(|((name, outcome), count)| {
             let mut tags = Vec::with_capacity(static_tags.len() + 1);
             if !outcome.is_empty() {
                 tags.push(tags::tag("outcome", outcome));

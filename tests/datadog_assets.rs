@@ -1,0 +1,89 @@
+//! The importable DataDog dashboard and monitors: well-formed, and querying only metrics and
+//! tags this tool sends.
+
+use std::collections::BTreeSet;
+
+use flow_metrics::sink::datadog::{DEFAULT_METRIC, SELF_METRIC_PREFIX, SELF_METRICS};
+use serde_json::Value;
+
+fn load(path: &str) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{path}: {error}"));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{path} is not JSON: {error}"))
+}
+
+/// Every string under `key` anywhere in the document.
+fn strings_at(value: &Value, key: &str, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (name, inner) in map {
+                match inner {
+                    Value::String(text) if name == key => found.push(text.clone()),
+                    _ => strings_at(inner, key, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| strings_at(item, key, found)),
+        _ => {}
+    }
+}
+
+/// Checks that a query names only metrics and outcomes that exist.
+fn check_query(query: &str) {
+    let known_metrics: BTreeSet<String> = SELF_METRICS
+        .iter()
+        .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
+        .chain([DEFAULT_METRIC.to_owned()])
+        .collect();
+    let known_outcomes: BTreeSet<&str> = SELF_METRICS.iter().map(|(_, outcome)| *outcome).collect();
+    let words = query.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '_' || c == ':'));
+    let mut metrics = 0;
+    for word in words {
+        let word = word.trim_start_matches(':');
+        let metric = word.rsplit(':').next().unwrap_or(word);
+        if metric.starts_with("genesys.") {
+            assert!(known_metrics.contains(metric), "{query}: unknown metric {metric}");
+            metrics += 1;
+        }
+        if let Some(outcome) = word.strip_prefix("outcome:") {
+            assert!(
+                known_outcomes.contains(outcome),
+                "{query}: unknown outcome {outcome}"
+            );
+        }
+    }
+    assert!(metrics > 0, "{query} queries none of our metrics");
+}
+
+#[test]
+fn the_dashboard_is_importable_and_queries_our_metrics() {
+    let dashboard = load("datadog/dashboard.json");
+    assert!(dashboard["title"].is_string());
+    assert_eq!(dashboard["layout_type"], "ordered");
+    let widgets = dashboard["widgets"].as_array().expect("widgets");
+    assert!(widgets.len() >= 4);
+    let mut queries = Vec::new();
+    strings_at(&dashboard, "query", &mut queries);
+    assert!(queries.len() >= widgets.len());
+    queries.iter().for_each(|query| check_query(query));
+    assert!(
+        queries
+            .iter()
+            .any(|query| query.contains("count:genesys.flow.metric") && query.contains("by {flow,metric}"))
+    );
+}
+
+#[test]
+fn the_monitors_are_importable_and_query_our_metrics() {
+    let monitors = load("datadog/monitors.json");
+    let monitors = monitors.as_array().expect("a list of monitors");
+    assert_eq!(monitors.len(), 3);
+    for monitor in monitors {
+        assert_eq!(monitor["type"], "query alert");
+        assert!(monitor["name"].is_string() && monitor["message"].is_string());
+        check_query(monitor["query"].as_str().expect("query"));
+    }
+    let queries: Vec<&str> = monitors.iter().filter_map(|m| m["query"].as_str()).collect();
+    assert!(queries.iter().any(|q| q.contains("anomalies(")));
+    assert!(queries.iter().any(|q| q.contains("push_failures")));
+    assert!(monitors.iter().any(|m| m["options"]["notify_no_data"] == true));
+}
