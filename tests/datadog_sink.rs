@@ -411,3 +411,50 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+mod secret {
+    use aws_sdk_secretsmanager::Client;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use flow_metrics::sink::datadog::{ApiKey, ApiKeyError};
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf";
+
+    #[tokio::test]
+    async fn the_key_is_read_from_the_secrets_plain_text() {
+        let read = mock!(Client::get_secret_value)
+            .match_requests(|request| request.secret_id() == Some(ARN))
+            .then_output(|| {
+                GetSecretValueOutput::builder()
+                    .secret_string(" 0123abcd\n")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&read]);
+        let key = ApiKey::from_secret(&client, ARN).await.expect("key");
+        assert_eq!(key, ApiKey::new("0123abcd").expect("key"));
+        assert_eq!(format!("{key:?} {key}"), "ApiKey(***) ***");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_or_empty_secret_is_a_clear_error() {
+        let missing = mock!(Client::get_secret_value)
+            .sequence()
+            .http_status(
+                400,
+                Some(r#"{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}"#.to_owned()),
+            )
+            .build();
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&missing]);
+        let error = ApiKey::from_secret(&client, ARN).await.expect_err("missing");
+        assert!(matches!(error, ApiKeyError::Secret { .. }));
+        assert!(error.to_string().contains(ARN), "{error}");
+
+        let empty = mock!(Client::get_secret_value)
+            .then_output(|| GetSecretValueOutput::builder().secret_string("").build());
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&empty]);
+        assert!(matches!(
+            ApiKey::from_secret(&client, ARN).await,
+            Err(ApiKeyError::Empty)
+        ));
+    }
+}
