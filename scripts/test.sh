@@ -21,4 +21,8 @@ step "clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust tests"
-cargo test --locked
+log=$(mktemp)
+cargo test --locked 2>&1 | tee "$log"
+# One closing line for the whole suite.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
