@@ -1,0 +1,280 @@
+/**
+ * The whole pipeline: the Genesys partner event bus and its rule, the per-key ledger table, the
+ * Rust Lambda (direct, or behind an SQS queue), a dead-letter queue so nothing is dropped, least
+ * privilege IAM, alarms and outputs.
+ */
+import * as path from 'path';
+import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { RustFunction } from 'cargo-lambda-cdk';
+import { Construct } from 'constructs';
+import { ledgerSchema } from './ledger-schema';
+import { ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings, LEASE_MARGIN_SECONDS } from './settings';
+
+export interface FlowMetricsStackProps extends StackProps {
+  readonly settings: FlowMetricsSettings;
+  /**
+   * A prebuilt function package (a directory holding `bootstrap`). Without it the function is
+   * built from the Rust crate by cargo-lambda at synth time.
+   */
+  readonly prebuiltCode?: lambda.Code;
+}
+
+/** The binary the Lambda runs (Cargo.toml's `[[bin]]`). */
+export const BINARY_NAME = 'flow-metrics-lambda';
+
+/** Where the Rust crate lives, relative to this file. */
+const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
+
+export class FlowMetricsStack extends Stack {
+  readonly table: dynamodb.Table;
+  readonly function: lambda.Function;
+  readonly deadLetterQueue: sqs.Queue;
+  readonly eventQueue?: sqs.Queue;
+
+  constructor(scope: Construct, id: string, props: FlowMetricsStackProps) {
+    super(scope, id, props);
+    const settings = props.settings;
+    const schema = ledgerSchema();
+
+    const bus = new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName });
+    const rule = new events.Rule(this, 'AttributesRule', {
+      description: 'Genesys conversation attribute updates from this organisation only',
+      eventBus: bus,
+      eventPattern: { source: [settings.eventSourceName], detailType: [ATTRIBUTES_DETAIL_TYPE] },
+    });
+
+    this.table = new dynamodb.Table(this, 'LedgerTable', {
+      partitionKey: { name: schema.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: schema.sortKey, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: schema.timeToLive,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const secret = settings.apiKeySecretArn
+      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'DataDogApiKey', settings.apiKeySecretArn)
+      : new secretsmanager.Secret(this, 'DataDogApiKey', {
+          description: 'DataDog API key for genesys-flow-metrics: replace the generated value with your key',
+          generateSecretString: { excludePunctuation: true, passwordLength: 32 },
+          removalPolicy: RemovalPolicy.RETAIN,
+        });
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+
+    const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
+      retention: settings.logRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'FunctionRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'genesys-flow-metrics: its table, its secret, its logs',
+    });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'UseLedgerTable',
+        actions: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        resources: [this.table.tableArn],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadDataDogApiKey',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [secret.secretArn],
+      }),
+    );
+
+    const timeout = Duration.seconds(settings.timeoutSeconds);
+    const functionOptions: lambda.FunctionOptions = {
+      description: 'Counts Genesys flow metric attributes once and sends them to DataDog',
+      role,
+      logGroup,
+      architecture: settings.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
+      memorySize: settings.memorySize,
+      timeout,
+      reservedConcurrentExecutions: settings.reservedConcurrency,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: applicationLogLevel(settings.logLevel),
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      environment: {
+        FLOW_METRICS_TABLE: this.table.tableName,
+        DD_SITE: settings.datadogSite,
+        DD_API_KEY_SECRET_ARN: secret.secretArn,
+        FLOW_METRICS_METRIC: settings.metricName,
+        FLOW_METRICS_RETENTION: `${settings.retentionDays}d`,
+        // A claim must outlive any invocation that could still confirm it.
+        FLOW_METRICS_LEASE: `${settings.timeoutSeconds + LEASE_MARGIN_SECONDS}s`,
+        RUST_LOG: settings.logLevel,
+        ...(settings.tags ? { DD_TAGS: settings.tags } : {}),
+      },
+    };
+    this.function = props.prebuiltCode
+      ? new lambda.Function(this, 'Function', {
+          ...functionOptions,
+          runtime: lambda.Runtime.PROVIDED_AL2023,
+          handler: 'bootstrap',
+          code: props.prebuiltCode,
+        })
+      : new RustFunction(this, 'Function', {
+          ...functionOptions,
+          manifestPath: MANIFEST,
+          binaryName: BINARY_NAME,
+          bundling: { architecture: functionOptions.architecture },
+        });
+
+    if (settings.mode === 'direct') {
+      rule.addTarget(
+        new targets.LambdaFunction(this.function, {
+          deadLetterQueue: this.deadLetterQueue,
+          retryAttempts: 8,
+          maxEventAge: Duration.hours(24),
+        }),
+      );
+      this.function.configureAsyncInvoke({
+        retryAttempts: 2,
+        maxEventAge: Duration.hours(6),
+        onFailure: new destinations.SqsDestination(this.deadLetterQueue),
+      });
+    } else {
+      this.eventQueue = new sqs.Queue(this, 'EventQueue', {
+        visibilityTimeout: Duration.seconds(settings.timeoutSeconds * 6),
+        retentionPeriod: Duration.days(4),
+        deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+      });
+      rule.addTarget(
+        new targets.SqsQueue(this.eventQueue, {
+          deadLetterQueue: this.deadLetterQueue,
+          retryAttempts: 8,
+          maxEventAge: Duration.hours(24),
+        }),
+      );
+      this.function.addEventSource(
+        new SqsEventSource(this.eventQueue, {
+          batchSize: 10,
+          maxBatchingWindow: Duration.seconds(2),
+          reportBatchItemFailures: true,
+        }),
+      );
+    }
+
+    this.addAlarms(settings);
+    this.addOutputs(secret);
+    this.acknowledgeReviewedFindings();
+  }
+
+  private addAlarms(settings: FlowMetricsSettings): void {
+    const period = Duration.minutes(5);
+    const alarms = [
+      new cloudwatch.Alarm(this, 'FunctionErrorsAlarm', {
+        alarmDescription: 'The function failed: events are being retried or dead-lettered',
+        metric: this.function.metricErrors({ period, statistic: 'Sum' }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'FunctionThrottlesAlarm', {
+        alarmDescription: 'The function is throttled: raise its reserved concurrency',
+        metric: this.function.metricThrottles({ period, statistic: 'Sum' }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'DeadLetterQueueAlarm', {
+        alarmDescription: 'Events reached the dead-letter queue: inspect and redrive them',
+        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    ];
+    if (this.eventQueue) {
+      alarms.push(
+        new cloudwatch.Alarm(this, 'EventQueueAgeAlarm', {
+          alarmDescription: 'Events wait in the queue for more than five minutes',
+          metric: this.eventQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+          threshold: 300,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        }),
+      );
+    }
+    if (settings.alarmEmail) {
+      const topic = new sns.Topic(this, 'AlarmTopic', { enforceSSL: true });
+      topic.addSubscription(new subscriptions.EmailSubscription(settings.alarmEmail));
+      alarms.forEach((alarm) => alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic)));
+      Validations.of(topic).acknowledge({
+        id: 'AwsSolutions-SNS2',
+        reason: 'Alarm notifications carry no data; CloudWatch cannot publish to a topic under the AWS-managed SNS key.',
+      });
+    }
+  }
+
+  private addOutputs(secret: secretsmanager.ISecret): void {
+    new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'The ledger table (for flow-metrics audit)' });
+    new CfnOutput(this, 'FunctionName', { value: this.function.functionName });
+    new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
+    if (this.eventQueue) new CfnOutput(this, 'EventQueueUrl', { value: this.eventQueue.queueUrl });
+    new CfnOutput(this, 'ApiKeySecretArn', { value: secret.secretArn });
+    new CfnOutput(this, 'SetApiKey', {
+      description: 'Store the DataDog API key, then restart the function so it reads it',
+      value: `aws secretsmanager put-secret-value --secret-id ${secret.secretArn} --secret-string "$DD_API_KEY" && aws lambda update-function-configuration --function-name ${this.function.functionName} --description "DataDog key updated"`,
+    });
+  }
+
+  /** cdk-nag findings reviewed and accepted, each with its reason. */
+  private acknowledgeReviewedFindings(): void {
+    Validations.of(this.deadLetterQueue).acknowledge({ id: 'AwsSolutions-SQS3', reason: 'This is the dead-letter queue.' });
+    const secret = this.node.tryFindChild('DataDogApiKey');
+    if (secret instanceof secretsmanager.Secret) {
+      Validations.of(secret).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason: 'A DataDog API key is rotated in DataDog, then stored here by hand.',
+      });
+    }
+  }
+}
+
+function applicationLogLevel(level: FlowMetricsSettings['logLevel']): lambda.ApplicationLogLevel {
+  const levels: Record<FlowMetricsSettings['logLevel'], lambda.ApplicationLogLevel> = {
+    error: lambda.ApplicationLogLevel.ERROR,
+    warn: lambda.ApplicationLogLevel.WARN,
+    info: lambda.ApplicationLogLevel.INFO,
+    debug: lambda.ApplicationLogLevel.DEBUG,
+    trace: lambda.ApplicationLogLevel.TRACE,
+  };
+  return levels[level];
+}

@@ -1,0 +1,365 @@
+/**
+ * The synthesized template, resource by resource, in both modes. A placeholder code package is
+ * used so that these tests never start a Rust release build.
+ */
+import * as path from 'path';
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { FlowMetricsStack } from '../lib/flow-metrics-stack';
+import { ledgerSchema } from '../lib/ledger-schema';
+import { awsSolutionsFindings, describeFinding } from '../lib/nag';
+import { ATTRIBUTES_DETAIL_TYPE, readSettings } from '../lib/settings';
+
+const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
+const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf';
+const PLACEHOLDER_DIR = path.join(__dirname, 'placeholder-asset');
+
+function synth(context: Record<string, string> = {}): { stack: FlowMetricsStack; template: Template } {
+  const values: Record<string, string> = { eventSourceName: SOURCE, ...context };
+  const settings = readSettings((key) => values[key]);
+  const app = new App();
+  const stack = new FlowMetricsStack(app, 'Test', { settings, prebuiltCode: lambda.Code.fromAsset(PLACEHOLDER_DIR) });
+  return { stack, template: Template.fromStack(stack) };
+}
+
+/** The single resource of a type, as its logical id. */
+function logicalId(template: Template, type: string): string {
+  const ids = Object.keys(template.findResources(type));
+  expect(ids).toHaveLength(1);
+  return ids[0];
+}
+
+/** The function role's policy statements, each statement's actions sorted. */
+function policyStatements(template: Template): unknown[] {
+  const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+  expect(policies).toHaveLength(1);
+  const statements = (policies[0] as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown }> } } })
+    .Properties.PolicyDocument.Statement;
+  return statements.map((statement) => ({
+    ...statement,
+    Action: Array.isArray(statement.Action) ? [...statement.Action].sort() : statement.Action,
+  }));
+}
+
+describe('the event bus and rule', () => {
+  const { template } = synth();
+
+  test('the bus is the Genesys partner event source', () => {
+    template.hasResourceProperties('AWS::Events::EventBus', { Name: SOURCE, EventSourceName: SOURCE });
+  });
+
+  test('the rule takes attribute updates from this organisation only', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: logicalId(template, 'AWS::Events::EventBus') },
+      EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE] },
+      State: 'ENABLED',
+    });
+  });
+});
+
+describe('the ledger table', () => {
+  const { template } = synth();
+  const schema = ledgerSchema();
+
+  test('its keys and TTL are the ones the Rust code uses', () => {
+    expect(schema).toEqual(
+      expect.objectContaining({ partitionKey: 'conversation_id', sortKey: 'attribute_key', timeToLive: 'expires_at' }),
+    );
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: schema.partitionKey, KeyType: 'HASH' },
+        { AttributeName: schema.sortKey, KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: schema.partitionKey, AttributeType: 'S' },
+        { AttributeName: schema.sortKey, AttributeType: 'S' },
+      ],
+      TimeToLiveSpecification: { AttributeName: schema.timeToLive, Enabled: true },
+    });
+  });
+
+  test('it is on-demand, recoverable, protected, retained and encrypted', () => {
+    template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+        SSESpecification: { SSEEnabled: true },
+      }),
+    });
+  });
+});
+
+describe('the function', () => {
+  test('runs the Rust binary on provided.al2023 with its configuration', () => {
+    const { template } = synth({ tags: 'env:prod,team:contact-centre', datadogSite: 'datadoghq.eu' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'provided.al2023',
+      Handler: 'bootstrap',
+      Architectures: ['arm64'],
+      MemorySize: 256,
+      Timeout: 30,
+      LoggingConfig: Match.objectLike({ LogFormat: 'JSON', ApplicationLogLevel: 'INFO' }),
+      Environment: {
+        Variables: {
+          FLOW_METRICS_TABLE: { Ref: logicalId(template, 'AWS::DynamoDB::Table') },
+          DD_SITE: 'datadoghq.eu',
+          DD_API_KEY_SECRET_ARN: { Ref: logicalId(template, 'AWS::SecretsManager::Secret') },
+          DD_TAGS: 'env:prod,team:contact-centre',
+          FLOW_METRICS_METRIC: 'genesys.flow.metric',
+          FLOW_METRICS_RETENTION: '30d',
+          FLOW_METRICS_LEASE: '120s',
+          RUST_LOG: 'info',
+        },
+      },
+    });
+  });
+
+  test('its claim lease outlives its timeout', () => {
+    const { template } = synth({ timeoutSeconds: '60' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Timeout: 60,
+      Environment: { Variables: Match.objectLike({ FLOW_METRICS_LEASE: '150s' }) },
+    });
+  });
+
+  test('architecture, memory, reserved concurrency and log level are settable', () => {
+    const { template } = synth({
+      architecture: 'x86_64',
+      memorySize: '128',
+      reservedConcurrency: '20',
+      logLevel: 'debug',
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Architectures: ['x86_64'],
+      MemorySize: 128,
+      ReservedConcurrentExecutions: 20,
+      LoggingConfig: Match.objectLike({ ApplicationLogLevel: 'DEBUG' }),
+      Environment: { Variables: Match.objectLike({ RUST_LOG: 'debug' }) },
+    });
+  });
+
+  test('logs to its own log group with retention', () => {
+    const { template } = synth({ logRetentionDays: '90' });
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      LoggingConfig: Match.objectLike({ LogGroup: { Ref: logicalId(template, 'AWS::Logs::LogGroup') } }),
+    });
+  });
+});
+
+describe('least privilege', () => {
+  const ownStatements = (template: Template) => [
+    {
+      Sid: 'WriteOwnLogs',
+      Effect: 'Allow',
+      Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::Logs::LogGroup'), 'Arn'] },
+    },
+    {
+      Sid: 'UseLedgerTable',
+      Effect: 'Allow',
+      Action: ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+      Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table'), 'Arn'] },
+    },
+  ];
+
+  test('direct mode: its table, its secret, its logs, and sending failures to the DLQ', () => {
+    const { template } = synth();
+    const dlq = logicalId(template, 'AWS::SQS::Queue');
+    expect(policyStatements(template)).toEqual([
+      ...ownStatements(template),
+      {
+        Sid: 'ReadDataDogApiKey',
+        Effect: 'Allow',
+        Action: 'secretsmanager:GetSecretValue',
+        Resource: { Ref: logicalId(template, 'AWS::SecretsManager::Secret') },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'],
+        Resource: { 'Fn::GetAtt': [dlq, 'Arn'] },
+      },
+    ]);
+    template.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } }],
+      },
+      ManagedPolicyArns: Match.absent(),
+    });
+  });
+
+  test('queued mode: its table, its secret, its logs, and consuming its queue', () => {
+    const { template } = synth({ mode: 'queued', apiKeySecretArn: SECRET_ARN });
+    const queues = template.findResources('AWS::SQS::Queue', { Properties: { RedrivePolicy: Match.anyValue() } });
+    const eventQueue = Object.keys(queues)[0];
+    expect(policyStatements(template)).toEqual([
+      ...ownStatements(template),
+      { Sid: 'ReadDataDogApiKey', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN },
+      {
+        Effect: 'Allow',
+        Action: [
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+        ],
+        Resource: { 'Fn::GetAtt': [eventQueue, 'Arn'] },
+      },
+    ]);
+  });
+});
+
+describe('direct mode', () => {
+  const { template } = synth();
+  const dlq = logicalId(template, 'AWS::SQS::Queue');
+  const fn = logicalId(template, 'AWS::Lambda::Function');
+
+  test('the rule invokes the function, retries, then dead-letters', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fn, 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 86400 },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [dlq, 'Arn'] } },
+        }),
+      ],
+    });
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+    });
+  });
+
+  test('failed invocations are retried, then go to the dead-letter queue', () => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 21600,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [dlq, 'Arn'] } } },
+    });
+  });
+
+  test('the dead-letter queue keeps events 14 days, encrypted, over TLS only', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', { MessageRetentionPeriod: 1209600, SqsManagedSseEnabled: true });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  test('no queue and no event source mapping', () => {
+    template.resourceCountIs('AWS::SQS::Queue', 1);
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 0);
+  });
+});
+
+describe('queued mode', () => {
+  const { template } = synth({ mode: 'queued' });
+  const queues = template.findResources('AWS::SQS::Queue', { Properties: { RedrivePolicy: Match.anyValue() } });
+  const eventQueue = Object.keys(queues)[0];
+  const dlq = Object.keys(template.findResources('AWS::SQS::Queue')).find((id) => id !== eventQueue);
+
+  test('the rule feeds a queue that redrives to the dead-letter queue', () => {
+    expect(Object.keys(queues)).toHaveLength(1);
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      VisibilityTimeout: 180,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlq, 'Arn'] }, maxReceiveCount: 5 },
+      SqsManagedSseEnabled: true,
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [eventQueue, 'Arn'] },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [dlq, 'Arn'] } },
+        }),
+      ],
+    });
+  });
+
+  test('the function reads the queue in batches and reports partial failures', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [eventQueue, 'Arn'] },
+      BatchSize: 10,
+      MaximumBatchingWindowInSeconds: 2,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 0);
+  });
+
+  test('a queue age alarm joins the others', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateAgeOfOldestMessage',
+      Threshold: 300,
+    });
+  });
+});
+
+describe('alarms and outputs', () => {
+  test('errors, throttles and a non-empty dead-letter queue raise alarms', () => {
+    const { template } = synth();
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    for (const metric of ['Errors', 'Throttles', 'ApproximateNumberOfMessagesVisible']) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: metric,
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+    }
+    template.resourceCountIs('AWS::SNS::Topic', 0);
+  });
+
+  test('an alarm email gets a topic that every alarm notifies', () => {
+    const { template } = synth({ alarmEmail: 'ivr-team@example.com' });
+    const topic = logicalId(template, 'AWS::SNS::Topic');
+    template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ivr-team@example.com' });
+    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(3);
+    for (const alarm of alarms) {
+      expect((alarm as { Properties: { AlarmActions: unknown } }).Properties.AlarmActions).toEqual([{ Ref: topic }]);
+    }
+  });
+
+  test('outputs name the table, function, queues and how to set the key', () => {
+    const { template } = synth({ mode: 'queued' });
+    const outputs = template.findOutputs('*');
+    expect(Object.keys(outputs).sort()).toEqual(
+      ['ApiKeySecretArn', 'DeadLetterQueueUrl', 'EventQueueUrl', 'FunctionName', 'SetApiKey', 'TableName'].sort(),
+    );
+    expect(JSON.stringify(outputs.SetApiKey.Value)).toContain('aws secretsmanager put-secret-value');
+  });
+
+  test('an existing secret is used, not created', () => {
+    const { template } = synth({ apiKeySecretArn: SECRET_ARN });
+    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ DD_API_KEY_SECRET_ARN: SECRET_ARN }) },
+    });
+  });
+
+  test('a created secret is retained', () => {
+    const { template } = synth();
+    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  test.each([
+    ['direct', {}],
+    ['queued', { mode: 'queued' }],
+    ['with alarms and an existing secret', { alarmEmail: 'a@example.com', apiKeySecretArn: SECRET_ARN }],
+    ['queued with alarms', { mode: 'queued', alarmEmail: 'a@example.com' }],
+  ])('%s: no unacknowledged finding', (_name, context) => {
+    const { stack } = synth(context as Record<string, string>);
+    expect(awsSolutionsFindings(stack).map(describeFinding)).toEqual([]);
+  });
+});

@@ -1,0 +1,53 @@
+/** The deployment's inputs: defaults, and a clear error naming each bad key. */
+import { readSettings, SettingsError } from '../lib/settings';
+
+const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
+
+const read = (context: Record<string, unknown>) => readSettings((key) => context[key]);
+
+test('only the event source is required', () => {
+  expect(read({ eventSourceName: SOURCE })).toEqual({
+    eventSourceName: SOURCE,
+    datadogSite: 'datadoghq.com',
+    apiKeySecretArn: undefined,
+    tags: undefined,
+    metricName: 'genesys.flow.metric',
+    retentionDays: 30,
+    logLevel: 'info',
+    logRetentionDays: 30,
+    architecture: 'arm64',
+    mode: 'direct',
+    memorySize: 256,
+    timeoutSeconds: 30,
+    reservedConcurrency: undefined,
+    alarmEmail: undefined,
+  });
+});
+
+test('numbers may come as strings from -c', () => {
+  const settings = read({ eventSourceName: SOURCE, retentionDays: '45', timeoutSeconds: 60, memorySize: '128' });
+  expect([settings.retentionDays, settings.timeoutSeconds, settings.memorySize]).toEqual([45, 60, 128]);
+});
+
+test.each([
+  [{}, 'eventSourceName', 'is required'],
+  [{ eventSourceName: 'aws.partner/salesforce.com/x/y' }, 'eventSourceName', 'is not a Genesys partner event source'],
+  [{ datadogSite: 'https://datadoghq.com' }, 'datadogSite', 'is not a DataDog site'],
+  [{ apiKeySecretArn: 'my-secret' }, 'apiKeySecretArn', 'is not a Secrets Manager secret ARN'],
+  [{ tags: 'env:prod,1bad' }, 'tags', 'must start with a letter'],
+  [{ metricName: 'flow metric' }, 'metricName', 'must start with a letter'],
+  [{ retentionDays: '7' }, 'retentionDays', 'from 8 to 3650'],
+  [{ logLevel: 'verbose' }, 'logLevel', 'must be one of error, warn, info, debug, trace'],
+  [{ logRetentionDays: '10' }, 'logRetentionDays', 'is not a CloudWatch retention'],
+  [{ architecture: 'aarch64' }, 'architecture', 'must be one of arm64, x86_64'],
+  [{ mode: 'batch' }, 'mode', 'must be one of direct, queued'],
+  [{ memorySize: '512' }, 'memorySize', 'from 128 to 256'],
+  [{ timeoutSeconds: 'thirty' }, 'timeoutSeconds', 'must be a whole number'],
+  [{ reservedConcurrency: '0' }, 'reservedConcurrency', 'from 1 to 1000'],
+  [{ alarmEmail: 'team' }, 'alarmEmail', 'is not an email address'],
+])('%j is refused, naming %s', (context, key, problem) => {
+  const values = { eventSourceName: SOURCE, ...context };
+  if (key === 'eventSourceName' && !('eventSourceName' in context)) delete (values as Record<string, unknown>).eventSourceName;
+  expect(() => read(values)).toThrow(SettingsError);
+  expect(() => read(values)).toThrow(new RegExp(`^context ${key}: .*${problem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+});
