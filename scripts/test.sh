@@ -6,13 +6,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "DynamoDB emulator for the tests (dynalite, from tests/emulator/package-lock.json)"
-npm ci --prefix tests/emulator --no-audit --no-fund --loglevel=error
+# A partner event source name for synthesizing the stack (nothing is deployed).
+EXAMPLE_SOURCE="aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics"
+export CDK_DISABLE_VERSION_CHECK=true
 
-step "cargo-lambda (PyPI, pinned) for the Lambda end-to-end test"
+step "tools: dynalite (npm, locked), cargo-lambda and cfn-lint (PyPI, pinned), cdk node modules (locked)"
+npm ci --prefix tests/emulator --no-audit --no-fund --loglevel=error
 python3 -m venv .tools/venv
-.tools/venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
+.tools/venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2' 'cfn-lint==1.58.0'
 export PATH="$PWD/.tools/venv/bin:$PATH"
+npm ci --prefix cdk --no-audit --no-fund --loglevel=error
 
 step "formatting"
 cargo fmt --all -- --check
@@ -21,8 +24,31 @@ step "clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust tests"
-log=$(mktemp)
-cargo test --locked 2>&1 | tee "$log"
+cargo_log=$(mktemp)
+cargo test --locked 2>&1 | tee "$cargo_log"
+
+step "cdk: type check and template tests"
+jest_log=$(mktemp)
+(cd cdk && npx tsc --noEmit && npx jest --ci --json --outputFile="$jest_log")
+
+step "cdk: real synth with cargo-lambda (x86_64), both modes, then cfn-lint"
+for mode in direct queued; do
+  (cd cdk && npx cdk synth --no-notices --quiet -o "cdk.out/$mode" \
+    -c eventSourceName="$EXAMPLE_SOURCE" -c architecture=x86_64 -c mode="$mode" -c alarmEmail=ops@example.com)
+  # W3005: CDK's own DependsOn alongside implicit references.
+  cfn-lint --ignore-checks W3005 -- "cdk/cdk.out/$mode/GenesysFlowMetrics.template.json"
+done
+
 # One closing line for the whole suite.
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
-rm -f "$log"
+node -e '
+  const fs = require("fs");
+  let passed = 0, failed = 0;
+  for (const line of fs.readFileSync(process.argv[1], "utf8").split("\n")) {
+    const match = /^test result: \w+\. (\d+) passed; (\d+) failed/.exec(line);
+    if (match) { passed += Number(match[1]); failed += Number(match[2]); }
+  }
+  const jest = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  passed += jest.numPassedTests; failed += jest.numFailedTests;
+  console.log(`${passed} passed, ${failed} failed`);
+' "$cargo_log" "$jest_log"
+rm -f "$cargo_log" "$jest_log"
