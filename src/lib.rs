@@ -7,6 +7,7 @@
 //! events; [`input`] frames event files for replays.
 
 pub mod attribute;
+pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod count;
@@ -15,5 +16,6 @@ pub mod input;
 pub mod lambda;
 pub mod ledger;
 pub mod pipeline;
+pub mod redrive;
 pub mod replay;
 pub mod sink;

@@ -137,15 +137,25 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
 
     /// Processes a batch of EventBridge events given as JSON texts.
     pub async fn process_batch(&self, events: &[&str], time: impl Into<BatchTime>) -> BatchReport {
-        let BatchTime { now, deadline } = time.into();
+        let decoded = events.iter().map(|json| event::decode(json)).collect();
+        self.process_decoded(decoded, time.into()).await
+    }
+
+    /// Processes a batch of decoded events (the redrive builds its own).
+    pub async fn process_decoded(
+        &self,
+        events: Vec<Result<Event<'_>, EventError>>,
+        time: BatchTime,
+    ) -> BatchReport {
+        let BatchTime { now, deadline } = time;
         let mut tally = Tally {
             events_read: events.len() as u64,
             ..Tally::default()
         };
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut attributes = Vec::new();
-        for (index, json) in events.iter().enumerate() {
-            match event::decode(json) {
+        for (index, decoded) in events.into_iter().enumerate() {
+            match decoded {
                 Ok(Event::Attributes(event)) => {
                     attributes.push((index, event));
                     outcomes.push(None);

@@ -1,23 +1,29 @@
-//! `flow-metrics`: the command line. `replay` runs Genesys events through the pipeline from
-//! files or stdin, printing each counted occurrence; with no file it replays the bundled samples.
+//! `flow-metrics`: the command line.
+//! - `replay` runs Genesys events through the pipeline from files or stdin (with no file, the
+//!   bundled samples), printing each counted occurrence;
+//! - `audit` scans the ledger table and counts delivered, in-flight and stuck keys;
+//! - `redrive` delivers the stuck ones.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, IsTerminal as _};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use flow_metrics::audit::{self, Audit, Bucket};
 use flow_metrics::config::{ApiKeySource, DataDogConfig, check_retention, parse_duration, process_env};
 use flow_metrics::count::Tally;
-use flow_metrics::ledger::dynamodb::create_table;
+use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
-use flow_metrics::pipeline::Pipeline;
+use flow_metrics::pipeline::{EventOutcome, Pipeline};
+use flow_metrics::redrive::{StuckKey, redrive};
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
 use flow_metrics::sink::datadog::ApiKey;
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
-use jiff::SignedDuration;
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::{SignedDuration, Timestamp};
 use tracing_subscriber::EnvFilter;
 
 /// The sample events replayed when no file is given.
@@ -39,6 +45,25 @@ enum Command {
     /// rejected event and per invalid key, then a summary. Exit status: 0 when every event was
     /// read, 1 when some were rejected, 2 on bad usage, 3 when the replay had to stop.
     Replay(ReplayArgs),
+    /// Count the ledger's keys per flow and metric: delivered, claimed (in flight), stuck.
+    Audit(AuditArgs),
+    /// Deliver stuck keys (claimed, lease expired, never confirmed) to the sink, exactly once.
+    ///
+    /// Safe while the Lambda runs, and safe to run twice. Exit status: 0 when every stuck key
+    /// was delivered or found delivered, 1 when some could not be, 3 on error.
+    Redrive(RedriveArgs),
+}
+
+/// The ledger table. Credentials and region come from the standard AWS chain.
+#[derive(Debug, clap::Args)]
+struct TableArgs {
+    /// The ledger table.
+    #[arg(long, env = "FLOW_METRICS_TABLE")]
+    table: Option<String>,
+
+    /// A DynamoDB endpoint such as an emulator's (default: AWS, or AWS_ENDPOINT_URL).
+    #[arg(long)]
+    endpoint_url: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +77,19 @@ struct ReplayArgs {
     ledger: LedgerKind,
 
     #[command(flatten)]
-    dynamodb: DynamoDbArgs,
+    table: TableArgs,
+
+    /// Create the table (on-demand, with TTL) if it does not exist.
+    #[arg(long)]
+    create_table: bool,
+
+    /// How long a claim holds before another process may take the key.
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    lease: SignedDuration,
+
+    /// How long a ledger item is kept after its key's time (must exceed --max-key-age).
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    retention: SignedDuration,
 
     /// Where counted occurrences go.
     #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
@@ -67,29 +104,74 @@ struct ReplayArgs {
     batch_size: NonZeroUsize,
 }
 
-/// The DynamoDB ledger's settings (with `--ledger dynamodb`). Credentials and region come from
-/// the standard AWS chain.
 #[derive(Debug, clap::Args)]
-struct DynamoDbArgs {
-    /// The ledger table.
-    #[arg(long, env = "FLOW_METRICS_TABLE", required_if_eq("ledger", "dynamodb"))]
-    table: Option<String>,
+struct AuditArgs {
+    #[command(flatten)]
+    table: TableArgs,
 
-    /// A DynamoDB endpoint such as an emulator's (default: AWS, or AWS_ENDPOINT_URL).
+    #[command(flatten)]
+    scan: ScanArgs,
+
+    /// Also split counts by this bucket of the key's time (UTC).
+    #[arg(long, value_enum)]
+    by: Option<BucketArg>,
+
+    /// Only keys whose time is at or after this (RFC 3339, e.g. 2026-03-07T00:00:00Z).
     #[arg(long)]
-    endpoint_url: Option<String>,
+    since: Option<Timestamp>,
 
-    /// Create the table (on-demand, with TTL) if it does not exist.
+    /// Only keys whose time is before this (RFC 3339).
     #[arg(long)]
-    create_table: bool,
+    until: Option<Timestamp>,
 
-    /// How long a claim holds before another process may take the key.
+    /// Only this flow.
+    #[arg(long)]
+    flow: Option<String>,
+
+    /// Only this metric.
+    #[arg(long)]
+    metric: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct RedriveArgs {
+    #[command(flatten)]
+    table: TableArgs,
+
+    #[command(flatten)]
+    scan: ScanArgs,
+
+    /// Where redriven occurrences go.
+    #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
+    sink: SinkKind,
+
+    /// How long the redrive's own claims hold.
     #[arg(long, value_parser = parse_duration, default_value = "2m")]
     lease: SignedDuration,
 
-    /// How long a ledger item is kept after its key's time (must exceed --max-key-age).
-    #[arg(long, value_parser = parse_duration, default_value = "30d")]
-    retention: SignedDuration,
+    /// List what would be redriven; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// How the table is scanned.
+#[derive(Debug, clap::Args)]
+struct ScanArgs {
+    /// Parallel scan segments (default: 4 per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    segments: Option<u32>,
+}
+
+impl ScanArgs {
+    fn segments(&self) -> u32 {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        self.segments
+            .unwrap_or_else(|| u32::try_from(cores * 4).unwrap_or(4))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +191,22 @@ enum SinkKind {
     Datadog,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BucketArg {
+    Minute,
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// Aligned, for people, with a totals row.
+    Table,
+    Csv,
+    /// An array of {"flow","metric","bucket"?,"delivered","claimed","stuck"}.
+    Json,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -118,10 +216,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Replay(args) => run_replay(args).await,
+        Command::Audit(args) => run_audit(args).await,
+        Command::Redrive(args) => run_redrive(args).await,
     };
     match outcome {
-        Ok(tally) if tally.events_rejected > 0 => ExitCode::from(1),
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(status) => status,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(3)
@@ -129,50 +228,36 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run_replay(args: ReplayArgs) -> anyhow::Result<Tally> {
+async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let sources = open_sources(&args.files)?;
-    match args.sink {
-        SinkKind::Stdout => replay_into(JsonLinesSink::stdout(), sources, &args).await,
-        SinkKind::Datadog => replay_into(datadog_sink(&args).await?, sources, &args).await,
-    }
+    let tally = match args.sink {
+        SinkKind::Stdout => replay_into(JsonLinesSink::stdout(), sources, &args).await?,
+        SinkKind::Datadog => replay_into(datadog_sink(&args.table).await?, sources, &args).await?,
+    };
+    Ok(if tally.events_rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn replay_into<S: Sink>(sink: S, sources: Vec<Source>, args: &ReplayArgs) -> anyhow::Result<Tally> {
     match args.ledger {
         LedgerKind::Memory => replay_with(MemoryLedger::default(), sink, sources, args).await,
-        LedgerKind::Dynamodb => replay_with(dynamodb_ledger(args).await?, sink, sources, args).await,
-    }
-}
-
-async fn datadog_sink(args: &ReplayArgs) -> anyhow::Result<DataDogSink> {
-    let config = DataDogConfig::from_env(&process_env)?;
-    let api_key = match &config.api_key {
-        ApiKeySource::Key(key) => key.clone(),
-        ApiKeySource::SecretArn(arn) => {
-            let aws = flow_metrics::aws::load_config(args.dynamodb.endpoint_url.as_deref()).await?;
-            ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
+        LedgerKind::Dynamodb => {
+            check_retention(args.retention, args.max_key_age)?;
+            let (client, table) = args.table.client().await.context("--ledger dynamodb")?;
+            if args.create_table {
+                create_table(&client, table)
+                    .await
+                    .with_context(|| format!("cannot create table {table}"))?;
+            }
+            let ledger = DynamoDbLedger::new(client, table)
+                .with_lease(args.lease)
+                .with_retention(args.retention);
+            replay_with(ledger, sink, sources, args).await
         }
-    };
-    Ok(DataDogSink::new(config.with_key(api_key))?)
-}
-
-async fn dynamodb_ledger(args: &ReplayArgs) -> anyhow::Result<DynamoDbLedger> {
-    let settings = &args.dynamodb;
-    check_retention(settings.retention, args.max_key_age)?;
-    let table = settings
-        .table
-        .as_deref()
-        .context("--table is required with --ledger dynamodb")?;
-    let config = flow_metrics::aws::load_config(settings.endpoint_url.as_deref()).await?;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    if settings.create_table {
-        create_table(&client, table)
-            .await
-            .with_context(|| format!("cannot create table {table}"))?;
     }
-    Ok(DynamoDbLedger::new(client, table)
-        .with_lease(settings.lease)
-        .with_retention(settings.retention))
 }
 
 async fn replay_with<L: Ledger, S: Sink>(
@@ -188,6 +273,161 @@ async fn replay_with<L: Ledger, S: Sink>(
         None => Ok(replayed.tally),
         Some(error) => Err(anyhow::Error::new(error).context("the replay stopped early")),
     }
+}
+
+async fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let (client, table) = args.table.client().await?;
+    let ledger = DynamoDbLedger::new(client, table);
+    let filter = ScanFilter {
+        since: args.since,
+        until: args.until,
+        flow: args.flow.clone(),
+        metric: args.metric.clone(),
+        stuck_at: None,
+    };
+    let bucket = args.by.map(|by| match by {
+        BucketArg::Minute => Bucket::Minute,
+        BucketArg::Hour => Bucket::Hour,
+        BucketArg::Day => Bucket::Day,
+    });
+    let mut audit = Audit::new(bucket, Timestamp::now());
+    let totals = scan(&ledger, &args.scan, &filter, |item| audit.add(&item)).await?;
+    let rows = audit.rows();
+    let mut stdout = io::stdout().lock();
+    match args.format {
+        Format::Table => audit::write_table(&rows, &mut stdout)?,
+        Format::Csv => audit::write_csv(&rows, &mut stdout)?,
+        Format::Json => audit::write_json(&rows, &mut stdout)?,
+    }
+    report_scan(table, &args.scan, totals);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
+    let (client, table) = args.table.client().await?;
+    let ledger = DynamoDbLedger::new(client, table).with_lease(args.lease);
+    let now = Timestamp::now();
+    let filter = ScanFilter {
+        stuck_at: Some(now),
+        ..ScanFilter::default()
+    };
+    let mut stuck = Vec::new();
+    let totals = scan(&ledger, &args.scan, &filter, |item| stuck.push(item)).await?;
+    report_scan(table, &args.scan, totals);
+    if args.dry_run {
+        for item in &stuck {
+            println!("{}", stuck_line(item));
+        }
+        eprintln!("dry run: {} stuck key(s) would be redriven", stuck.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stuck: Vec<StuckKey> = stuck.iter().map(StuckKey::from).collect();
+    let tally = match args.sink {
+        SinkKind::Stdout => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
+        SinkKind::Datadog => redrive_into(ledger, datadog_sink(&args.table).await?, &stuck).await,
+    };
+    eprintln!(
+        "redrive: {} stuck key(s); delivered {}, taken or delivered by another process {}, not delivered {}",
+        stuck.len(),
+        tally.keys_counted,
+        tally.keys_already_counted,
+        (stuck.len() as u64).saturating_sub(tally.keys_counted + tally.keys_already_counted)
+    );
+    Ok(if tally.events_failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[StuckKey]) -> Tally {
+    // Stuck keys were fresh when first claimed: judge them at that time, with no age limit
+    // beyond the table's own retention.
+    let pipeline = Pipeline::new(ledger, sink).with_max_key_age(SignedDuration::MAX);
+    let report = redrive(&pipeline, stuck, Timestamp::now().into()).await;
+    for outcome in &report.outcomes {
+        if let EventOutcome::Failed { report, error } = outcome {
+            eprintln!("conversation {}: not delivered: {error}", report.conversation_id);
+        }
+    }
+    report.tally
+}
+
+fn stuck_line(item: &LedgerItem) -> String {
+    let lease = item
+        .lease_expires_ms
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| "never".to_owned(), |at| at.to_string());
+    serde_json::json!({
+        "conversation_id": item.conversation_id,
+        "key": item.attribute_key,
+        "flow": item.flow,
+        "metric": item.metric,
+        "lease_expired_at": lease,
+    })
+    .to_string()
+}
+
+/// Scans the table with a progress spinner on a terminal.
+async fn scan(
+    ledger: &DynamoDbLedger,
+    args: &ScanArgs,
+    filter: &ScanFilter,
+    mut each: impl FnMut(LedgerItem),
+) -> anyhow::Result<ScanTotals> {
+    let progress = if io::stderr().is_terminal() {
+        let spinner = ProgressBar::new_spinner().with_message(format!("scanning {}", ledger.table()));
+        spinner.set_style(
+            ProgressStyle::with_template("{spinner} {msg}: {pos} items ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    } else {
+        ProgressBar::hidden()
+    };
+    let totals = ledger
+        .scan(args.segments(), filter, |item| {
+            progress.inc(1);
+            each(item);
+        })
+        .await
+        .with_context(|| format!("cannot scan table {}", ledger.table()))?;
+    progress.finish_and_clear();
+    Ok(totals)
+}
+
+fn report_scan(table: &str, args: &ScanArgs, totals: ScanTotals) {
+    eprintln!(
+        "scanned {table}: {} matching item(s), {} segment(s), {:.1} read capacity units consumed",
+        totals.items,
+        args.segments(),
+        totals.capacity_units
+    );
+}
+
+impl TableArgs {
+    /// A DynamoDB client from the standard AWS chain, and the table name.
+    async fn client(&self) -> anyhow::Result<(aws_sdk_dynamodb::Client, &str)> {
+        let table = self
+            .table
+            .as_deref()
+            .context("--table (or FLOW_METRICS_TABLE) is required")?;
+        let config = flow_metrics::aws::load_config(self.endpoint_url.as_deref()).await?;
+        Ok((aws_sdk_dynamodb::Client::new(&config), table))
+    }
+}
+
+async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
+    let config = DataDogConfig::from_env(&process_env)?;
+    let api_key = match &config.api_key {
+        ApiKeySource::Key(key) => key.clone(),
+        ApiKeySource::SecretArn(arn) => {
+            let aws = flow_metrics::aws::load_config(table.endpoint_url.as_deref()).await?;
+            ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
+        }
+    };
+    Ok(DataDogSink::new(config.with_key(api_key))?)
 }
 
 fn open_sources(files: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
@@ -225,13 +465,18 @@ mod tests {
 
     #[test]
     fn defaults_are_the_library_defaults() {
-        let replay = Cli::parse_from(["flow-metrics", "replay"]);
-        let Command::Replay(args) = replay.command;
-        assert_eq!(args.max_key_age, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
-        assert_eq!(args.dynamodb.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
+        let Command::Replay(replay) = Cli::parse_from(["flow-metrics", "replay"]).command else {
+            panic!("replay");
+        };
+        assert_eq!(replay.max_key_age, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+        assert_eq!(replay.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
         assert_eq!(
-            args.dynamodb.retention,
+            replay.retention,
             flow_metrics::ledger::dynamodb::DEFAULT_RETENTION
         );
+        let Command::Redrive(redrive) = Cli::parse_from(["flow-metrics", "redrive"]).command else {
+            panic!("redrive");
+        };
+        assert_eq!(redrive.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
     }
 }

@@ -1,0 +1,301 @@
+//! The audit: what the ledger says was counted, per flow and metric (and optionally per time
+//! bucket of the key's time), split into delivered, in-flight and stuck keys.
+//!
+//! Pure aggregation and formatting; reading the table is the DynamoDB ledger's scan.
+//! - delivered: pushed to the sink and confirmed; DataDog should show exactly these.
+//! - claimed: claimed by an invocation whose lease has not expired: in flight.
+//! - stuck: claimed, lease expired, never confirmed (a crash, or a released claim waiting for
+//!   its event's retry). `flow-metrics redrive` delivers them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use jiff::Timestamp;
+use jiff::fmt::temporal::DateTimePrinter;
+use serde::Serialize;
+
+use crate::ledger::dynamodb::{LedgerItem, schema};
+
+/// How to bucket key times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Bucket {
+    fn millis(self) -> i64 {
+        match self {
+            Bucket::Minute => 60_000,
+            Bucket::Hour => 3_600_000,
+            Bucket::Day => 86_400_000,
+        }
+    }
+}
+
+/// Counts of one (flow, metric, bucket).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    pub flow: String,
+    pub metric: String,
+    /// Start of the bucket (UTC RFC 3339), when bucketing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    pub delivered: u64,
+    pub claimed: u64,
+    pub stuck: u64,
+}
+
+/// The aggregation of ledger items.
+#[derive(Debug)]
+pub struct Audit {
+    bucket: Option<Bucket>,
+    now_ms: i64,
+    counts: BTreeMap<(String, String, Option<i64>), [u64; 3]>,
+}
+
+impl Audit {
+    /// An empty audit; `now` decides which claims are still in flight.
+    pub fn new(bucket: Option<Bucket>, now: Timestamp) -> Self {
+        Audit {
+            bucket,
+            now_ms: now.as_millisecond(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, item: &LedgerItem) {
+        let column = if item.state == schema::DELIVERED {
+            0
+        } else if item.lease_expires_ms.is_some_and(|lease| lease >= self.now_ms) {
+            1
+        } else {
+            2
+        };
+        let bucket = self
+            .bucket
+            .map(|bucket| item.key_time_ms.div_euclid(bucket.millis()) * bucket.millis());
+        let counts = self
+            .counts
+            .entry((item.flow.clone(), item.metric.clone(), bucket))
+            .or_default();
+        counts[column] += 1;
+    }
+
+    /// One row per (flow, metric, bucket), sorted.
+    pub fn rows(&self) -> Vec<AuditRow> {
+        self.counts
+            .iter()
+            .map(|((flow, metric, bucket), [delivered, claimed, stuck])| AuditRow {
+                flow: flow.clone(),
+                metric: metric.clone(),
+                bucket: bucket.map(bucket_label),
+                delivered: *delivered,
+                claimed: *claimed,
+                stuck: *stuck,
+            })
+            .collect()
+    }
+}
+
+fn bucket_label(start_ms: i64) -> String {
+    Timestamp::from_millisecond(start_ms)
+        .map(|start| DateTimePrinter::new().timestamp_to_string(&start))
+        .unwrap_or_else(|_| start_ms.to_string())
+}
+
+/// The sum of every row.
+pub fn totals(rows: &[AuditRow]) -> (u64, u64, u64) {
+    rows.iter().fold((0, 0, 0), |(d, c, s), row| {
+        (d + row.delivered, c + row.claimed, s + row.stuck)
+    })
+}
+
+/// An aligned table for people, with a totals row.
+pub fn write_table(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()> {
+    let bucketed = rows.iter().any(|row| row.bucket.is_some());
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::ASCII_MARKDOWN);
+    let mut header = vec!["flow", "metric"];
+    if bucketed {
+        header.push("bucket");
+    }
+    header.extend(["delivered", "claimed", "stuck"]);
+    let columns = header.len();
+    table.set_header(header);
+    let mut add = |flow: &str, metric: &str, bucket: Option<&str>, counts: (u64, u64, u64)| {
+        let mut cells = vec![flow.to_owned(), metric.to_owned()];
+        if bucketed {
+            cells.push(bucket.unwrap_or_default().to_owned());
+        }
+        cells.extend([counts.0.to_string(), counts.1.to_string(), counts.2.to_string()]);
+        table.add_row(cells);
+    };
+    for row in rows {
+        add(
+            &row.flow,
+            &row.metric,
+            row.bucket.as_deref(),
+            (row.delivered, row.claimed, row.stuck),
+        );
+    }
+    add("total", "", None, totals(rows));
+    for column in columns - 3..columns {
+        if let Some(column) = table.column_mut(column) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    writeln!(out, "{table}")
+}
+
+/// CSV with a header line.
+pub fn write_csv(rows: &[AuditRow], out: &mut dyn Write) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
+    let bucketed = rows.iter().any(|row| row.bucket.is_some());
+    let mut header = vec!["flow", "metric"];
+    if bucketed {
+        header.push("bucket");
+    }
+    header.extend(["delivered", "claimed", "stuck"]);
+    writer.write_record(&header)?;
+    for row in rows {
+        let mut record = vec![row.flow.clone(), row.metric.clone()];
+        if bucketed {
+            record.push(row.bucket.clone().unwrap_or_default());
+        }
+        record.extend([
+            row.delivered.to_string(),
+            row.claimed.to_string(),
+            row.stuck.to_string(),
+        ]);
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// A JSON array of `{"flow","metric","bucket"?,"delivered","claimed","stuck"}`.
+pub fn write_json(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, rows)?;
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(flow: &str, metric: &str, key_time: &str, state: &str, lease_ms: Option<i64>) -> LedgerItem {
+        LedgerItem {
+            conversation_id: "c".to_owned(),
+            attribute_key: format!("{flow}Metric_{metric}({key_time})"),
+            flow: flow.to_owned(),
+            metric: metric.to_owned(),
+            key_time_ms: key_time.parse::<Timestamp>().expect("time").as_millisecond(),
+            first_seen_ms: 0,
+            state: state.to_owned(),
+            lease_expires_ms: lease_ms,
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-03-07T12:00:00Z".parse().expect("time")
+    }
+
+    fn sample(bucket: Option<Bucket>) -> Vec<AuditRow> {
+        let live = now().as_millisecond() + 1;
+        let mut audit = Audit::new(bucket, now());
+        for item in [
+            item("Billing, IVR", "Menu", "2026-03-07T10:15:00Z", "delivered", None),
+            item("Billing, IVR", "Menu", "2026-03-07T10:45:00Z", "delivered", None),
+            item(
+                "Billing, IVR",
+                "Menu",
+                "2026-03-07T11:05:00Z",
+                "claimed",
+                Some(live),
+            ),
+            item("Billing, IVR", "Menu", "2026-03-07T11:06:00Z", "claimed", Some(0)),
+            item(
+                "Routing",
+                "Start",
+                "2026-03-06T23:59:59Z",
+                "claimed",
+                Some(live - 2),
+            ),
+        ] {
+            audit.add(&item);
+        }
+        audit.rows()
+    }
+
+    #[test]
+    fn delivered_in_flight_and_stuck_are_told_apart() {
+        let rows = sample(None);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].delivered, rows[0].claimed, rows[0].stuck), (2, 1, 1));
+        assert_eq!((rows[1].delivered, rows[1].claimed, rows[1].stuck), (0, 0, 1));
+        assert_eq!(totals(&rows), (2, 1, 2));
+    }
+
+    #[test]
+    fn buckets_split_by_the_key_time_in_utc() {
+        let by_hour = sample(Some(Bucket::Hour));
+        let labels: Vec<_> = by_hour
+            .iter()
+            .map(|row| row.bucket.clone().expect("bucket"))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "2026-03-07T10:00:00Z",
+                "2026-03-07T11:00:00Z",
+                "2026-03-06T23:00:00Z"
+            ]
+        );
+        let by_day = sample(Some(Bucket::Day));
+        assert_eq!(by_day[1].bucket.as_deref(), Some("2026-03-06T00:00:00Z"));
+    }
+
+    #[test]
+    fn json_rows_have_the_documented_fields() {
+        let mut out = Vec::new();
+        write_json(&sample(None), &mut out).expect("json");
+        let rows: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
+        assert_eq!(
+            rows[0],
+            serde_json::json!({"flow": "Billing, IVR", "metric": "Menu", "delivered": 2, "claimed": 1, "stuck": 1})
+        );
+        let mut bucketed = Vec::new();
+        write_json(&sample(Some(Bucket::Day)), &mut bucketed).expect("json");
+        let rows: serde_json::Value = serde_json::from_slice(&bucketed).expect("valid json");
+        assert_eq!(rows[0]["bucket"], "2026-03-07T00:00:00Z");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_quoting() {
+        let mut out = Vec::new();
+        write_csv(&sample(None), &mut out).expect("csv");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "flow,metric,delivered,claimed,stuck\n\"Billing, IVR\",Menu,2,1,1\nRouting,Start,0,0,1\n"
+        );
+    }
+
+    #[test]
+    fn the_table_is_aligned_with_a_totals_row() {
+        let mut out = Vec::new();
+        write_table(&sample(None), &mut out).expect("table");
+        let table = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines
+                .iter()
+                .all(|line| line.chars().count() == lines[0].chars().count()),
+            "{table}"
+        );
+        assert!(lines[4].starts_with("| total"), "{table}");
+        assert!(lines[4].trim_end().ends_with("2 |"), "{table}");
+    }
+}

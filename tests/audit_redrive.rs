@@ -1,0 +1,257 @@
+//! `flow-metrics audit` and `flow-metrics redrive` against the DynamoDB emulator: a replayed
+//! trace, claims left stuck by a simulated crash, the audit's totals, and a redrive that
+//! delivers each stuck key exactly once to a fake DataDog intake.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::process::{Command, Output};
+
+use common::emulator::Dynalite;
+use common::{RecordingSink, attributes_event};
+use flate2::read::GzDecoder;
+use flow_metrics::attribute::{Attribute, MetricKey, classify};
+use flow_metrics::ledger::dynamodb::create_table;
+use flow_metrics::ledger::{ClaimRequest, DynamoDbLedger, Ledger};
+use flow_metrics::pipeline::Pipeline;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TABLE: &str = "flow-metrics-audit";
+
+/// A generated trace: conversations whose attribute maps grow event by event, every event
+/// delivered twice. Returns the events and the set of (conversation, key) they carry.
+fn trace(conversations: usize) -> (Vec<String>, BTreeSet<(String, String)>) {
+    let mut events = Vec::new();
+    let mut keys = BTreeSet::new();
+    for conversation in 0..conversations {
+        let id = format!("conversation-{conversation:03}");
+        let flow = ["Routing", "Billing IVR", "SupportBot"][conversation % 3];
+        let mut attributes = vec!["AccountID".to_owned()];
+        for step in 0..(1 + conversation % 4) {
+            let at = format!(
+                "2026-03-07T{:02}:{:02}:{:02}.000Z",
+                8 + conversation % 3,
+                step * 7,
+                conversation % 60
+            );
+            let metric = ["Start", "Menu", "Transfer", "End"][step];
+            let key = format!("{flow}Metric_{metric}({at})");
+            keys.insert((id.clone(), key.clone()));
+            attributes.push(key);
+            let refs: Vec<&str> = attributes.iter().map(String::as_str).collect();
+            let event = attributes_event(&id, &at, &refs);
+            events.push(event.clone());
+            events.push(event);
+        }
+    }
+    (events, keys)
+}
+
+fn flow_metrics(emulator: &Dynalite, args: &[&str], extra_env: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args(args)
+        .args(["--table", TABLE, "--segments", "3"])
+        .envs(emulator.environment())
+        .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run flow-metrics")
+}
+
+fn audit_json(emulator: &Dynalite, extra: &[&str]) -> Value {
+    let mut args = vec!["audit", "--format", "json"];
+    args.extend_from_slice(extra);
+    let output = flow_metrics(emulator, &args, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("json rows")
+}
+
+fn totals(rows: &Value) -> (u64, u64, u64) {
+    rows.as_array()
+        .expect("rows")
+        .iter()
+        .fold((0, 0, 0), |(d, c, s), row| {
+            (
+                d + row["delivered"].as_u64().expect("n"),
+                c + row["claimed"].as_u64().expect("n"),
+                s + row["stuck"].as_u64().expect("n"),
+            )
+        })
+}
+
+/// Claims keys as a process would just before crashing: never pushed, never confirmed.
+async fn crash_after_claiming(ledger: &DynamoDbLedger, conversation: &str, keys: &[&str], at: Timestamp) {
+    let metrics: Vec<MetricKey<'_>> = keys
+        .iter()
+        .map(|key| match classify(key) {
+            Attribute::Metric(metric) => metric,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let claim = ledger
+        .claim(ClaimRequest {
+            conversation_id: conversation,
+            event_time: at,
+            keys: &metrics,
+            now: at,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claim.won.len(), keys.len());
+}
+
+async fn intake_points(server: &MockServer) -> usize {
+    let mut points = 0;
+    for request in server.received_requests().await.expect("recording") {
+        let mut json = String::new();
+        GzDecoder::new(request.body.as_slice())
+            .read_to_string(&mut json)
+            .expect("gzip");
+        let body: Value = serde_json::from_str(&json).expect("json");
+        for series in body["series"].as_array().expect("series") {
+            if series["metric"] == "genesys.flow.metric" {
+                for point in series["points"].as_array().expect("points") {
+                    points += point[1].as_array().expect("values").len();
+                }
+            }
+        }
+    }
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
+    let emulator = Dynalite::start();
+    create_table(&emulator.client(), TABLE).await.expect("table");
+    let ledger = DynamoDbLedger::new(emulator.client(), TABLE);
+    let pipeline = Pipeline::new(ledger.clone(), RecordingSink::default());
+    let (events, keys) = trace(24);
+    let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+    for batch in texts.chunks(10) {
+        pipeline.process_batch(batch, Timestamp::now()).await;
+    }
+    assert_eq!(pipeline.sink().pushed().len(), keys.len());
+
+    // Three keys claimed by a process that died an hour ago, one claimed just now (in flight).
+    let an_hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
+    let stuck = [
+        "RoutingMetric_Callback(2026-03-07T09:00:00Z)",
+        "RoutingMetric_Survey(2026-03-07T09:01:00Z)",
+    ];
+    crash_after_claiming(&ledger, "crashed-1", &stuck, an_hour_ago).await;
+    crash_after_claiming(
+        &ledger,
+        "crashed-2",
+        &["SupportBotMetric_Start(2026-03-07T10:00:00Z)"],
+        an_hour_ago,
+    )
+    .await;
+    crash_after_claiming(
+        &ledger,
+        "in-flight",
+        &["RoutingMetric_Start(2026-03-07T11:00:00Z)"],
+        Timestamp::now(),
+    )
+    .await;
+
+    let rows = audit_json(&emulator, &[]);
+    assert_eq!(totals(&rows), (keys.len() as u64, 1, 3));
+    let routing_callback = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["metric"] == "Callback")
+        .expect("a Callback row");
+    assert_eq!(
+        routing_callback,
+        &json!({"flow": "Routing", "metric": "Callback", "delivered": 0, "claimed": 0, "stuck": 1})
+    );
+
+    // Filters and buckets.
+    let billing = audit_json(&emulator, &["--flow", "Billing IVR", "--by", "hour"]);
+    assert!(
+        billing
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|row| row["flow"] == "Billing IVR" && row["bucket"].is_string())
+    );
+    let before_nine = audit_json(&emulator, &["--until", "2026-03-07T09:00:00Z"]);
+    let expected_before_nine = keys.iter().filter(|(_, key)| key.contains("T08:")).count() as u64;
+    assert_eq!(totals(&before_nine).0, expected_before_nine);
+
+    // A dry run lists and changes nothing.
+    let dry = flow_metrics(&emulator, &["redrive", "--dry-run"], &[]);
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().count(), 3);
+    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64, 1, 3));
+
+    // The redrive delivers each stuck key once; a second redrive sends nothing.
+    let intake = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/distribution_points"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&intake)
+        .await;
+    let datadog = [("DD_API_KEY", "redrive-key".to_owned()), ("DD_URL", intake.uri())];
+    for _ in 0..2 {
+        let output = flow_metrics(&emulator, &["redrive", "--sink", "datadog"], &datadog);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(intake_points(&intake).await, 3);
+    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64 + 3, 1, 0));
+}
+
+#[test]
+fn every_format_prints_the_same_totals() {
+    let emulator = Dynalite::start();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let keys = runtime.block_on(async {
+        create_table(&emulator.client(), TABLE).await.expect("table");
+        let pipeline = Pipeline::new(
+            DynamoDbLedger::new(emulator.client(), TABLE),
+            RecordingSink::default(),
+        );
+        let (events, keys) = trace(6);
+        let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+        pipeline.process_batch(&texts, Timestamp::now()).await;
+        keys.len() as u64
+    });
+    let table = flow_metrics(&emulator, &["audit"], &[]);
+    let table = String::from_utf8(table.stdout).expect("utf-8");
+    assert!(
+        table
+            .lines()
+            .last()
+            .is_some_and(|line| line.starts_with("| total") && line.contains(&format!(" {keys} "))),
+        "{table}"
+    );
+    let csv = flow_metrics(&emulator, &["audit", "--format", "csv", "--by", "day"], &[]);
+    let csv = String::from_utf8(csv.stdout).expect("utf-8");
+    assert_eq!(
+        csv.lines().next(),
+        Some("flow,metric,bucket,delivered,claimed,stuck")
+    );
+    let delivered: u64 = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.rsplit(',')
+                .nth(2)
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("delivered")
+        })
+        .sum();
+    assert_eq!(delivered, keys);
+}
