@@ -11,6 +11,7 @@ pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod count;
+pub mod error_text;
 pub mod event;
 pub mod input;
 pub mod lambda;

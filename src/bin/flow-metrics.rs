@@ -354,10 +354,11 @@ async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[StuckKe
 }
 
 fn stuck_line(item: &LedgerItem) -> String {
-    let lease = item
-        .lease_expires_ms
-        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| "never".to_owned(), |at| at.to_string());
+    // A released claim (its push failed) has its lease set to 0.
+    let lease = match item.lease_expires_ms {
+        None | Some(0) => "released".to_owned(),
+        Some(ms) => Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |at| at.to_string()),
+    };
     serde_json::json!({
         "conversation_id": item.conversation_id,
         "key": item.attribute_key,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters as _;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
 use crate::attribute::MetricKey;
+use crate::error_text::with_causes;
 
 /// Attribute names of the ledger table. `table.json` is the shared definition; a test checks
 /// that these and the item layout match it.
@@ -585,7 +586,14 @@ where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     R: std::fmt::Debug,
 {
-    let message = DisplayErrorContext(&error).to_string();
+    let message = match error.as_service_error() {
+        Some(service) => format!(
+            "{}: {}",
+            service.code().unwrap_or("service error"),
+            service.message().unwrap_or_default()
+        ),
+        None => with_causes(&error),
+    };
     match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             LedgerError::Transient { operation, message }
@@ -663,10 +671,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerErro
         .await
         .map_err(|error| LedgerError::Permanent {
             operation: "DescribeTable",
-            message: format!(
-                "table {table} did not become active: {}",
-                DisplayErrorContext(&error)
-            ),
+            message: format!("table {table} did not become active: {}", with_causes(&error)),
         })?;
     let time_to_live = TimeToLiveSpecification::builder()
         .enabled(true)
@@ -685,7 +690,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerErro
     {
         tracing::warn!(
             table,
-            error = %DisplayErrorContext(&error),
+            error = %with_causes(&error),
             "could not enable TTL on {}; items will not expire (emulators such as dynalite lack TTL)",
             schema::TIME_TO_LIVE
         );

@@ -7,7 +7,9 @@
 use std::fmt;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+
+use crate::error_text::with_causes;
 
 /// A DataDog API key. Printing it shows `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -42,7 +44,14 @@ impl ApiKey {
             .await
             .map_err(|error| ApiKeyError::Secret {
                 arn: arn.to_owned(),
-                message: DisplayErrorContext(&error).to_string(),
+                message: match error.as_service_error() {
+                    Some(service) => format!(
+                        "{}: {}",
+                        service.code().unwrap_or("service error"),
+                        service.message().unwrap_or_default()
+                    ),
+                    None => with_causes(&error),
+                },
             })?;
         let text = secret
             .secret_string()

@@ -31,6 +31,7 @@ use payload::{Payload, Request, Series};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
+use crate::error_text::with_causes;
 
 /// The metric counted occurrences are submitted as, by default.
 pub const DEFAULT_METRIC: &str = "genesys.flow.metric";
@@ -234,7 +235,10 @@ impl DataDogSink {
             .send()
             .await
             .map_err(|error| AttemptError {
-                error: SinkError::Transient(format!("cannot reach DataDog: {}", error.without_url())),
+                error: SinkError::Transient(format!(
+                    "cannot reach DataDog: {}",
+                    with_causes(&error.without_url())
+                )),
                 retryable: true,
             })?;
         let status = response.status();
