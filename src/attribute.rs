@@ -80,6 +80,21 @@ impl fmt::Display for NamePart {
     }
 }
 
+/// Longest piece of an attribute key quoted whole in a message.
+const EXCERPT_BYTES: usize = 200;
+
+/// A key (or part of one) fit for a log line: whole if short, else its start and its length.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 /// Reads one attribute key.
 pub fn classify(key: &str) -> Attribute<'_> {
     let Some((flow, rest)) = key.split_once(METRIC_MARKER) else {
@@ -138,11 +153,11 @@ pub fn parse_datetime(text: &str) -> Result<Timestamp, InvalidKey> {
     let fields = datetime_fields
         .parse(text)
         .map_err(|error| InvalidKey::DateTimeSyntax {
-            text: text.to_owned(),
+            text: excerpt(text),
             reason: describe_syntax_error(error.inner(), error.offset()),
         })?;
     let impossible = |error: jiff::Error| InvalidKey::ImpossibleDateTime {
-        text: text.to_owned(),
+        text: excerpt(text),
         reason: error.to_string(),
     };
     let date = Date::new(fields.year, fields.month, fields.day).map_err(impossible)?;

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
+use crate::attribute::excerpt;
+
 /// The `detail-type` of an attributes event. Genesys keeps the literal `{id}` in it.
 pub const ATTRIBUTES_DETAIL_TYPE: &str = "v2.detail.events.conversation.{id}.attributes";
 
@@ -119,7 +121,7 @@ pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
             detail_type: envelope.detail_type,
         });
     }
-    let detail: Detail = serde_json::from_str(envelope.detail.get()).map_err(EventError::Shape)?;
+    let detail: Detail = serde_json::from_str(envelope.detail.get()).map_err(classify_json_error)?;
     let conversation_id = detail
         .event_body
         .conversation_id
@@ -158,7 +160,7 @@ fn check_conversation_id(id: &str) -> Result<(), EventError> {
         None
     };
     match problem {
-        Some(why) => Err(EventError::BadConversationId(id.to_owned(), why)),
+        Some(why) => Err(EventError::BadConversationId(excerpt(id), why)),
         None => Ok(()),
     }
 }
@@ -171,8 +173,8 @@ fn check_topic(topic: &str, conversation_id: &str) -> Result<(), EventError> {
         Ok(())
     } else {
         Err(EventError::TopicMismatch {
-            topic: topic.to_owned(),
-            conversation_id: conversation_id.to_owned(),
+            topic: excerpt(topic),
+            conversation_id: excerpt(conversation_id),
         })
     }
 }
@@ -191,5 +193,5 @@ fn event_time(
         .or(envelope_time)
         .ok_or(EventError::MissingTime)?;
     text.parse()
-        .map_err(|error: jiff::Error| EventError::BadTime(format!("{text:?} ({error})")))
+        .map_err(|error: jiff::Error| EventError::BadTime(format!("{:?} ({error})", excerpt(&text))))
 }

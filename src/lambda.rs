@@ -13,6 +13,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::attribute::excerpt;
 use crate::count::Tally;
 use crate::ledger::Ledger;
 use crate::pipeline::{BatchTime, EventOutcome, Pipeline};
@@ -169,7 +170,7 @@ fn log_summary(tally: &Tally, mode: &'static str) {
 
 fn log_invalid(conversation_id: &str, invalid: &[(String, crate::attribute::InvalidKey)]) {
     for (key, reason) in invalid {
-        tracing::warn!(conversation_id, key, %reason, "invalid metric key");
+        tracing::warn!(conversation_id, key = excerpt(key), %reason, "invalid metric key");
     }
 }
 

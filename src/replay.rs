@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::attribute::InvalidKey;
+use crate::attribute::{InvalidKey, excerpt};
 use crate::count::Tally;
 use crate::input::{self, FramingError, RawEvent};
 use crate::ledger::Ledger;
@@ -201,7 +201,7 @@ impl Run<'_> {
             writeln!(
                 self.report,
                 "{source_name}:{line}: invalid metric key {:?} in conversation {conversation_id}: {reason}",
-                pair.1
+                excerpt(&pair.1)
             )?;
             self.reported_invalid.insert(pair);
         }
