@@ -19,4 +19,5 @@ pub mod ledger;
 pub mod pipeline;
 pub mod redrive;
 pub mod replay;
+pub mod simulate;
 pub mod sink;

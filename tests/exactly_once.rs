@@ -24,7 +24,9 @@ use common::attributes_event;
 use common::emulator::Dynalite;
 use flow_metrics::count::Occurrence;
 use flow_metrics::ledger::dynamodb::create_table;
-use flow_metrics::ledger::{Claim, ClaimRequest, DynamoDbLedger, Held, Ledger, LedgerError, MemoryLedger};
+use flow_metrics::ledger::{
+    Claim, ClaimRequest, DeliveredCache, DynamoDbLedger, Held, Ledger, LedgerError, MemoryLedger,
+};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use jiff::{SignedDuration, Timestamp};
@@ -433,6 +435,26 @@ fn every_valid_key_is_pushed_exactly_once_over_the_memory_ledger() {
 }
 
 #[test]
+fn every_valid_key_is_pushed_exactly_once_with_the_delivered_cache() {
+    let mut runner = TestRunner::new(Config {
+        cases: cases(1000) / 2,
+        ..Config::default()
+    });
+    runner
+        .run(&trace(), |trace| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (events, expected) = events_of(&trace, "");
+            let ledger = DeliveredCache::new(MemoryLedger::new(LEASE), 64.try_into().expect("not zero"));
+            let record = runtime.block_on(deliver(&trace, &events, Arc::new(ledger)));
+            check(&expected, &record)
+        })
+        .expect("no discrepancy");
+}
+
+#[test]
 fn without_residual_faults_the_count_is_exact() {
     let strict = trace().prop_map(|mut trace| {
         trace.faults.retain(|fault| !fault.is_residual());
@@ -473,7 +495,9 @@ fn every_valid_key_is_pushed_exactly_once_over_dynamodb() {
     runtime
         .block_on(create_table(&emulator.client(), table))
         .expect("table");
-    let ledger = Arc::new(DynamoDbLedger::new(emulator.client(), table).with_lease(LEASE));
+    // As in the Lambda: the DynamoDB ledger behind the warm function's cache.
+    let ledger = DynamoDbLedger::new(emulator.client(), table).with_lease(LEASE);
+    let ledger = Arc::new(DeliveredCache::new(ledger, 1000.try_into().expect("not zero")));
     let case = AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config {
         cases: cases(1000) / 80,

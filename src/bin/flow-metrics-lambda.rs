@@ -7,7 +7,7 @@ use std::time::Instant;
 use aws_config::BehaviorVersion;
 use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
 use flow_metrics::lambda::time_left;
-use flow_metrics::ledger::DynamoDbLedger;
+use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
 use flow_metrics::sink::datadog::ApiKey;
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Everything built once: configuration, API key, DynamoDB and HTTP clients.
-async fn cold_start() -> anyhow::Result<Pipeline<DynamoDbLedger, DataDogSink>> {
+async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>, DataDogSink>> {
     let config = LambdaConfig::from_env(&process_env)?;
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let api_key = match &config.datadog.api_key {
@@ -61,6 +61,7 @@ async fn cold_start() -> anyhow::Result<Pipeline<DynamoDbLedger, DataDogSink>> {
     let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.table)
         .with_lease(config.lease)
         .with_retention(config.retention);
+    let ledger = DeliveredCache::new(ledger, cache::DEFAULT_CAPACITY);
     let sink = DataDogSink::new(config.datadog.with_key(api_key))?;
     tracing::info!(table = config.table, "ready");
     Ok(Pipeline::new(ledger, sink).with_max_key_age(config.max_key_age))

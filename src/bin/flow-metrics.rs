@@ -20,6 +20,7 @@ use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::redrive::{StuckKey, redrive};
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
+use flow_metrics::simulate::{self, TraceShape};
 use flow_metrics::sink::datadog::ApiKey;
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,6 +53,28 @@ enum Command {
     /// Safe while the Lambda runs, and safe to run twice. Exit status: 0 when every stuck key
     /// was delivered or found delivered, 1 when some could not be, 3 on error.
     Redrive(RedriveArgs),
+    /// Estimate costs: run a generated month-like trace through the pipeline with DynamoDB
+    /// units metered, beside the snapshot-diff design, and print $ per million events.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Conversations in the trace.
+    #[arg(long, default_value_t = TraceShape::default().conversations)]
+    conversations: usize,
+
+    /// Share of events delivered twice.
+    #[arg(long, default_value_t = TraceShape::default().duplicate_rate)]
+    duplicate_rate: f64,
+
+    /// Lambda memory, in MB.
+    #[arg(long, default_value_t = 256.0)]
+    memory: f64,
+
+    /// Seed of the trace generator.
+    #[arg(long, default_value_t = TraceShape::default().seed)]
+    seed: u64,
 }
 
 /// The ledger table. Credentials and region come from the standard AWS chain.
@@ -218,6 +241,16 @@ async fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args).await,
         Command::Audit(args) => run_audit(args).await,
         Command::Redrive(args) => run_redrive(args).await,
+        Command::Simulate(args) => {
+            let shape = TraceShape {
+                conversations: args.conversations,
+                duplicate_rate: args.duplicate_rate,
+                seed: args.seed,
+                ..TraceShape::default()
+            };
+            print!("{}", simulate::compare(shape).await.render(args.memory));
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(status) => status,

@@ -6,6 +6,7 @@
 //! delivered once the sink has accepted them, or **release** them if it has not. A claim carries a
 //! lease: if its holder dies before confirming, the key can be claimed again after the lease.
 
+pub mod cache;
 pub mod dynamodb;
 pub mod memory;
 
@@ -15,6 +16,7 @@ use jiff::Timestamp;
 
 use crate::attribute::MetricKey;
 
+pub use cache::DeliveredCache;
 pub use dynamodb::DynamoDbLedger;
 pub use memory::MemoryLedger;
 
