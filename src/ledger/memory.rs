@@ -62,9 +62,16 @@ impl Ledger for MemoryLedger {
         let token = ClaimToken::random();
         let lease_expires = request.now.saturating_add(self.lease).unwrap_or(Timestamp::MAX);
         let mut conversations = self.lock();
-        let keys = conversations
-            .entry(request.conversation_id.to_owned())
-            .or_default();
+        // Look up before inserting: most claims find their conversation, and need no copy of its id.
+        if !conversations.contains_key(request.conversation_id) {
+            conversations.insert(request.conversation_id.to_owned(), HashMap::new());
+        }
+        let Some(keys) = conversations.get_mut(request.conversation_id) else {
+            return Ok(Claim {
+                token,
+                won: Vec::new(),
+            });
+        };
         let mut won = Vec::new();
         for (index, metric) in request.keys.iter().enumerate() {
             let claimable = match keys.get(metric.key) {
