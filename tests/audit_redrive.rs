@@ -5,20 +5,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
 use std::process::{Command, Output};
 
 use common::emulator::Dynalite;
-use common::{RecordingSink, attributes_event};
-use flate2::read::GzDecoder;
+use common::{RecordingSink, attributes_event, intake};
 use flow_metrics::attribute::{Attribute, MetricKey, classify};
 use flow_metrics::ledger::dynamodb::create_table;
 use flow_metrics::ledger::{ClaimRequest, DynamoDbLedger, Ledger};
 use flow_metrics::pipeline::Pipeline;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const TABLE: &str = "flow-metrics-audit";
 
@@ -108,22 +105,11 @@ async fn crash_after_claiming(ledger: &DynamoDbLedger, conversation: &str, keys:
 }
 
 async fn intake_points(server: &MockServer) -> usize {
-    let mut points = 0;
-    for request in server.received_requests().await.expect("recording") {
-        let mut json = String::new();
-        GzDecoder::new(request.body.as_slice())
-            .read_to_string(&mut json)
-            .expect("gzip");
-        let body: Value = serde_json::from_str(&json).expect("json");
-        for series in body["series"].as_array().expect("series") {
-            if series["metric"] == "genesys.flow.metric" {
-                for point in series["points"].as_array().expect("points") {
-                    points += point[1].as_array().expect("values").len();
-                }
-            }
-        }
-    }
-    points
+    intake::points(server, "genesys.flow.metric")
+        .await
+        .iter()
+        .map(|point| point.2)
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -194,12 +180,7 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64, 1, 3));
 
     // The redrive delivers each stuck key once; a second redrive sends nothing.
-    let intake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/distribution_points"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&intake)
-        .await;
+    let intake = intake::accepting().await;
     let datadog = [("DD_API_KEY", "redrive-key".to_owned()), ("DD_URL", intake.uri())];
     for _ in 0..2 {
         let output = flow_metrics(&emulator, &["redrive", "--sink", "datadog"], &datadog);

@@ -1,21 +1,22 @@
 //! The DataDog sink against a fake DataDog intake on 127.0.0.1: exact bodies, headers, grouping,
 //! timestamp clamping, retries, the deadline, self-metrics, and the API key kept secret.
 
-use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flate2::read::GzDecoder;
+mod common;
+
+use common::intake;
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::sink::datadog::{ApiKey, DataDogSettings, RetryPolicy};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-const INTAKE: &str = "/api/v1/distribution_points";
+const INTAKE: &str = intake::DISTRIBUTION_POINTS;
 
 fn now() -> Timestamp {
     "2026-03-07T12:00:00Z".parse().expect("timestamp")
@@ -72,21 +73,6 @@ async fn accept_all(server: &MockServer) {
         .await;
 }
 
-/// The JSON bodies the intake received, gunzipped.
-async fn bodies(server: &MockServer) -> Vec<Value> {
-    let requests = server.received_requests().await.expect("recording");
-    requests
-        .iter()
-        .map(|request| {
-            let mut json = String::new();
-            GzDecoder::new(request.body.as_slice())
-                .read_to_string(&mut json)
-                .expect("a gzip body");
-            serde_json::from_str(&json).expect("a JSON body")
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn occurrences_become_distribution_points_grouped_per_series() {
     let server = MockServer::start().await;
@@ -121,7 +107,7 @@ async fn occurrences_become_distribution_points_grouped_per_series() {
         Some("application/json")
     );
     assert_eq!(
-        bodies(&server).await,
+        intake::bodies(&server).await,
         [json!({"series": [
             {
                 "metric": "genesys.flow.metric",
@@ -151,7 +137,7 @@ async fn old_and_future_keys_are_sent_at_the_processing_time() {
         .push(&occurrences, &context(&Tally::default()))
         .await
         .expect("accepted");
-    let body = &bodies(&server).await[0];
+    let body = &intake::bodies(&server).await[0];
     let series = body["series"].as_array().expect("series");
     let point_of = |tag: &str| {
         series
@@ -187,7 +173,7 @@ async fn transient_answers_are_retried_until_accepted() {
         .push(&occurrences, &context(&Tally::default()))
         .await
         .expect("accepted on the fourth attempt");
-    let bodies = bodies(&server).await;
+    let bodies = intake::bodies(&server).await;
     assert_eq!(bodies.len(), 4);
     assert!(
         bodies.windows(2).all(|pair| pair[0] == pair[1]),
@@ -288,7 +274,7 @@ async fn a_large_push_is_split_and_a_failure_says_what_was_delivered() {
         .await
         .expect_err("the second request is refused");
     assert_eq!(failure.delivered, 2);
-    let bodies = bodies(&server).await;
+    let bodies = intake::bodies(&server).await;
     assert_eq!(bodies.len(), 2);
     assert_eq!(bodies[0]["series"][0]["points"][0][1], json!([1.0, 1.0]));
 }
@@ -307,7 +293,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     };
     sink.push(&[], &context(&quiet)).await.expect("nothing to send");
     assert!(
-        bodies(&server).await.is_empty(),
+        intake::bodies(&server).await.is_empty(),
         "no request just for self-metrics"
     );
 
@@ -319,7 +305,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     };
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     sink.push(&occurrences, &context(&busy)).await.expect("sent");
-    let body = &bodies(&server).await[0];
+    let body = &intake::bodies(&server).await[0];
     let self_metric = |name: &str, outcome: &str| {
         body["series"]
             .as_array()
@@ -353,7 +339,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     };
     sink.push(&[], &context(&quiet)).await.expect("pending");
     sink.push(&[], &a_minute_later).await.expect("flushed");
-    let bodies = bodies(&server).await;
+    let bodies = intake::bodies(&server).await;
     assert_eq!(bodies.len(), 2, "pending self-metrics are flushed after a minute");
     assert!(
         bodies[1]["series"]

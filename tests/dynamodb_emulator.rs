@@ -23,18 +23,10 @@ const TABLE: &str = "flow-metrics-test";
 const SAMPLES: &str = "samples/genesys-events.jsonl";
 const LEASE: SignedDuration = SignedDuration::from_mins(2);
 
-fn samples() -> Vec<String> {
-    std::fs::read_to_string(SAMPLES)
-        .expect("samples")
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The samples' expected occurrences, from the in-memory ledger.
 async fn expected_from_memory() -> Vec<(String, String)> {
     let pipeline = Pipeline::new(MemoryLedger::default(), RecordingSink::default());
-    let events = samples();
+    let events = common::sample_lines();
     let texts: Vec<&str> = events.iter().map(String::as_str).collect();
     pipeline.process_batch(&texts, Timestamp::now()).await;
     pipeline.sink().pushed()
@@ -102,7 +94,7 @@ async fn creating_the_table_twice_is_fine_without_ttl_support() {
 async fn replaying_twice_counts_every_key_once_in_total() {
     let emulator = Dynalite::start();
     let pipeline = Pipeline::new(ledger(&emulator).await, RecordingSink::default());
-    let events = samples();
+    let events = common::sample_lines();
     let texts: Vec<&str> = events.iter().map(String::as_str).collect();
     let first = pipeline.process_batch(&texts, Timestamp::now()).await;
     let second = pipeline.process_batch(&texts, Timestamp::now()).await;
@@ -126,7 +118,7 @@ async fn replaying_twice_counts_every_key_once_in_total() {
 async fn concurrent_replays_deliver_each_key_exactly_once() {
     let emulator = Dynalite::start();
     let pipeline = Arc::new(Pipeline::new(ledger(&emulator).await, RecordingSink::default()));
-    let events = Arc::new(samples());
+    let events = Arc::new(common::sample_lines());
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..6usize {
         let (pipeline, events) = (Arc::clone(&pipeline), Arc::clone(&events));

@@ -6,18 +6,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::attributes_event;
 use common::emulator::{Dynalite, Running, free_port, wait_for_port};
-use flate2::read::GzDecoder;
+use common::{attributes_event, intake};
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 const TABLE: &str = "flow-metrics-e2e";
 
@@ -35,41 +32,15 @@ fn cargo_lambda() -> PathBuf {
     )
 }
 
-async fn fake_intake() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/distribution_points"))
-        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"status": "ok"})))
-        .mount(&server)
-        .await;
-    server
-}
-
 /// How many `genesys.flow.metric` values the intake received per (tags, timestamp), over all
 /// requests (how they were split into requests does not matter to DataDog).
 async fn flow_points(server: &MockServer) -> Vec<(Value, Value, usize)> {
-    let mut points: BTreeMap<(String, String), (Value, Value, usize)> = BTreeMap::new();
-    for request in server.received_requests().await.expect("recording") {
-        let mut json = String::new();
-        GzDecoder::new(request.body.as_slice())
-            .read_to_string(&mut json)
-            .expect("gzip");
-        let body: Value = serde_json::from_str(&json).expect("json");
-        for series in body["series"].as_array().expect("series") {
-            if series["metric"] != "genesys.flow.metric" {
-                continue;
-            }
-            for point in series["points"].as_array().expect("points") {
-                let values = point[1].as_array().expect("values").len();
-                let key = (series["tags"].to_string(), point[0].to_string());
-                points
-                    .entry(key)
-                    .or_insert_with(|| (series["tags"].clone(), point[0].clone(), 0))
-                    .2 += values;
-            }
-        }
+    let mut totals: BTreeMap<(String, String), (Value, Value, usize)> = BTreeMap::new();
+    for (tags, time, values) in intake::points(server, "genesys.flow.metric").await {
+        let key = (tags.to_string(), time.to_string());
+        totals.entry(key).or_insert_with(|| (tags, time, 0)).2 += values;
     }
-    points.into_values().collect()
+    totals.into_values().collect()
 }
 
 /// The function running under the emulator; invoked through `cargo lambda invoke`.
@@ -169,7 +140,7 @@ fn sqs_batch(records: &[(&str, String)]) -> Value {
 async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_same_points() {
     let dynalite = Dynalite::start();
     create_table(&dynalite.client(), TABLE).await.expect("table");
-    let intake = fake_intake().await;
+    let intake = intake::accepting().await;
     let lambda = LocalLambda::start(&dynalite, &intake);
     let (direct, queued, queued_again) = recent_events();
 
@@ -206,7 +177,7 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
     assert!(lambda_points.iter().all(|(tags, _, _)| tags[2] == "env:e2e"));
 
     // The same events replayed from a laptop into another intake send the same points.
-    let replay_intake = fake_intake().await;
+    let replay_intake = intake::accepting().await;
     let trace = [direct, queued, queued_again]
         .iter()
         .map(Value::to_string)

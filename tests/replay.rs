@@ -1,6 +1,8 @@
 //! `flow-metrics replay`: file layouts, diagnostics, exit status, and exactly-once output for
 //! shuffled, duplicated traces.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -46,14 +48,6 @@ fn printed(stdout: &[u8]) -> BTreeSet<(String, String)> {
         assert!(seen.insert(pair.clone()), "printed twice: {pair:?}");
     }
     seen
-}
-
-fn samples() -> Vec<String> {
-    std::fs::read_to_string(SAMPLES)
-        .expect("samples")
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn write_temp(contents: &str) -> tempfile::NamedTempFile {
@@ -136,7 +130,7 @@ fn every_occurrence_has_the_documented_fields() {
 
 #[test]
 fn rejected_events_are_reported_with_their_line_and_the_rest_still_counts() {
-    let lines = samples();
+    let lines = common::sample_lines();
     let trace = format!("{}\n{{\"broken\": \n{}\n[1]\n", lines[0], lines[1..].join("\n"));
     let file = write_temp(&trace);
     let path = file.path().to_str().expect("utf-8 path");
@@ -185,7 +179,7 @@ fn bad_options_are_usage_errors() {
 
 #[tokio::test]
 async fn a_json_array_and_json_lines_give_the_same_counts() {
-    let lines = samples();
+    let lines = common::sample_lines();
     let array = format!("[\n  {}\n]\n", lines.join(",\n  "));
     let (from_array, _) = replay_text(array).await;
     let (from_lines, _) = replay_text(lines.join("\n")).await;
@@ -237,7 +231,7 @@ proptest! {
         copies in prop::collection::vec(1u8..=3, 37),
         order in prop::collection::vec(0usize..1000, 0..120),
     ) {
-        let lines = samples();
+        let lines = common::sample_lines();
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let (expected, _) = runtime.block_on(replay_text(lines.join("\n")));
         let (counted, _) = runtime.block_on(replay_text(shuffled_duplicated(&lines, &copies, &order)));

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod emulator;
+pub mod intake;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +11,18 @@ use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError};
 use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use serde_json::json;
+
+/// The bundled sample events, one JSON text each.
+pub fn sample_lines() -> Vec<String> {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/genesys-events.jsonl"
+    ))
+    .expect("samples")
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
 
 /// An attributes event of `conversation_id` at `event_time` carrying `keys` (values "1").
 pub fn attributes_event(conversation_id: &str, event_time: &str, keys: &[&str]) -> String {
