@@ -194,48 +194,46 @@ export class FlowMetricsStack extends Stack {
 
   private addAlarms(settings: FlowMetricsSettings): void {
     const period = Duration.minutes(5);
+    const alarm = (id: string, description: string, metric: cloudwatch.IMetric, threshold = 0) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription: description,
+        metric,
+        threshold,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
     const alarms = [
-      new cloudwatch.Alarm(this, 'FunctionErrorsAlarm', {
-        alarmDescription: 'The function failed: events are being retried or dead-lettered',
-        metric: this.function.metricErrors({ period, statistic: 'Sum' }),
-        threshold: 0,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      new cloudwatch.Alarm(this, 'FunctionThrottlesAlarm', {
-        alarmDescription: 'The function is throttled: raise its reserved concurrency',
-        metric: this.function.metricThrottles({ period, statistic: 'Sum' }),
-        threshold: 0,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      new cloudwatch.Alarm(this, 'DeadLetterQueueAlarm', {
-        alarmDescription: 'Events reached the dead-letter queue: inspect and redrive them',
-        metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
-        threshold: 0,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
+      alarm(
+        'FunctionErrorsAlarm',
+        'The function failed: events are being retried or dead-lettered',
+        this.function.metricErrors({ period, statistic: 'Sum' }),
+      ),
+      alarm(
+        'FunctionThrottlesAlarm',
+        'The function is throttled: raise its reserved concurrency',
+        this.function.metricThrottles({ period, statistic: 'Sum' }),
+      ),
+      alarm(
+        'DeadLetterQueueAlarm',
+        'Events reached the dead-letter queue: inspect and redrive them',
+        this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
+      ),
     ];
     if (this.eventQueue) {
       alarms.push(
-        new cloudwatch.Alarm(this, 'EventQueueAgeAlarm', {
-          alarmDescription: 'Events wait in the queue for more than five minutes',
-          metric: this.eventQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
-          threshold: 300,
-          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-          evaluationPeriods: 1,
-          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        }),
+        alarm(
+          'EventQueueAgeAlarm',
+          'Events wait in the queue for more than five minutes',
+          this.eventQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
+          300,
+        ),
       );
     }
     if (settings.alarmEmail) {
       const topic = new sns.Topic(this, 'AlarmTopic', { enforceSSL: true });
       topic.addSubscription(new subscriptions.EmailSubscription(settings.alarmEmail));
-      alarms.forEach((alarm) => alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic)));
+      alarms.forEach((each) => each.addAlarmAction(new cloudwatchActions.SnsAction(topic)));
       Validations.of(topic).acknowledge({
         id: 'AwsSolutions-SNS2',
         reason: 'Alarm notifications carry no data; CloudWatch cannot publish to a topic under the AWS-managed SNS key.',
