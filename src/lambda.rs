@@ -94,21 +94,10 @@ async fn handle_direct<L: Ledger, S: Sink>(
 ) -> Result<(), InvocationError> {
     let report = pipeline.process_batch(&[payload.get()], time).await;
     log_summary(&report.tally, "direct");
-    match report.outcomes.into_iter().next() {
-        Some(EventOutcome::Rejected(error)) => {
-            tracing::error!(%error, "rejected event");
-            Err(InvocationError::Rejected(error.to_string()))
-        }
-        Some(EventOutcome::Failed { report, error }) => {
-            tracing::error!(conversation_id = report.conversation_id, %error, "keys not delivered");
-            Err(InvocationError::NotDelivered(error.to_string()))
-        }
-        Some(EventOutcome::Processed(report)) => {
-            log_invalid(&report.conversation_id, &report.invalid);
-            Ok(())
-        }
-        Some(EventOutcome::Ignored { .. }) | None => Ok(()),
-    }
+    report
+        .outcomes
+        .into_iter()
+        .try_for_each(|outcome| settle(outcome, None))
 }
 
 async fn handle_sqs<L: Ledger, S: Sink>(
@@ -128,28 +117,34 @@ async fn handle_sqs<L: Ledger, S: Sink>(
     let mut response = SqsBatchResponse::default();
     for (record, outcome) in batch.records.iter().zip(report.outcomes) {
         let message_id = record.message_id.clone().unwrap_or_default();
-        let failed = match outcome {
-            EventOutcome::Rejected(error) => {
-                tracing::error!(message_id, %error, "rejected record");
-                true
-            }
-            EventOutcome::Failed { report, error } => {
-                tracing::error!(message_id, conversation_id = report.conversation_id, %error, "keys not delivered");
-                true
-            }
-            EventOutcome::Processed(report) => {
-                log_invalid(&report.conversation_id, &report.invalid);
-                false
-            }
-            EventOutcome::Ignored { .. } => false,
-        };
-        if failed {
+        if settle(outcome, Some(&message_id)).is_err() {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message_id;
             response.batch_item_failures.push(failure);
         }
     }
     Ok(response)
+}
+
+/// Logs what needs a person's eye in one event's outcome; an error for the events to retry.
+fn settle(outcome: EventOutcome, message_id: Option<&str>) -> Result<(), InvocationError> {
+    match outcome {
+        EventOutcome::Rejected(error) => {
+            tracing::error!(message_id, %error, "rejected event");
+            Err(InvocationError::Rejected(error.to_string()))
+        }
+        EventOutcome::Failed { report, error } => {
+            tracing::error!(message_id, conversation_id = report.conversation_id, %error, "keys not delivered");
+            Err(InvocationError::NotDelivered(error.to_string()))
+        }
+        EventOutcome::Processed(report) => {
+            for (key, reason) in &report.invalid {
+                tracing::warn!(conversation_id = report.conversation_id, key = excerpt(key), %reason, "invalid metric key");
+            }
+            Ok(())
+        }
+        EventOutcome::Ignored { .. } => Ok(()),
+    }
 }
 
 fn log_summary(tally: &Tally, mode: &'static str) {
@@ -166,12 +161,6 @@ fn log_summary(tally: &Tally, mode: &'static str) {
         keys_stale = tally.keys_stale,
         "invocation"
     );
-}
-
-fn log_invalid(conversation_id: &str, invalid: &[(String, crate::attribute::InvalidKey)]) {
-    for (key, reason) in invalid {
-        tracing::warn!(conversation_id, key = excerpt(key), %reason, "invalid metric key");
-    }
 }
 
 #[cfg(test)]
