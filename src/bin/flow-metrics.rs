@@ -16,7 +16,7 @@ use flow_metrics::audit::{self, Audit, Bucket};
 use flow_metrics::config::{ApiKeySource, DataDogConfig, check_retention, parse_duration, process_env};
 use flow_metrics::count::Tally;
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
-use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
+use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::redrive::{StuckKey, redrive};
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
@@ -288,6 +288,8 @@ async fn replay_into<S: Sink>(sink: S, sources: Vec<Source>, args: &ReplayArgs) 
             let ledger = DynamoDbLedger::new(client, table)
                 .with_lease(args.lease)
                 .with_retention(args.retention);
+            // As in the Lambda: events repeating keys already delivered cost no Query.
+            let ledger = DeliveredCache::new(ledger, cache::DEFAULT_CAPACITY);
             replay_with(ledger, sink, sources, args).await
         }
     }
