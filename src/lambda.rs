@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -64,11 +64,12 @@ pub fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
     }
 }
 
-/// Only what tells an SQS batch apart from an EventBridge event.
+/// An SQS batch's records, read in the same pass that tells it apart from an EventBridge event
+/// (which has no `Records`).
 #[derive(Deserialize)]
 struct Shape {
     #[serde(rename = "Records")]
-    records: Option<serde::de::IgnoredAny>,
+    records: Option<Vec<SqsMessage>>,
 }
 
 /// Handles one invocation's payload and logs one summary line for it.
@@ -80,7 +81,7 @@ pub async fn handle<L: Ledger, S: Sink>(
     let shape: Shape =
         serde_json::from_str(payload.get()).map_err(|error| InvocationError::Payload(error.to_string()))?;
     match shape.records {
-        Some(_) => handle_sqs(pipeline, payload, time).await.map(Response::Batch),
+        Some(records) => Ok(Response::Batch(handle_sqs(pipeline, &records, time).await)),
         None => handle_direct(pipeline, payload, time)
             .await
             .map(|()| Response::Handled),
@@ -102,20 +103,17 @@ async fn handle_direct<L: Ledger, S: Sink>(
 
 async fn handle_sqs<L: Ledger, S: Sink>(
     pipeline: &Pipeline<L, S>,
-    payload: &RawValue,
+    records: &[SqsMessage],
     time: BatchTime,
-) -> Result<SqsBatchResponse, InvocationError> {
-    let batch: SqsEvent =
-        serde_json::from_str(payload.get()).map_err(|error| InvocationError::Payload(error.to_string()))?;
-    let bodies: Vec<&str> = batch
-        .records
+) -> SqsBatchResponse {
+    let bodies: Vec<&str> = records
         .iter()
         .map(|record| record.body.as_deref().unwrap_or_default())
         .collect();
     let report = pipeline.process_batch(&bodies, time).await;
     log_summary(&report.tally, "queued");
     let mut response = SqsBatchResponse::default();
-    for (record, outcome) in batch.records.iter().zip(report.outcomes) {
+    for (record, outcome) in records.iter().zip(report.outcomes) {
         let message_id = record.message_id.clone().unwrap_or_default();
         if settle(outcome, Some(&message_id)).is_err() {
             let mut failure = BatchItemFailure::default();
@@ -123,7 +121,7 @@ async fn handle_sqs<L: Ledger, S: Sink>(
             response.batch_item_failures.push(failure);
         }
     }
-    Ok(response)
+    response
 }
 
 /// Logs what needs a person's eye in one event's outcome; an error for the events to retry.

@@ -87,6 +87,8 @@ pub struct DataDogSink {
     retry: RetryPolicy,
     occurrences_per_request: usize,
     self_metrics: Mutex<SelfMetrics>,
+    /// The key as a header value marked sensitive, built once.
+    api_key_header: HeaderValue,
 }
 
 /// Counts not yet sent as self-metrics.
@@ -113,7 +115,12 @@ impl DataDogSink {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|error| SinkError::Permanent(format!("cannot build the HTTP client: {error}")))?;
+        let mut api_key_header = HeaderValue::from_str(settings.api_key.expose()).map_err(|_| {
+            SinkError::Permanent("the DataDog API key holds characters a header cannot carry".to_owned())
+        })?;
+        api_key_header.set_sensitive(true);
         Ok(DataDogSink {
+            api_key_header,
             client,
             endpoint: format!(
                 "{}/api/v1/distribution_points",
@@ -217,17 +224,10 @@ impl DataDogSink {
                 left.min(self.retry.request_timeout)
             }
         };
-        let mut key = HeaderValue::from_str(self.settings.api_key.expose()).map_err(|_| AttemptError {
-            error: SinkError::Permanent(
-                "the DataDog API key holds characters a header cannot carry".to_owned(),
-            ),
-            retryable: false,
-        })?;
-        key.set_sensitive(true);
         let response = self
             .client
             .post(&self.endpoint)
-            .header("DD-API-KEY", key)
+            .header("DD-API-KEY", self.api_key_header.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_ENCODING, "gzip")
             .timeout(timeout)
