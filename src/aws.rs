@@ -37,3 +37,29 @@ pub async fn load_config(endpoint_url: Option<&str>) -> Result<SdkConfig, AwsSet
         .map_err(|error| AwsSetupError::NoCredentials(error.to_string()))?;
     Ok(config)
 }
+
+/// Per-attempt and per-call time limits of ledger calls.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const DYNAMODB_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// A DynamoDB client whose calls fit inside an invocation: an attempt that hangs is cut after
+/// two seconds and retried (three attempts, backoff from 50 ms, under the standard mode's retry
+/// budget, which stops retrying when most calls fail), and no call takes more than six seconds,
+/// so a ledger outage fails the event in time for its claims to be given back.
+pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
+        .operation_timeout(DYNAMODB_CALL_TIMEOUT)
+        .build();
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_millis(50))
+        .with_max_backoff(std::time::Duration::from_secs(1));
+    let config = aws_sdk_dynamodb::config::Builder::from(config)
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}

@@ -7,8 +7,9 @@
 use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::count::DEFAULT_MAX_KEY_AGE;
-use crate::ledger::dynamodb::{DEFAULT_LEASE, DEFAULT_RETENTION};
+use crate::ledger::dynamodb::DEFAULT_RETENTION;
 use crate::sink::datadog::{ApiKey, DEFAULT_METRIC, DataDogSettings, tags};
+use crate::timing::DEFAULT_LEASE;
 
 /// Looks a variable up; the entry points pass the process environment, tests a map.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -137,7 +138,7 @@ pub struct LambdaConfig {
     pub datadog: DataDogConfig,
     /// `FLOW_METRICS_MAX_KEY_AGE` (default 7d).
     pub max_key_age: SignedDuration,
-    /// `FLOW_METRICS_LEASE` (default 2m).
+    /// `FLOW_METRICS_LEASE` (default 40s: the default timeout plus a margin).
     pub lease: SignedDuration,
     /// `FLOW_METRICS_RETENTION` (default 30d, above the max key age).
     pub retention: SignedDuration,

@@ -90,6 +90,20 @@ pub fn extract<'a>(event: &'a AttributesEvent<'_>, max_key_age: SignedDuration) 
     extracted
 }
 
+/// The oldest an event may be, relative to now, for its keys to be judged safely: a key counts
+/// if it is at most `max_key_age` older than its event, and its record is kept `retention` after
+/// the key's time. An older event's keys may have lost their records, and would count again.
+/// `None` when records are never forgotten (or the retention leaves no room, which the
+/// configuration refuses).
+pub fn oldest_safe_event_age(
+    retention: Option<SignedDuration>,
+    max_key_age: SignedDuration,
+) -> Option<SignedDuration> {
+    retention?
+        .checked_sub(max_key_age)
+        .filter(|age| age.is_positive())
+}
+
 /// Running counts of what happened to events and keys. Key counts are per event: every event
 /// repeats all the conversation's attributes, so a key seen in three events is seen three times,
 /// counted at most once, and "already counted" the other times.
@@ -102,6 +116,9 @@ pub struct Tally {
     pub keys_seen: u64,
     pub keys_counted: u64,
     pub keys_already_counted: u64,
+    /// Fresh keys still held by another invocation's live claim when this one stopped waiting:
+    /// their events failed, to be retried.
+    pub keys_pending: u64,
     pub keys_invalid: u64,
     pub keys_stale: u64,
 }
@@ -115,6 +132,7 @@ impl AddAssign for Tally {
         self.keys_seen += other.keys_seen;
         self.keys_counted += other.keys_counted;
         self.keys_already_counted += other.keys_already_counted;
+        self.keys_pending += other.keys_pending;
         self.keys_invalid += other.keys_invalid;
         self.keys_stale += other.keys_stale;
     }
@@ -125,7 +143,7 @@ impl std::fmt::Display for Tally {
         write!(
             f,
             "events read {}, ignored {}, rejected {}, failed {}; metric keys seen {}, counted {}, \
-             already counted {}, invalid {}, stale {}",
+             already counted {}, pending {}, invalid {}, stale {}",
             self.events_read,
             self.events_ignored,
             self.events_rejected,
@@ -133,6 +151,7 @@ impl std::fmt::Display for Tally {
             self.keys_seen,
             self.keys_counted,
             self.keys_already_counted,
+            self.keys_pending,
             self.keys_invalid,
             self.keys_stale
         )

@@ -55,6 +55,12 @@ pub enum EventError {
     MissingTime,
     #[error("the event's time {0} is out of range")]
     BadTime(String),
+    #[error(
+        "the event's time {event_time} is more than {limit} ago (the ledger's retention less the \
+         maximum key age): the records of its keys may have expired, and counting it could count \
+         them again"
+    )]
+    TooOld { event_time: Timestamp, limit: String },
 }
 
 #[derive(Deserialize)]

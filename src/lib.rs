@@ -21,3 +21,4 @@ pub mod redrive;
 pub mod replay;
 pub mod simulate;
 pub mod sink;
+pub mod timing;

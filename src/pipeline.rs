@@ -3,23 +3,39 @@
 //! A batch is what one invocation handles (one EventBridge event, an SQS batch, a chunk of a
 //! replay). Every event is decoded and its keys sorted by the pure rules in [`crate::count`];
 //! the ledger is asked to claim each event's fresh keys; the sink receives the keys won, in one
-//! push; then the claims are confirmed, or released if the push failed. Each event gets its own
-//! outcome, so one bad event never blocks the others.
+//! push; then the claims are confirmed, or released if the push failed.
+//!
+//! The promise: **an event succeeds only when every fresh key it carries is delivered**, by this
+//! invocation or another. A key held by another invocation's live claim is waited for (polling
+//! with backoff and jitter) until that holder confirms it, or its lease ends and this invocation
+//! claims and pushes it itself; if neither happens before the invocation must stop, the event
+//! fails as transient and is retried. Each event gets its own outcome, so one bad event never
+//! blocks the others.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream;
 use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
 
-use crate::attribute::InvalidKey;
+use crate::attribute::{InvalidKey, MetricKey};
 use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
 use crate::event::{self, Event, EventError};
-use crate::ledger::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
+use crate::ledger::{ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
 use crate::sink::{PushContext, Sink, SinkError};
+use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT};
 
 /// How many events of a batch talk to the ledger at once.
 const EVENT_CONCURRENCY: usize = 8;
+
+/// First and longest pause between two looks at keys another invocation holds.
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const LONGEST_POLL: Duration = Duration::from_secs(2);
+
+/// Pauses between confirm attempts.
+const FIRST_CONFIRM_RETRY: Duration = Duration::from_millis(50);
+const LONGEST_CONFIRM_RETRY: Duration = Duration::from_secs(1);
 
 /// Joins a ledger and a sink under the counting rules.
 #[derive(Debug)]
@@ -36,9 +52,9 @@ pub enum EventOutcome {
     Ignored { detail_type: String },
     /// Not a usable event: it should go to a dead-letter queue or a person.
     Rejected(EventError),
-    /// Its keys were counted (or already had been).
+    /// Every fresh key it carries is delivered (by this invocation or another).
     Processed(EventReport),
-    /// Its new keys could not be counted now; retrying the event will count them.
+    /// Some fresh keys are not delivered yet; retrying the event will count them.
     Failed {
         report: EventReport,
         error: DeliveryError,
@@ -51,8 +67,10 @@ pub struct EventReport {
     pub conversation_id: String,
     /// New keys delivered by this event.
     pub counted: usize,
-    /// Fresh keys the ledger already had (delivered or claimed by someone else).
+    /// Fresh keys another invocation delivered.
     pub already_counted: usize,
+    /// Fresh keys another invocation still held when this one stopped waiting.
+    pub pending: usize,
     /// Metric candidates that break the grammar, with why.
     pub invalid: Vec<(String, InvalidKey)>,
     /// Valid keys too old to count, with their time.
@@ -66,6 +84,11 @@ pub enum DeliveryError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(
+        "{keys} key(s) are held by another invocation that has not confirmed them, and its claim \
+         outlasts the time this one may wait"
+    )]
+    Pending { keys: usize },
 }
 
 impl DeliveryError {
@@ -73,12 +96,13 @@ impl DeliveryError {
         match self {
             DeliveryError::Ledger(error) => error.is_transient(),
             DeliveryError::Sink(error) => error.is_transient(),
+            DeliveryError::Pending { .. } => true,
         }
     }
 }
 
-/// When a batch runs: the wall clock (for leases and point times) and, in Lambda, when the
-/// invocation ends (sinks stop retrying in time for the claims to be settled).
+/// When a batch runs: the wall clock at its start (for leases and point times) and, in Lambda,
+/// when the invocation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchTime {
     pub now: Timestamp,
@@ -98,14 +122,77 @@ pub struct BatchReport {
     pub tally: Tally,
 }
 
-/// One attributes event of the batch: its sorted keys and what the ledger said.
-struct Pending<'a> {
+/// The batch's wall clock, advancing with the runtime's (so a paused test runtime simulates it).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    at: Timestamp,
+    started: Instant,
+    deadline: Option<Instant>,
+}
+
+impl Clock {
+    fn new(time: BatchTime) -> Self {
+        Clock {
+            at: time.now,
+            started: Instant::now(),
+            deadline: time.deadline,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        let elapsed = SignedDuration::try_from(self.started.elapsed()).unwrap_or(SignedDuration::MAX);
+        self.at.saturating_add(elapsed).unwrap_or(Timestamp::MAX)
+    }
+
+    /// The instant a wall-clock time falls on.
+    fn instant_at(&self, time: Timestamp) -> Instant {
+        let offset = time.duration_since(self.at);
+        match Duration::try_from(offset) {
+            Ok(ahead) => self.started + ahead,
+            Err(_) => {
+                let behind = Duration::try_from(offset.abs()).unwrap_or(Duration::MAX);
+                self.started.checked_sub(behind).unwrap_or(self.started)
+            }
+        }
+    }
+
+    /// The invocation's deadline less `reserve`.
+    fn before_deadline(&self, reserve: Duration) -> Option<Instant> {
+        self.deadline
+            .map(|deadline| deadline.checked_sub(reserve).unwrap_or(self.started))
+    }
+}
+
+/// One attributes event of the batch, and where its keys stand.
+struct EventKeys<'a> {
     /// Position in the batch.
     index: usize,
     conversation_id: &'a str,
     event_time: Timestamp,
     extracted: Extracted<'a>,
-    claim: Option<Result<Claim, LedgerError>>,
+    /// This event's claims: its own, so that two events of a batch never share a claim.
+    token: ClaimToken,
+    /// Indexes into `extracted.fresh` to ask the ledger about next.
+    asking: Vec<usize>,
+    /// When the latest lease of the keys it waits for ends.
+    waiting_until: Option<Timestamp>,
+    counted: usize,
+    already_counted: usize,
+    error: Option<DeliveryError>,
+}
+
+impl EventKeys<'_> {
+    fn waiting(&self) -> bool {
+        self.error.is_none() && !self.asking.is_empty()
+    }
+}
+
+/// Keys one event won in a round.
+struct Won {
+    /// Position among the batch's attributes events.
+    event: usize,
+    /// Indexes into its `extracted.fresh`.
+    keys: Vec<usize>,
 }
 
 impl<L: Ledger, S: Sink> Pipeline<L, S> {
@@ -147,7 +234,9 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         events: Vec<Result<Event<'_>, EventError>>,
         time: BatchTime,
     ) -> BatchReport {
-        let BatchTime { now, deadline } = time;
+        let clock = Clock::new(time);
+        let oldest_safe = count::oldest_safe_event_age(self.ledger.terms().retention, self.max_key_age)
+            .and_then(|age| time.now.checked_sub(age).ok());
         let mut tally = Tally {
             events_read: events.len() as u64,
             ..Tally::default()
@@ -155,236 +244,370 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
         let mut attributes = Vec::new();
         for (index, decoded) in events.into_iter().enumerate() {
-            match decoded {
-                Ok(Event::Attributes(event)) => {
-                    attributes.push((index, event));
-                    outcomes.push(None);
-                }
-                Ok(Event::OtherTopic { detail_type }) => {
-                    tally.events_ignored += 1;
-                    outcomes.push(Some(EventOutcome::Ignored {
-                        detail_type: detail_type.into_owned(),
-                    }));
-                }
-                Err(error) => {
-                    tally.events_rejected += 1;
-                    outcomes.push(Some(EventOutcome::Rejected(error)));
-                }
+            let outcome = match decoded {
+                Ok(Event::Attributes(event)) => match oldest_safe {
+                    Some(oldest) if event.event_time < oldest => EventOutcome::Rejected(EventError::TooOld {
+                        event_time: event.event_time,
+                        limit: format!("{:#}", time.now.duration_since(oldest)),
+                    }),
+                    _ => {
+                        attributes.push((index, event));
+                        outcomes.push(None);
+                        continue;
+                    }
+                },
+                Ok(Event::OtherTopic { detail_type }) => EventOutcome::Ignored {
+                    detail_type: detail_type.into_owned(),
+                },
+                Err(error) => EventOutcome::Rejected(error),
+            };
+            match outcome {
+                EventOutcome::Ignored { .. } => tally.events_ignored += 1,
+                _ => tally.events_rejected += 1,
             }
+            outcomes.push(Some(outcome));
         }
-        let mut pending: Vec<Pending<'_>> = attributes
+        let mut events: Vec<EventKeys<'_>> = attributes
             .iter()
-            .map(|(index, event)| Pending {
-                index: *index,
-                conversation_id: &event.conversation_id,
-                event_time: event.event_time,
-                extracted: count::extract(event, self.max_key_age),
-                claim: None,
+            .map(|(index, event)| {
+                let extracted = count::extract(event, self.max_key_age);
+                EventKeys {
+                    index: *index,
+                    conversation_id: &event.conversation_id,
+                    event_time: event.event_time,
+                    asking: (0..extracted.fresh.len()).collect(),
+                    extracted,
+                    token: ClaimToken::random(),
+                    waiting_until: None,
+                    counted: 0,
+                    already_counted: 0,
+                    error: None,
+                }
             })
             .collect();
 
-        self.claim_fresh_keys(&mut pending, now).await;
-        let occurrences = won_occurrences(&pending);
-        tally_keys(&mut tally, &pending, occurrences.len());
-        let context = PushContext {
-            tally: &tally,
-            now,
-            deadline,
-        };
-        let pushed = self.sink.push(&occurrences, &context).await;
-        let delivered = match &pushed {
-            Ok(()) => occurrences.len(),
-            Err(failure) => {
-                tracing::warn!(
-                    error = %failure.error,
-                    delivered = failure.delivered,
-                    undelivered = occurrences.len().saturating_sub(failure.delivered),
-                    "push failed; releasing the claims of undelivered keys"
-                );
-                failure.delivered
-            }
-        };
-        drop(occurrences);
-        tally.keys_counted = delivered as u64;
-        let (delivered_keys, undelivered_keys) = split_held(&pending, delivered);
-        self.confirm_claims(&delivered_keys, now).await;
-        self.release_claims(&undelivered_keys, now).await;
-        let failed_events: Vec<usize> = undelivered_keys.iter().map(|held| held.pending).collect();
+        self.count_keys(&mut events, &clock).await;
 
-        for (position, pending) in pending.into_iter().enumerate() {
-            let index = pending.index;
-            let failure = match &pushed {
-                Err(failure) if failed_events.contains(&position) => Some(&failure.error),
-                _ => None,
-            };
-            let outcome = outcome(pending, failure);
+        for event in events {
+            let index = event.index;
+            let outcome = outcome(event, &mut tally);
             if matches!(outcome, EventOutcome::Failed { .. }) {
                 tally.events_failed += 1;
             }
             outcomes[index] = Some(outcome);
         }
+        self.sink.record(&tally, clock.now());
         BatchReport {
-            // Every slot was filled: by decoding, or by its pending event just above.
+            // Every slot was filled: by decoding, or by its attributes event just above.
             outcomes: outcomes.into_iter().flatten().collect(),
             tally,
         }
     }
 
-    /// Asks the ledger about every event that has fresh keys; the others make no ledger call.
-    async fn claim_fresh_keys(&self, pending: &mut [Pending<'_>], now: Timestamp) {
-        // Lists of futures rather than mapping closures: such closures trip rustc's proof that
-        // the batch's future is Send (rust-lang/rust#110338).
-        let claims: Vec<_> = pending.iter().map(|pending| self.claim(pending, now)).collect();
-        let claims: Vec<Option<Result<Claim, LedgerError>>> =
-            stream::iter(claims).buffered(EVENT_CONCURRENCY).collect().await;
-        for (pending, claim) in pending.iter_mut().zip(claims) {
-            pending.claim = claim;
-        }
-    }
-
-    async fn claim(&self, pending: &Pending<'_>, now: Timestamp) -> Option<Result<Claim, LedgerError>> {
-        if pending.extracted.fresh.is_empty() {
-            return None;
-        }
-        let request = ClaimRequest {
-            conversation_id: pending.conversation_id,
-            event_time: pending.event_time,
-            keys: &pending.extracted.fresh,
-            now,
-        };
-        Some(self.ledger.claim(request).await)
-    }
-
-    async fn confirm_claims(&self, held: &[HeldKeys<'_>], now: Timestamp) {
-        let confirms: Vec<_> = held.iter().map(|held| self.confirm(held.at(now))).collect();
-        stream::iter(confirms)
-            .buffer_unordered(EVENT_CONCURRENCY)
-            .collect::<Vec<()>>()
-            .await;
-    }
-
-    async fn confirm(&self, held: Held<'_>) {
-        match self.ledger.confirm(held).await {
-            Ok(lost) if lost.is_empty() => {}
-            Ok(lost) => tracing::warn!(
-                conversation_id = held.conversation_id,
-                ?lost,
-                "claims expired before they were confirmed and were taken by another holder; \
-                 these keys may have been pushed twice"
-            ),
-            // The push was accepted: failing the event would push it again after the lease.
-            Err(error) => tracing::error!(
-                conversation_id = held.conversation_id,
-                %error,
-                "pushed keys could not be confirmed; they stay claimed until the lease expires"
-            ),
-        }
-    }
-
-    async fn release_claims(&self, held: &[HeldKeys<'_>], now: Timestamp) {
-        let releases: Vec<_> = held.iter().map(|held| self.release(held.at(now))).collect();
-        stream::iter(releases)
-            .buffer_unordered(EVENT_CONCURRENCY)
-            .collect::<Vec<()>>()
-            .await;
-    }
-
-    async fn release(&self, held: Held<'_>) {
-        if let Err(error) = self.ledger.release(held).await {
-            tracing::warn!(
-                conversation_id = held.conversation_id,
-                %error,
-                "claims could not be released; they will be re-claimed when the lease expires"
-            );
-        }
-    }
-}
-
-/// Some keys one event won, under its claim token.
-struct HeldKeys<'a> {
-    /// Position of the event among the pending ones.
-    pending: usize,
-    conversation_id: &'a str,
-    keys: Vec<&'a str>,
-    token: &'a ClaimToken,
-}
-
-impl HeldKeys<'_> {
-    fn at(&self, now: Timestamp) -> Held<'_> {
-        Held {
-            conversation_id: self.conversation_id,
-            keys: &self.keys,
-            token: self.token,
-            now,
-        }
-    }
-}
-
-/// Splits the won keys into those among the first `delivered` occurrences (the order of
-/// [`won_occurrences`]) and the rest, per event.
-fn split_held<'a>(pending: &'a [Pending<'a>], delivered: usize) -> (Vec<HeldKeys<'a>>, Vec<HeldKeys<'a>>) {
-    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
-    let mut first_occurrence = 0;
-    for (position, pending) in pending.iter().enumerate() {
-        let Some(Ok(claim)) = &pending.claim else {
-            continue;
-        };
-        let keys: Vec<&str> = claim
-            .won
-            .iter()
-            .filter_map(|&index| pending.extracted.fresh.get(index))
-            .map(|metric| metric.key)
-            .collect();
-        let accepted_here = delivered.saturating_sub(first_occurrence).min(keys.len());
-        first_occurrence += keys.len();
-        let (delivered_keys, undelivered_keys) = keys.split_at(accepted_here);
-        for (keys, list) in [(delivered_keys, &mut accepted), (undelivered_keys, &mut refused)] {
-            if !keys.is_empty() {
-                list.push(HeldKeys {
-                    pending: position,
-                    conversation_id: pending.conversation_id,
-                    keys: keys.to_vec(),
-                    token: &claim.token,
+    /// Claims, pushes and confirms every event's fresh keys, in rounds: a round claims what is
+    /// asked, pushes what was won, confirms what was delivered; keys held by other invocations
+    /// are asked again after a pause, until they are delivered or the wait must end.
+    async fn count_keys(&self, events: &mut [EventKeys<'_>], clock: &Clock) {
+        let lease = Duration::try_from(self.ledger.terms().lease).unwrap_or(Duration::MAX);
+        // Without an invocation deadline (a replay), a wait ends after two leases at most.
+        let wait_cap = clock
+            .before_deadline(MIN_ATTEMPT + CONFIRM_RESERVE)
+            .unwrap_or_else(|| clock.started + lease.saturating_mul(2));
+        let mut pause = Duration::ZERO;
+        loop {
+            let (won, lease_expires) = self.claim_round(events, clock).await;
+            let confirmed_any = self.push_round(events, &won, lease_expires, clock).await;
+            if !events.iter().any(EventKeys::waiting) {
+                return;
+            }
+            let waited_for = events
+                .iter()
+                .filter(|event| event.waiting())
+                .filter_map(|event| event.waiting_until)
+                .max()
+                .map_or(clock.started, |lease| {
+                    clock.instant_at(lease) + Duration::from_millis(1)
                 });
+            let give_up = waited_for.min(wait_cap);
+            let now = Instant::now();
+            if now >= give_up {
+                for event in events.iter_mut().filter(|event| event.waiting()) {
+                    event.error = Some(DeliveryError::Pending {
+                        keys: event.asking.len(),
+                    });
+                }
+                return;
+            }
+            // Keys another event of this batch just confirmed are delivered now: look again at
+            // once. Otherwise back off, with jitter so that waiters do not ask in step.
+            pause = if confirmed_any {
+                Duration::ZERO
+            } else {
+                let next = pause.saturating_mul(2).clamp(FIRST_POLL, LONGEST_POLL);
+                next.mul_f64(0.5 + fastrand::f64() / 2.0)
+            };
+            if !pause.is_zero() {
+                tokio::time::sleep_until((now + pause).min(give_up)).await;
             }
         }
     }
-    (accepted, refused)
-}
 
-fn won_occurrences<'a>(pending: &'a [Pending<'a>]) -> Vec<Occurrence<'a>> {
-    pending
-        .iter()
-        .flat_map(|pending| {
-            let won = match &pending.claim {
-                Some(Ok(claim)) => claim.won.as_slice(),
-                _ => &[],
+    /// Asks the ledger about every event's keys still in question. Returns the keys won, per
+    /// event, and when the earliest of their leases ends.
+    async fn claim_round(
+        &self,
+        events: &mut [EventKeys<'_>],
+        clock: &Clock,
+    ) -> (Vec<Won>, Option<Timestamp>) {
+        // Lists of futures rather than mapping closures: such closures trip rustc's proof that
+        // the batch's future is Send (rust-lang/rust#110338).
+        let claims: Vec<_> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| event.waiting())
+            .map(|(position, event)| self.claim(position, event, clock))
+            .collect();
+        let answers: Vec<_> = stream::iter(claims).buffered(EVENT_CONCURRENCY).collect().await;
+        let mut won = Vec::new();
+        let mut earliest_lease: Option<Timestamp> = None;
+        for (position, answer) in answers {
+            let event = &mut events[position];
+            let asked = std::mem::take(&mut event.asking);
+            match answer {
+                Err(error) => event.error = Some(error.into()),
+                Ok(claim) => {
+                    let keys: Vec<usize> = claim.won.iter().filter_map(|&i| asked.get(i).copied()).collect();
+                    event.asking = claim
+                        .pending
+                        .iter()
+                        .filter_map(|&(i, _)| asked.get(i).copied())
+                        .collect();
+                    event.waiting_until = claim.pending.iter().map(|&(_, lease)| lease).max();
+                    event.already_counted += asked.len() - keys.len() - event.asking.len();
+                    if let Some(lease) = claim.lease_expires {
+                        earliest_lease = Some(earliest_lease.map_or(lease, |earliest| earliest.min(lease)));
+                    }
+                    if !keys.is_empty() {
+                        won.push(Won {
+                            event: position,
+                            keys,
+                        });
+                    }
+                }
+            }
+        }
+        (won, earliest_lease)
+    }
+
+    async fn claim(
+        &self,
+        position: usize,
+        event: &EventKeys<'_>,
+        clock: &Clock,
+    ) -> (usize, Result<crate::ledger::Claim, LedgerError>) {
+        let keys: Vec<MetricKey<'_>> = event
+            .asking
+            .iter()
+            .filter_map(|&index| event.extracted.fresh.get(index).copied())
+            .collect();
+        let request = ClaimRequest {
+            conversation_id: event.conversation_id,
+            event_time: event.event_time,
+            keys: &keys,
+            token: &event.token,
+            now: clock.now(),
+        };
+        (position, self.ledger.claim(request).await)
+    }
+
+    /// Pushes the keys won in a round, then confirms those delivered and releases the rest.
+    /// Returns whether anything was confirmed.
+    async fn push_round(
+        &self,
+        events: &mut [EventKeys<'_>],
+        won: &[Won],
+        lease_expires: Option<Timestamp>,
+        clock: &Clock,
+    ) -> bool {
+        let occurrences: Vec<Occurrence<'_>> = won
+            .iter()
+            .flat_map(|won| {
+                let event = &events[won.event];
+                won.keys
+                    .iter()
+                    .filter_map(|&index| event.extracted.fresh.get(index))
+                    .map(|metric| Occurrence::new(event.conversation_id, metric))
+            })
+            .collect();
+        // No push may outlive its claims: it ends before their lease (less a margin), and
+        // before the invocation's end less the time to confirm.
+        let lease_bound = lease_expires.map(|lease| {
+            let end = clock.instant_at(lease);
+            end.checked_sub(LEASE_SAFETY).unwrap_or(clock.started)
+        });
+        let deadline = match (clock.before_deadline(CONFIRM_RESERVE), lease_bound) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let context = PushContext {
+            now: clock.now(),
+            deadline,
+        };
+        let pushed = self.sink.push(&occurrences, &context).await;
+        drop(occurrences);
+        let (delivered, failure) = match pushed {
+            Ok(()) => (usize::MAX, None),
+            Err(failure) => {
+                tracing::warn!(
+                    error = %failure.error,
+                    delivered = failure.delivered,
+                    "push failed; releasing the claims of undelivered keys"
+                );
+                (failure.delivered, Some(failure.error))
+            }
+        };
+
+        // The first `delivered` occurrences were accepted, in the order built above.
+        let mut confirms = Vec::new();
+        let mut releases = Vec::new();
+        let mut before = 0usize;
+        for won in won {
+            let accepted = delivered.saturating_sub(before).min(won.keys.len());
+            before += won.keys.len();
+            let event = &events[won.event];
+            let keys: Vec<&str> = won
+                .keys
+                .iter()
+                .filter_map(|&index| event.extracted.fresh.get(index))
+                .map(|metric| metric.key)
+                .collect();
+            let (accepted_keys, refused_keys) = keys.split_at(accepted);
+            if !accepted_keys.is_empty() {
+                confirms.push((won.event, accepted_keys.to_vec()));
+            }
+            if !refused_keys.is_empty() {
+                releases.push((won.event, refused_keys.to_vec()));
+            }
+        }
+        let confirm_deadline = clock
+            .deadline
+            .or(lease_expires.map(|lease| clock.instant_at(lease)));
+        let confirmed_any = !confirms.is_empty();
+        let settles: Vec<_> = confirms
+            .iter()
+            .map(|(event, keys)| (event, keys, Some(confirm_deadline)))
+            .chain(releases.iter().map(|(event, keys)| (event, keys, None)))
+            .map(|(event, keys, confirm)| self.settle(&events[*event], keys, clock, confirm))
+            .collect();
+        stream::iter(settles)
+            .buffer_unordered(EVENT_CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
+        for (event, keys) in &confirms {
+            events[*event].counted += keys.len();
+        }
+        if let Some(error) = failure {
+            for (event, _) in &releases {
+                events[*event].error = Some(error.clone().into());
+            }
+        }
+        confirmed_any
+    }
+
+    /// Confirms the keys (`confirm` holds the deadline for retries) or releases them.
+    async fn settle(
+        &self,
+        event: &EventKeys<'_>,
+        keys: &[&str],
+        clock: &Clock,
+        confirm: Option<Option<Instant>>,
+    ) {
+        match confirm {
+            Some(deadline) => self.confirm(event, keys, clock, deadline).await,
+            None => self.release(event, keys, clock).await,
+        }
+    }
+
+    /// Confirms delivered keys, retrying transient failures until the deadline: the push was
+    /// accepted, so the event succeeds either way; an unconfirmed key stays claimed until its
+    /// lease ends, and may be counted again by a later event.
+    async fn confirm(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, deadline: Option<Instant>) {
+        {
+            let mut pause = FIRST_CONFIRM_RETRY;
+            loop {
+                let held = Held {
+                    conversation_id: event.conversation_id,
+                    keys,
+                    token: &event.token,
+                    now: clock.now(),
+                };
+                match self.ledger.confirm(held).await {
+                    Ok(lost) if lost.is_empty() => return,
+                    Ok(lost) => {
+                        tracing::warn!(
+                            conversation_id = event.conversation_id,
+                            ?lost,
+                            "claims expired before they were confirmed and were taken by another \
+                             holder; these keys may have been pushed twice"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        let retry_at = Instant::now() + pause.mul_f64(0.5 + fastrand::f64() / 2.0);
+                        if !error.is_transient() || deadline.is_none_or(|deadline| retry_at >= deadline) {
+                            tracing::error!(
+                                conversation_id = event.conversation_id,
+                                %error,
+                                "pushed keys could not be confirmed; they stay claimed until the \
+                                 lease ends, and a later event of the conversation may count them again"
+                            );
+                            return;
+                        }
+                        tokio::time::sleep_until(retry_at).await;
+                        pause = (pause * 2).min(LONGEST_CONFIRM_RETRY);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock) {
+        {
+            let held = Held {
+                conversation_id: event.conversation_id,
+                keys,
+                token: &event.token,
+                now: clock.now(),
             };
-            won.iter()
-                .filter_map(|&index| pending.extracted.fresh.get(index))
-                .map(|metric| Occurrence::new(pending.conversation_id, metric))
-        })
-        .collect()
-}
-
-fn tally_keys(tally: &mut Tally, pending: &[Pending<'_>], counted: usize) {
-    tally.keys_counted += counted as u64;
-    for pending in pending {
-        let extracted = &pending.extracted;
-        tally.keys_seen += extracted.seen() as u64;
-        tally.keys_invalid += extracted.invalid.len() as u64;
-        tally.keys_stale += extracted.stale.len() as u64;
-        if let Some(Ok(claim)) = &pending.claim {
-            tally.keys_already_counted += (extracted.fresh.len() - claim.won.len()) as u64;
+            if let Err(error) = self.ledger.release(held).await {
+                tracing::warn!(
+                    conversation_id = event.conversation_id,
+                    %error,
+                    "claims could not be released; they will be re-claimed when the lease ends"
+                );
+            }
         }
     }
 }
 
-/// The event's outcome; `push_failure` is set if some of its won keys were not delivered.
-fn outcome(pending: Pending<'_>, push_failure: Option<&SinkError>) -> EventOutcome {
-    let extracted = pending.extracted;
-    let mut report = EventReport {
-        conversation_id: pending.conversation_id.to_owned(),
+/// The event's outcome, added to the tally.
+fn outcome(event: EventKeys<'_>, tally: &mut Tally) -> EventOutcome {
+    let extracted = event.extracted;
+    tally.keys_seen += extracted.seen() as u64;
+    tally.keys_invalid += extracted.invalid.len() as u64;
+    tally.keys_stale += extracted.stale.len() as u64;
+    tally.keys_counted += event.counted as u64;
+    tally.keys_already_counted += event.already_counted as u64;
+    let pending = match event.error {
+        Some(DeliveryError::Pending { keys }) => keys,
+        _ => 0,
+    };
+    tally.keys_pending += pending as u64;
+    let report = EventReport {
+        conversation_id: event.conversation_id.to_owned(),
+        counted: event.counted,
+        already_counted: event.already_counted,
+        pending,
         invalid: extracted
             .invalid
             .into_iter()
@@ -395,26 +618,9 @@ fn outcome(pending: Pending<'_>, push_failure: Option<&SinkError>) -> EventOutco
             .iter()
             .map(|metric| (metric.key.to_owned(), metric.time))
             .collect(),
-        ..EventReport::default()
     };
-    match (pending.claim, push_failure) {
-        (None, _) => EventOutcome::Processed(report),
-        (Some(Err(error)), _) => EventOutcome::Failed {
-            report,
-            error: error.into(),
-        },
-        (Some(Ok(claim)), failure) => {
-            report.already_counted = extracted.fresh.len() - claim.won.len();
-            match failure {
-                Some(error) => EventOutcome::Failed {
-                    report,
-                    error: error.clone().into(),
-                },
-                None => {
-                    report.counted = claim.won.len();
-                    EventOutcome::Processed(report)
-                }
-            }
-        }
+    match event.error {
+        None => EventOutcome::Processed(report),
+        Some(error) => EventOutcome::Failed { report, error },
     }
 }

@@ -18,7 +18,7 @@ use crate::count::Tally;
 use crate::input::{self, FramingError, RawEvent};
 use crate::ledger::Ledger;
 use crate::pipeline::{DeliveryError, EventOutcome, Pipeline};
-use crate::sink::Sink;
+use crate::sink::{PushContext, Sink};
 
 /// Events per pipeline batch by default: one sink push per batch.
 pub const DEFAULT_BATCH_SIZE: NonZeroUsize = NonZeroUsize::new(256).expect("256 is not zero");
@@ -74,17 +74,22 @@ pub async fn replay<L: Ledger, S: Sink>(
         tally: Tally::default(),
         reported_invalid: HashSet::new(),
     };
+    let mut stopped = None;
     for source in sources {
         if let Err(error) = run.replay_source(pipeline, source, batch_size.get()).await {
-            return Replayed {
-                tally: run.tally,
-                stopped: Some(error),
-            };
+            stopped = Some(error);
+            break;
         }
     }
+    // What the sink held back (self-metrics) would die with the process.
+    let context = PushContext {
+        now: Timestamp::now(),
+        deadline: None,
+    };
+    pipeline.sink().flush(&context).await;
     Replayed {
         tally: run.tally,
-        stopped: None,
+        stopped,
     }
 }
 

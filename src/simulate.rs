@@ -22,7 +22,9 @@ use crate::attribute::{Attribute, classify};
 use crate::count::{Occurrence, Tally};
 use crate::event::{Event, decode};
 use crate::ledger::dynamodb::schema;
-use crate::ledger::{Claim, ClaimRequest, DeliveredCache, Held, Ledger, LedgerError, MemoryLedger, cache};
+use crate::ledger::{
+    Claim, ClaimRequest, DeliveredCache, Held, Ledger, LedgerError, LedgerTerms, MemoryLedger, cache,
+};
 use crate::pipeline::Pipeline;
 use crate::sink::{PushContext, PushFailure, Sink};
 
@@ -277,7 +279,13 @@ impl Ledger for MeteredLedger {
                 now_ms,
             );
             state.units.writes += write_units(bytes);
-            added += schema::SORT_KEY.len() + metric.key.len() + schema::STATE.len() + 9;
+            // The Query projects the sort key, state, claim token and lease.
+            added += schema::SORT_KEY.len()
+                + metric.key.len()
+                + schema::STATE.len()
+                + 9
+                + schema::CLAIM_TOKEN.len()
+                + 32;
         }
         *state
             .projected
@@ -296,6 +304,10 @@ impl Ledger for MeteredLedger {
         self.charge_updates(held.keys.len());
         self.inner.release(held).await
     }
+
+    fn terms(&self) -> LedgerTerms {
+        self.inner.terms()
+    }
 }
 
 /// A sink that accepts everything and counts its pushes.
@@ -311,16 +323,16 @@ impl CountingSink {
 }
 
 impl Sink for CountingSink {
-    async fn push(
-        &self,
-        occurrences: &[Occurrence<'_>],
-        _context: &PushContext<'_>,
-    ) -> Result<(), PushFailure> {
+    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
         if !occurrences.is_empty() {
             self.pushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
+
+    fn record(&self, _tally: &Tally, _now: Timestamp) {}
+
+    async fn flush(&self, _context: &PushContext) {}
 }
 
 /// What the snapshot-diff design would spend on the same events.

@@ -11,7 +11,7 @@ use common::emulator::Dynalite;
 use common::{RecordingSink, attributes_event, intake};
 use flow_metrics::attribute::{Attribute, MetricKey, classify};
 use flow_metrics::ledger::dynamodb::create_table;
-use flow_metrics::ledger::{ClaimRequest, DynamoDbLedger, Ledger};
+use flow_metrics::ledger::{ClaimRequest, ClaimToken, DynamoDbLedger, Ledger};
 use flow_metrics::pipeline::Pipeline;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -97,6 +97,7 @@ async fn crash_after_claiming(ledger: &DynamoDbLedger, conversation: &str, keys:
             conversation_id: conversation,
             event_time: at,
             keys: &metrics,
+            token: &ClaimToken::random(),
             now: at,
         })
         .await
@@ -116,7 +117,7 @@ async fn intake_points(server: &MockServer) -> usize {
 async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     let emulator = Dynalite::start();
     create_table(&emulator.client(), TABLE).await.expect("table");
-    let ledger = DynamoDbLedger::new(emulator.client(), TABLE);
+    let ledger = DynamoDbLedger::new(emulator.client(), TABLE).with_retention(common::ARCHIVE_RETENTION);
     let pipeline = Pipeline::new(ledger.clone(), RecordingSink::default());
     let (events, keys) = trace(24);
     let texts: Vec<&str> = events.iter().map(String::as_str).collect();
@@ -125,18 +126,26 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     }
     assert_eq!(pipeline.sink().pushed().len(), keys.len());
 
-    // Three keys claimed by a process that died an hour ago, one claimed just now (in flight).
-    let an_hour_ago = Timestamp::now() - SignedDuration::from_hours(1);
+    // Three keys claimed by a process that died two hours ago, one by a process that died five
+    // minutes ago (Lambda may still retry its event), one claimed just now (in flight).
+    let two_hours_ago = Timestamp::now() - SignedDuration::from_hours(2);
     let stuck = [
         "RoutingMetric_Callback(2026-03-07T09:00:00Z)",
         "RoutingMetric_Survey(2026-03-07T09:01:00Z)",
     ];
-    crash_after_claiming(&ledger, "crashed-1", &stuck, an_hour_ago).await;
+    crash_after_claiming(&ledger, "crashed-1", &stuck, two_hours_ago).await;
     crash_after_claiming(
         &ledger,
         "crashed-2",
         &["SupportBotMetric_Start(2026-03-07T10:00:00Z)"],
-        an_hour_ago,
+        two_hours_ago,
+    )
+    .await;
+    crash_after_claiming(
+        &ledger,
+        "crashed-recently",
+        &["SupportBotMetric_Start(2026-03-07T10:30:00Z)"],
+        Timestamp::now() - SignedDuration::from_mins(5),
     )
     .await;
     crash_after_claiming(
@@ -148,7 +157,7 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     .await;
 
     let rows = audit_json(&emulator, &[]);
-    assert_eq!(totals(&rows), (keys.len() as u64, 1, 3));
+    assert_eq!(totals(&rows), (keys.len() as u64, 1, 4));
     let routing_callback = rows
         .as_array()
         .expect("rows")
@@ -173,11 +182,17 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     let expected_before_nine = keys.iter().filter(|(_, key)| key.contains("T08:")).count() as u64;
     assert_eq!(totals(&before_nine).0, expected_before_nine);
 
-    // A dry run lists and changes nothing.
+    // A dry run lists and changes nothing; by default only claims stuck for an hour or more.
     let dry = flow_metrics(&emulator, &["redrive", "--dry-run"], &[]);
     assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
     assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().count(), 3);
-    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64, 1, 3));
+    assert!(
+        String::from_utf8_lossy(&dry.stderr).contains("counts it twice"),
+        "the dry run says what it cannot know"
+    );
+    let recent = flow_metrics(&emulator, &["redrive", "--dry-run", "--stuck-for", "1m"], &[]);
+    assert_eq!(String::from_utf8_lossy(&recent.stdout).lines().count(), 4);
+    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64, 1, 4));
 
     // The redrive delivers each stuck key once; a second redrive sends nothing.
     let intake = intake::accepting().await;
@@ -191,7 +206,7 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
         );
     }
     assert_eq!(intake_points(&intake).await, 3);
-    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64 + 3, 1, 0));
+    assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64 + 3, 1, 1));
 }
 
 #[test]
@@ -201,7 +216,7 @@ fn every_format_prints_the_same_totals() {
     let keys = runtime.block_on(async {
         create_table(&emulator.client(), TABLE).await.expect("table");
         let pipeline = Pipeline::new(
-            DynamoDbLedger::new(emulator.client(), TABLE),
+            DynamoDbLedger::new(emulator.client(), TABLE).with_retention(common::ARCHIVE_RETENTION),
             RecordingSink::default(),
         );
         let (events, keys) = trace(6);

@@ -2,7 +2,9 @@
 //! timestamp clamping, retries, the deadline, self-metrics, and the API key kept secret.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 mod common;
 
@@ -57,9 +59,8 @@ fn occurrence<'a>(flow: &'a str, metric: &'a str, key: &'a str, time: &str) -> O
     }
 }
 
-fn context(tally: &Tally) -> PushContext<'_> {
+fn context() -> PushContext {
     PushContext {
-        tally,
         now: now(),
         deadline: None,
     }
@@ -85,7 +86,7 @@ async fn occurrences_become_distribution_points_grouped_per_series() {
         occurrence("Billing IVR", "Menu Option 2", "d", "2026-03-07T11:59:30Z"),
     ];
     sink(&server, false)
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect("accepted");
 
@@ -134,7 +135,7 @@ async fn old_and_future_keys_are_sent_at_the_processing_time() {
         occurrence("F", "Future", "b", "2026-03-07T13:00:00Z"),
     ];
     sink(&server, true)
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect("accepted");
     let body = &intake::bodies(&server).await[0];
@@ -170,7 +171,7 @@ async fn transient_answers_are_retried_until_accepted() {
     accept_all(&server).await;
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     sink(&server, false)
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect("accepted on the fourth attempt");
     let bodies = intake::bodies(&server).await;
@@ -191,7 +192,7 @@ async fn a_refusal_is_permanent_carries_datadogs_message_and_never_the_key() {
         .await;
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     let failure = sink(&server, false)
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect_err("refused");
     assert_eq!(
@@ -226,14 +227,13 @@ async fn retries_stop_before_the_invocation_deadline() {
             max_delay: Duration::from_millis(100),
             request_timeout: Duration::from_secs(30),
         });
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let tally = Tally::default();
+    // Retries stop while an attempt still fits before the deadline.
+    let deadline = Instant::now() + Duration::from_secs(5);
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     let failure = sink
         .push(
             &occurrences,
             &PushContext {
-                tally: &tally,
                 now: now(),
                 deadline: Some(deadline),
             },
@@ -270,7 +270,7 @@ async fn a_large_push_is_split_and_a_failure_says_what_was_delivered() {
         .collect();
     let failure = sink(&server, false)
         .with_occurrences_per_request(2)
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect_err("the second request is refused");
     assert_eq!(failure.delivered, 2);
@@ -291,7 +291,8 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
         keys_already_counted: 4,
         ..Tally::default()
     };
-    sink.push(&[], &context(&quiet)).await.expect("nothing to send");
+    sink.record(&quiet, now());
+    sink.push(&[], &context()).await.expect("nothing to send");
     assert!(
         intake::bodies(&server).await.is_empty(),
         "no request just for self-metrics"
@@ -304,7 +305,8 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
         ..Tally::default()
     };
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
-    sink.push(&occurrences, &context(&busy)).await.expect("sent");
+    sink.record(&busy, now());
+    sink.push(&occurrences, &context()).await.expect("sent");
     let body = &intake::bodies(&server).await[0];
     let self_metric = |name: &str, outcome: &str| {
         body["series"]
@@ -333,11 +335,11 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     );
 
     let a_minute_later = PushContext {
-        tally: &quiet,
         now: now() + jiff::SignedDuration::from_secs(61),
         deadline: None,
     };
-    sink.push(&[], &context(&quiet)).await.expect("pending");
+    sink.record(&quiet, now());
+    sink.push(&[], &context()).await.expect("pending");
     sink.push(&[], &a_minute_later).await.expect("flushed");
     let bodies = intake::bodies(&server).await;
     assert_eq!(bodies.len(), 2, "pending self-metrics are flushed after a minute");
@@ -376,7 +378,7 @@ async fn the_key_never_reaches_the_logs() {
     tracing::debug!(?sink, "sink built");
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     let failure = sink
-        .push(&occurrences, &context(&Tally::default()))
+        .push(&occurrences, &context())
         .await
         .expect_err("unavailable");
     let logs = String::from_utf8(logs.lock().expect("lock").clone()).expect("utf-8");

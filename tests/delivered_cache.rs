@@ -96,6 +96,7 @@ async fn keys_delivered_elsewhere_or_released_are_not_remembered() {
                 flow_metrics::attribute::Attribute::Metric(metric) => metric,
                 other => panic!("{other:?}"),
             }],
+            token: &token,
             now: Timestamp::now(),
         })
         .await

@@ -15,9 +15,11 @@ use common::emulator::Dynalite;
 use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, classify};
 use flow_metrics::ledger::dynamodb::{create_table, schema};
-use flow_metrics::ledger::{ClaimRequest, DynamoDbLedger, Ledger, LedgerError, MemoryLedger};
-use flow_metrics::pipeline::{EventOutcome, Pipeline};
+use flow_metrics::ledger::{ClaimRequest, ClaimToken, DynamoDbLedger, Ledger, LedgerError, MemoryLedger};
+use flow_metrics::pipeline::{BatchTime, EventOutcome, Pipeline};
 use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const TABLE: &str = "flow-metrics-test";
 const SAMPLES: &str = "samples/genesys-events.jsonl";
@@ -35,7 +37,9 @@ async fn expected_from_memory() -> Vec<(String, String)> {
 async fn ledger(emulator: &Dynalite) -> DynamoDbLedger {
     let client = emulator.client();
     create_table(&client, TABLE).await.expect("create the table");
-    DynamoDbLedger::new(client, TABLE).with_lease(LEASE)
+    DynamoDbLedger::new(client, TABLE)
+        .with_lease(LEASE)
+        .with_retention(common::ARCHIVE_RETENTION)
 }
 
 /// Every item of the table as (conversation, key) → state.
@@ -159,6 +163,7 @@ async fn a_claim_left_by_a_crash_is_delivered_once_after_its_lease() {
             conversation_id: conversation,
             event_time: crash_time,
             keys: &[metric],
+            token: &ClaimToken::random(),
             now: crash_time,
         })
         .await
@@ -166,8 +171,16 @@ async fn a_claim_left_by_a_crash_is_delivered_once_after_its_lease() {
     assert_eq!(crashed.won, [0], "the crashed process had won the key");
 
     let event = attributes_event(conversation, "2026-03-07T04:08:11Z", &[key]);
-    pipeline.process_batch(&[&event], crash_time).await;
+    let invocation = BatchTime {
+        now: crash_time,
+        deadline: Some(Instant::now() + Duration::from_secs(8)),
+    };
+    let waited = pipeline.process_batch(&[&event], invocation).await;
     assert!(pipeline.sink().pushed().is_empty(), "the lease still holds");
+    assert!(
+        matches!(waited.outcomes[..], [EventOutcome::Failed { .. }]),
+        "the event fails while its key's holder may still deliver it"
+    );
     let after_lease = crash_time + LEASE + SignedDuration::from_secs(1);
     pipeline.process_batch(&[&event], after_lease).await;
     pipeline.process_batch(&[&event], after_lease).await;
@@ -208,17 +221,22 @@ async fn a_confirm_by_a_holder_whose_lease_was_taken_over_is_refused() {
         panic!("valid key")
     };
     let keys = [metric];
-    let request = |now| ClaimRequest {
+    let (slow_token, fast_token) = (ClaimToken::random(), ClaimToken::random());
+    let request = |now, token| ClaimRequest {
         conversation_id: "c-1",
         event_time: now,
         keys: &keys,
+        token,
         now,
     };
     let start = Timestamp::now();
-    let slow = ledger.claim(request(start)).await.expect("first claim");
+    let slow = ledger
+        .claim(request(start, &slow_token))
+        .await
+        .expect("first claim");
     let later = start + LEASE + SignedDuration::from_secs(1);
     let fast = ledger
-        .claim(request(later))
+        .claim(request(later, &fast_token))
         .await
         .expect("re-claim after the lease");
     assert_eq!((slow.won.as_slice(), fast.won.as_slice()), (&[0][..], &[0][..]));
@@ -230,15 +248,23 @@ async fn a_confirm_by_a_holder_whose_lease_was_taken_over_is_refused() {
         now: later,
     };
     assert_eq!(
-        ledger.confirm(held(&slow.token)).await.expect("confirm"),
+        ledger.confirm(held(&slow_token)).await.expect("confirm"),
         [metric.key]
     );
     assert!(
         ledger
-            .confirm(held(&fast.token))
+            .confirm(held(&fast_token))
             .await
             .expect("confirm")
             .is_empty()
+    );
+    assert!(
+        ledger
+            .confirm(held(&fast_token))
+            .await
+            .expect("a retried confirm")
+            .is_empty(),
+        "confirming twice is confirming once"
     );
 }
 
@@ -254,6 +280,7 @@ async fn a_missing_table_is_a_permanent_error_naming_it() {
             conversation_id: "c-1",
             event_time: Timestamp::now(),
             keys: &[metric],
+            token: &ClaimToken::random(),
             now: Timestamp::now(),
         })
         .await
@@ -297,6 +324,8 @@ fn the_cli_replaying_twice_into_dynalite_prints_each_key_once_in_total() {
                 "--table",
                 TABLE,
                 "--create-table",
+                "--retention",
+                "3650d",
                 SAMPLES,
             ])
             .envs(emulator.environment())
@@ -323,6 +352,33 @@ fn the_cli_replaying_twice_into_dynalite_prints_each_key_once_in_total() {
         "no line printed twice"
     );
     assert!(second.is_empty(), "the second replay counts nothing: {second}");
+}
+
+#[test]
+fn the_cli_refuses_events_too_old_for_the_tables_retention() {
+    // With 30 days' retention, records of keys from March may be gone: counting the samples
+    // again could count them twice, so each event is refused with the reason.
+    let emulator = Dynalite::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args([
+            "replay",
+            "--ledger",
+            "dynamodb",
+            "--table",
+            TABLE,
+            "--create-table",
+            SAMPLES,
+        ])
+        .envs(emulator.environment())
+        .output()
+        .expect("run flow-metrics");
+    assert_eq!(output.status.code(), Some(1), "rejected events");
+    assert!(output.stdout.is_empty(), "nothing counted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the records of its keys may have expired"),
+        "{stderr}"
+    );
 }
 
 #[test]

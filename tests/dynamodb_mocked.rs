@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
@@ -24,7 +25,13 @@ const TABLE: &str = "flow-metrics-ledger";
 const CONVERSATION: &str = "12341234-1234-1234-1234-123456789012";
 const START: &str = "RoutingMetric_Start(2026-03-07T04:08:00.000Z)";
 const MENU: &str = "RoutingMetric_Menu(2026-03-07T04:08:10.000Z)";
-const LEASE: SignedDuration = SignedDuration::from_mins(2);
+const LEASE: SignedDuration = SignedDuration::from_secs(40);
+/// The holder the ledger-level tests claim for.
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn token() -> ClaimToken {
+    ClaimToken(TOKEN.to_owned())
+}
 
 fn now() -> Timestamp {
     "2026-03-07T04:10:00Z".parse().expect("timestamp")
@@ -72,7 +79,8 @@ fn is_partition_query(query: &QueryInput) -> bool {
     query.table_name() == Some(TABLE)
         && query.key_condition_expression() == Some("#pk = :pk")
         && names.get("#pk").map(String::as_str) == Some("conversation_id")
-        && query.projection_expression() == Some("#sk, #state, #lease")
+        && names.get("#token").map(String::as_str) == Some("claim_token")
+        && query.projection_expression() == Some("#sk, #state, #token, #lease")
         && query
             .expression_attribute_values()
             .and_then(|values| values.get(":pk"))
@@ -141,13 +149,27 @@ fn claim_won(key: &'static str) -> Rule {
         .then_output(|| PutItemOutput::builder().build())
 }
 
-fn request<'a>(keys: &'a [MetricKey<'a>]) -> ClaimRequest<'a> {
+fn request<'a>(keys: &'a [MetricKey<'a>], token: &'a ClaimToken) -> ClaimRequest<'a> {
     ClaimRequest {
         conversation_id: CONVERSATION,
         event_time: now(),
         keys,
+        token,
         now: now(),
     }
+}
+
+/// A failed condition's answer, carrying the item it met (`ALL_OLD`).
+fn condition_failed_on(state: &str, token: &str, lease_ms: Option<i64>) -> Option<String> {
+    let lease = lease_ms.map_or(String::new(), |ms| {
+        format!(r#","lease_expires_ms":{{"N":"{ms}"}}"#)
+    });
+    service_error(
+        "ConditionalCheckFailedException",
+        &format!(
+            r#","Item":{{"conversation_id":{{"S":"{CONVERSATION}"}},"attribute_key":{{"S":"{START}"}},"state":{{"S":"{state}"}},"claim_token":{{"S":"{token}"}}{lease}}}"#
+        ),
+    )
 }
 
 #[tokio::test]
@@ -156,7 +178,7 @@ async fn a_claim_on_new_keys_wins_them_all() {
     let (start, menu) = (claim_won(START), claim_won(MENU));
     let ledger = ledger(&[&query, &start, &menu]);
     let keys = [metric(START), metric(MENU)];
-    let claim = ledger.claim(request(&keys)).await.expect("claim");
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
     assert_eq!(claim.won, [0, 1]);
     assert_eq!(
         (query.num_calls(), start.num_calls(), menu.num_calls()),
@@ -182,7 +204,7 @@ async fn a_lost_race_is_not_an_error_and_needs_no_second_read() {
     let ledger = ledger(&[&query, &lost, &won]);
     let keys = [metric(START), metric(MENU)];
     let claim = ledger
-        .claim(request(&keys))
+        .claim(request(&keys, &token()))
         .await
         .expect("a lost race is not an error");
     assert_eq!(claim.won, [1]);
@@ -190,7 +212,7 @@ async fn a_lost_race_is_not_an_error_and_needs_no_second_read() {
 }
 
 #[tokio::test]
-async fn delivered_and_validly_claimed_keys_are_skipped_without_a_write() {
+async fn delivered_keys_are_skipped_and_live_claims_are_pending_without_a_write() {
     let lease_ahead = now().as_millisecond() + 1_000;
     let query = partition_with(vec![
         (START, "delivered", None),
@@ -199,9 +221,73 @@ async fn delivered_and_validly_claimed_keys_are_skipped_without_a_write() {
     let puts = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
     let ledger = ledger(&[&query, &puts]);
     let keys = [metric(START), metric(MENU)];
-    let claim = ledger.claim(request(&keys)).await.expect("claim");
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
     assert!(claim.won.is_empty());
+    let lease = Timestamp::from_millisecond(lease_ahead).expect("lease");
+    assert_eq!(claim.pending, [(1, lease)], "MENU waits for its holder");
     assert_eq!(puts.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_claim_applied_but_answered_with_a_500_is_won_on_the_sdks_retry() {
+    // DynamoDB applied the put, the answer was lost (500); the SDK's retry then fails its
+    // condition against our own item.
+    let query = empty_partition();
+    let lease = now().as_millisecond() + LEASE.as_millis() as i64;
+    let applied_then_retried = mock!(Client::put_item)
+        .match_requests(is_claim_of(START))
+        .sequence()
+        .http_status(500, service_error("InternalServerError", ""))
+        .http_status(400, condition_failed_on("claimed", TOKEN, Some(lease)))
+        .build();
+    let ledger = ledger(&[&query, &applied_then_retried]);
+    let keys = [metric(START)];
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
+    assert_eq!(claim.won, [0], "the key is ours, not someone else's");
+    assert_eq!(applied_then_retried.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_put_that_meets_another_live_claim_leaves_the_key_pending() {
+    let query = empty_partition();
+    let lease = now().as_millisecond() + 5_000;
+    let taken = mock!(Client::put_item)
+        .match_requests(is_claim_of(START))
+        .sequence()
+        .http_status(400, condition_failed_on("claimed", "another-holder", Some(lease)))
+        .build();
+    let ledger = ledger(&[&query, &taken]);
+    let keys = [metric(START)];
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
+    assert!(claim.won.is_empty());
+    assert_eq!(
+        claim.pending,
+        [(0, Timestamp::from_millisecond(lease).expect("lease"))]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_condition_without_the_item_is_answered_by_a_consistent_read() {
+    // Emulators leave the item out of the answer; the ledger reads it.
+    let query = empty_partition();
+    let lost_answer = mock!(Client::put_item)
+        .match_requests(is_claim_of(START))
+        .sequence()
+        .http_status(400, service_error("ConditionalCheckFailedException", ""))
+        .build();
+    let read = mock!(Client::get_item)
+        .match_requests(|get| get.consistent_read() == Some(true) && get.table_name() == Some(TABLE))
+        .then_output(|| {
+            GetItemOutput::builder()
+                .item("state", s("delivered"))
+                .item("claim_token", s("another-holder"))
+                .build()
+        });
+    let ledger = ledger(&[&query, &lost_answer, &read]);
+    let keys = [metric(START)];
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
+    assert_eq!(claim, Default::default(), "delivered by another holder");
+    assert_eq!(read.num_calls(), 1);
 }
 
 #[tokio::test]
@@ -214,7 +300,7 @@ async fn a_claim_whose_lease_expired_is_taken_again() {
     let (start, menu) = (claim_won(START), claim_won(MENU));
     let ledger = ledger(&[&query, &start, &menu]);
     let keys = [metric(START), metric(MENU)];
-    let claim = ledger.claim(request(&keys)).await.expect("claim");
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
     assert_eq!(claim.won, [0, 1]);
 }
 
@@ -257,7 +343,7 @@ async fn every_page_of_the_partition_is_read() {
     let puts = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
     let ledger = ledger(&[&first_page, &second_page, &puts]);
     let keys = [metric(START), metric(MENU)];
-    let claim = ledger.claim(request(&keys)).await.expect("claim");
+    let claim = ledger.claim(request(&keys, &token())).await.expect("claim");
     assert!(claim.won.is_empty(), "both keys were on some page");
     assert_eq!(
         (first_page.num_calls(), second_page.num_calls(), puts.num_calls()),
@@ -277,7 +363,10 @@ async fn throttling_is_retried_by_the_sdk_then_succeeds() {
         .build();
     let ledger = ledger(&[&query, &throttled_then_won]);
     let keys = [metric(START)];
-    let claim = ledger.claim(request(&keys)).await.expect("claim after retries");
+    let claim = ledger
+        .claim(request(&keys, &token()))
+        .await
+        .expect("claim after retries");
     assert_eq!(claim.won, [0]);
     assert_eq!(throttled_then_won.num_calls(), 3);
 }
@@ -293,11 +382,14 @@ async fn throttling_past_the_retries_is_a_transient_error_and_won_claims_are_rel
         .repeatedly()
         .build();
     let release = mock!(Client::update_item)
-        .match_requests(|update| is_release_of(update, START))
+        .match_requests(|update| is_release_of(update, START) || is_release_of(update, MENU))
         .then_output(|| UpdateItemOutput::builder().build());
     let ledger = ledger(&[&query, &start, &throttled, &release]);
     let keys = [metric(START), metric(MENU)];
-    let error = ledger.claim(request(&keys)).await.expect_err("throttled");
+    let error = ledger
+        .claim(request(&keys, &token()))
+        .await
+        .expect_err("throttled");
     assert!(error.is_transient(), "{error}");
     assert!(matches!(
         error,
@@ -313,8 +405,8 @@ async fn throttling_past_the_retries_is_a_transient_error_and_won_claims_are_rel
     );
     assert_eq!(
         release.num_calls(),
-        1,
-        "the key won before the failure is given back"
+        2,
+        "every key tried is given back: the one won, and the one whose writes may have been applied unseen"
     );
 }
 
@@ -327,7 +419,10 @@ async fn a_5xx_is_transient() {
         .build();
     let ledger = ledger(&[&unavailable]);
     let keys = [metric(START)];
-    let error = ledger.claim(request(&keys)).await.expect_err("unavailable");
+    let error = ledger
+        .claim(request(&keys, &token()))
+        .await
+        .expect_err("unavailable");
     assert!(error.is_transient(), "{error}");
 }
 
@@ -339,7 +434,10 @@ async fn a_missing_table_is_a_permanent_error_naming_the_table() {
         .build();
     let ledger = ledger(&[&missing]);
     let keys = [metric(START)];
-    let error = ledger.claim(request(&keys)).await.expect_err("no table");
+    let error = ledger
+        .claim(request(&keys, &token()))
+        .await
+        .expect_err("no table");
     assert!(!error.is_transient());
     assert!(
         error
@@ -349,45 +447,48 @@ async fn a_missing_table_is_a_permanent_error_naming_the_table() {
     );
 }
 
-fn is_held_update(update: &UpdateItemInput, key: &str, token: &str) -> bool {
+fn is_update_of(update: &UpdateItemInput, key: &str, token: &str) -> bool {
     let names = update.expression_attribute_names().expect("names");
     let values = update.expression_attribute_values().expect("values");
     let item_key = update.key().expect("key");
     update.table_name() == Some(TABLE)
         && item_key.get("conversation_id") == Some(&s(CONVERSATION))
         && item_key.get("attribute_key") == Some(&s(key))
-        && update.condition_expression() == Some("#state = :claimed AND #token = :token")
-        && names.get("#state").map(String::as_str) == Some("state")
         && names.get("#token").map(String::as_str) == Some("claim_token")
-        && values.get(":claimed") == Some(&s("claimed"))
+        && names.get("#state").map(String::as_str) == Some("state")
         && (token.is_empty() || values.get(":token") == Some(&s(token)))
 }
 
+/// A confirm: conditional on the token alone (so a retried confirm of ours succeeds), and
+/// keeping it.
 fn is_confirm_of(update: &UpdateItemInput, key: &str, token: &str) -> bool {
     let values = update.expression_attribute_values().expect("values");
-    is_held_update(update, key, token)
+    is_update_of(update, key, token)
+        && update.condition_expression() == Some("#token = :token")
         && update.update_expression()
-            == Some("SET #state = :delivered, #delivered = :now REMOVE #token, #lease")
+            == Some("SET #state = :delivered, #delivered = if_not_exists(#delivered, :now) REMOVE #lease")
         && values.get(":delivered") == Some(&s("delivered"))
         && values.get(":now") == Some(&AttributeValue::N(now_ms()))
 }
 
 fn is_release_of(update: &UpdateItemInput, key: &str) -> bool {
     let values = update.expression_attribute_values().expect("values");
-    is_held_update(update, key, "")
-        && update.update_expression() == Some("SET #lease = :expired REMOVE #token")
-        && values.get(":expired") == Some(&n(0))
+    is_update_of(update, key, "")
+        && update.condition_expression() == Some("#state = :claimed AND #token = :token")
+        && values.get(":claimed") == Some(&s("claimed"))
+        && update.update_expression() == Some("SET #lease = :released REMOVE #token")
+        && values.get(":released") == Some(&n(0))
 }
 
 #[tokio::test]
 async fn a_confirm_marks_held_keys_delivered_and_reports_claims_taken_over() {
-    let token = ClaimToken("0123456789abcdef0123456789abcdef".to_owned());
+    let token = token();
     let confirmed = mock!(Client::update_item)
-        .match_requests(|update| is_confirm_of(update, START, "0123456789abcdef0123456789abcdef"))
+        .match_requests(|update| is_confirm_of(update, START, TOKEN))
         .then_output(|| UpdateItemOutput::builder().build());
     // The lease expired and another holder re-claimed MENU: its token no longer matches.
     let taken_over = mock!(Client::update_item)
-        .match_requests(|update| is_confirm_of(update, MENU, "0123456789abcdef0123456789abcdef"))
+        .match_requests(|update| is_confirm_of(update, MENU, TOKEN))
         .sequence()
         .http_status(400, service_error("ConditionalCheckFailedException", ""))
         .build();
@@ -405,7 +506,8 @@ async fn a_confirm_marks_held_keys_delivered_and_reports_claims_taken_over() {
     assert_eq!((confirmed.num_calls(), taken_over.num_calls()), (1, 1));
 }
 
-#[tokio::test]
+// A paused clock: the pipeline's wall clock stays at `now()`, as the request matchers expect.
+#[tokio::test(start_paused = true)]
 async fn a_failed_push_releases_the_claims_so_the_retry_takes_them() {
     let query = empty_partition();
     let (start, menu) = (claim_won(START), claim_won(MENU));

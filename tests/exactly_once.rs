@@ -1,41 +1,60 @@
-//! Exactly once, proven on generated traces: conversations whose attribute maps grow event by
-//! event (with invalid, stale and non-metric keys), delivered several times, in any order, to
-//! several concurrent handlers, with faults injected at every step of the protocol and failed
-//! deliveries retried as Lambda and EventBridge would.
+//! Exactly once under the faults AWS really produces, proven on generated traces.
 //!
-//! The promise checked: every valid, non-stale (conversation, key) reaches the sink, and nothing
-//! else does. Exactly once, except for the one residual case the design cannot rule out without
-//! an idempotent sink: a push the sink accepted but that was never confirmed in the ledger (the
-//! response was lost, the process died right after the push, or the confirm write failed). Such a
-//! key stays claimed; once its lease expires, a later delivery of an event of its conversation
-//! claims and pushes it again. So a key may be pushed at most once more per such fault, and only
-//! after a lease has passed; with no such fault, every key is pushed exactly once.
+//! Conversations whose attribute maps grow event by event (with invalid, stale and non-metric
+//! keys) are delivered several times, in any order, to concurrent invocations, as EventBridge
+//! invokes the Lambda (one event, retried about 1 and then 2 minutes after a failure, then
+//! dead-lettered) or as an SQS queue feeds it (batches; failed records come back after the
+//! visibility timeout; dead-lettered after five receives). Time is simulated: the runtime's
+//! clock is paused, so a lease, a retry delay or a deadline passes in no real time.
 //!
-//! `EXACTLY_ONCE_CASES` raises the number of generated traces (default 1000 over the in-memory
-//! ledger, 12 over the DynamoDB emulator).
+//! The fault model is the real one, injected into the ledger's per-item store and the sink:
+//! - a conditional write applied but answered with an error, which the SDK then retries (the
+//!   retry meets the caller's own item); writes applied but answered with a timeout after the
+//!   SDK's retries; throttles past the SDK's retries; slow calls;
+//! - DataDog answering 5xx, accepting part of a push, or accepting a push while the client times
+//!   out;
+//! - the process killed at any step (as a Lambda dies on a timeout or out of memory), and
+//!   invocations that run into the function's timeout.
+//!
+//! Invariants checked:
+//! - when an event is acknowledged, every fresh key it carries has been delivered;
+//! - every valid, recent key is delivered in the end (dead-lettered events are drained);
+//! - nothing else is delivered;
+//! - nothing is delivered twice, except where the sink accepted a push reported as failed or a
+//!   process died after a push was accepted: each such case allows one double of its keys.
+//!
+//! `EXACTLY_ONCE_CASES` sets the number of traces per test (default: 5000 in all).
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use common::attributes_event;
-use common::emulator::Dynalite;
-use flow_metrics::count::Occurrence;
-use flow_metrics::ledger::dynamodb::create_table;
-use flow_metrics::ledger::{
-    Claim, ClaimRequest, DeliveredCache, DynamoDbLedger, Held, Ledger, LedgerError, MemoryLedger,
-};
-use flow_metrics::pipeline::{EventOutcome, Pipeline};
+use common::{Shared, attributes_event};
+use flow_metrics::count::{Occurrence, Tally};
+use flow_metrics::ledger::memory::MemoryStore;
+use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim};
+use flow_metrics::ledger::{ClaimToken, DeliveredCache, KeyLedger, Ledger, LedgerError};
+use flow_metrics::pipeline::{BatchTime, DeliveryError, EventOutcome, Pipeline};
 use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use tokio::time::Instant;
 
-const LEASE: SignedDuration = SignedDuration::from_secs(60);
-/// Attempts of one delivery after which no more faults are injected into it.
-const MAX_FAULTY_ATTEMPTS: usize = 3;
+/// The function's timeout, and its lease as the cdk stack sets it.
+const TIMEOUT: Duration = Duration::from_secs(30);
+const LEASE: SignedDuration = SignedDuration::from_secs(40);
+/// Lambda's asynchronous retries: about a minute after the first failure, two after the second.
+const ASYNC_RETRIES: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(120)];
+/// The queue's visibility timeout (six times the function's timeout) and receive limit.
+const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(180);
+const MAX_RECEIVES: usize = 5;
+/// When an operator drains the dead-letter queue.
+const DRAIN_AFTER: Duration = Duration::from_secs(3600);
 
 /// What one attribute added to a conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,33 +68,41 @@ enum KeyKind {
     Other,
 }
 
-/// A fault injected into one delivery attempt.
+/// A fault of one ledger call, as the store's caller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+enum StoreFault {
     None,
-    /// The ledger's Query is throttled past the SDK's retries.
-    QueryThrottled,
-    /// A conditional put is throttled: the claims won are given back, the event fails.
-    ClaimThrottled,
-    /// The sink refuses the push (5xx, timeout) before accepting anything.
-    SinkUnavailable,
-    /// The sink accepts the push but the answer is lost: residual.
-    ResponseLost,
-    /// The process dies between claim and push.
-    CrashBeforePush,
-    /// The process dies between push and confirm: residual.
-    CrashAfterPush,
-    /// The confirm write fails after a successful push: residual.
-    ConfirmFails,
+    /// Applied, answered with a 500; the SDK retries the same request and returns its answer.
+    AppliedThenRetried,
+    /// Applied, but every answer was lost: the SDK gives up with a timeout.
+    AppliedThenTimeout,
+    /// Throttled on every attempt, never applied.
+    Throttled,
+    /// Answered after a long pause.
+    Slow,
 }
 
-impl Fault {
-    fn is_residual(self) -> bool {
-        matches!(
-            self,
-            Fault::ResponseLost | Fault::CrashAfterPush | Fault::ConfirmFails
-        )
-    }
+/// A fault of one push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkFault {
+    None,
+    /// 5xx on every attempt.
+    Unavailable,
+    /// The first half accepted, then a failure.
+    Partial,
+    /// Accepted, but the client timed out waiting for the answer.
+    AcceptedButTimedOut,
+    /// Accepted after a long pause.
+    Slow,
+}
+
+/// How events reach the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// EventBridge → Lambda, one event an invocation.
+    Direct,
+    /// EventBridge → SQS → Lambda, batches of up to this many records.
+    Queued(usize),
 }
 
 /// A generated trace and how it is delivered.
@@ -85,26 +112,35 @@ struct Trace {
     conversations: Vec<Vec<KeyKind>>,
     /// How many times each event is delivered (1 to 3), in event order.
     copies: Vec<u8>,
-    /// A permutation of the deliveries.
-    order: Vec<usize>,
-    /// Concurrent handlers.
-    handlers: usize,
-    /// Events per invocation (1: EventBridge direct; more: an SQS batch).
-    batch: usize,
-    /// Faults for successive delivery attempts, cycled.
-    faults: Vec<Fault>,
+    /// Arrival of each delivery, in ms after the start (dense, so deliveries overlap).
+    arrivals: Vec<u64>,
+    mode: Mode,
+    /// Faults of successive ledger calls and pushes; once used up, calls succeed.
+    store_faults: Vec<StoreFault>,
+    sink_faults: Vec<SinkFault>,
+    /// Invocations (by number) killed, and at which of their steps.
+    kills: Vec<(usize, usize)>,
+    /// Seeds the randomness inside the run (tokens, jitter, latencies).
+    seed: u64,
 }
 
-fn fault() -> impl Strategy<Value = Fault> {
+fn store_fault() -> impl Strategy<Value = StoreFault> {
     prop_oneof![
-        8 => Just(Fault::None),
-        1 => Just(Fault::QueryThrottled),
-        1 => Just(Fault::ClaimThrottled),
-        1 => Just(Fault::SinkUnavailable),
-        1 => Just(Fault::ResponseLost),
-        1 => Just(Fault::CrashBeforePush),
-        1 => Just(Fault::CrashAfterPush),
-        1 => Just(Fault::ConfirmFails),
+        10 => Just(StoreFault::None),
+        2 => Just(StoreFault::AppliedThenRetried),
+        1 => Just(StoreFault::AppliedThenTimeout),
+        2 => Just(StoreFault::Throttled),
+        1 => Just(StoreFault::Slow),
+    ]
+}
+
+fn sink_fault() -> impl Strategy<Value = SinkFault> {
+    prop_oneof![
+        6 => Just(SinkFault::None),
+        1 => Just(SinkFault::Unavailable),
+        1 => Just(SinkFault::Partial),
+        1 => Just(SinkFault::AcceptedButTimedOut),
+        1 => Just(SinkFault::Slow),
     ]
 }
 
@@ -113,45 +149,57 @@ fn key_kind() -> impl Strategy<Value = KeyKind> {
 }
 
 fn trace() -> impl Strategy<Value = Trace> {
-    prop::collection::vec(prop::collection::vec(key_kind(), 1..6), 1..6)
+    prop::collection::vec(prop::collection::vec(key_kind(), 1..6), 1..5)
         .prop_flat_map(|conversations| {
             let events: usize = conversations.iter().map(Vec::len).sum();
             (Just(conversations), prop::collection::vec(1u8..=3, events))
         })
         .prop_flat_map(|(conversations, copies)| {
             let deliveries: usize = copies.iter().map(|&c| usize::from(c)).sum();
-            let order = Just((0..deliveries).collect::<Vec<_>>()).prop_shuffle();
             (
                 Just(conversations),
                 Just(copies),
-                order,
-                1usize..=4,
-                1usize..=3,
-                prop::collection::vec(fault(), 1..12),
+                prop::collection::vec(0u64..3000, deliveries),
+                prop_oneof![Just(Mode::Direct), (2usize..=10).prop_map(Mode::Queued)],
+                prop::collection::vec(store_fault(), 0..40),
+                prop::collection::vec(sink_fault(), 0..8),
+                prop::collection::vec((0usize..30, 0usize..12), 0..4),
+                any::<u64>(),
             )
         })
-        .prop_map(|(conversations, copies, order, handlers, batch, faults)| Trace {
-            conversations,
-            copies,
-            order,
-            handlers,
-            batch,
-            faults,
-        })
+        .prop_map(
+            |(conversations, copies, arrivals, mode, store_faults, sink_faults, kills, seed)| Trace {
+                conversations,
+                copies,
+                arrivals,
+                mode,
+                store_faults,
+                sink_faults,
+                kills,
+                seed,
+            },
+        )
 }
 
-/// The events of a trace, in event order, and the (conversation, key) pairs that must count.
-fn events_of(trace: &Trace, prefix: &str) -> (Vec<String>, BTreeSet<(String, String)>) {
-    let base: Timestamp = "2026-03-07T08:00:00Z".parse().expect("time");
-    let mut events = Vec::new();
-    let mut expected = BTreeSet::new();
+/// The events of a trace, in event order; the fresh keys of each; the keys that must count.
+struct Expected {
+    events: Vec<String>,
+    fresh: Vec<Vec<(String, String)>>,
+    all: BTreeSet<(String, String)>,
+}
+
+fn expected(trace: &Trace, base: Timestamp) -> Expected {
+    let mut expected = Expected {
+        events: Vec::new(),
+        fresh: Vec::new(),
+        all: BTreeSet::new(),
+    };
     for (c, steps) in trace.conversations.iter().enumerate() {
-        let conversation = format!("{prefix}c{c}");
+        let conversation = format!("c{c}");
         let flow = ["Routing", "Billing IVR", "SupportBot"][c % 3];
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<(String, KeyKind)> = Vec::new();
         for (step, kind) in steps.iter().enumerate() {
-            let event_time =
-                base + SignedDuration::from_hours(c as i64) + SignedDuration::from_secs(10 * step as i64);
+            let event_time = base + SignedDuration::from_secs(10 * step as i64);
             let key_time = event_time - SignedDuration::from_secs(1);
             let key = match kind {
                 KeyKind::Valid => format!("{flow}Metric_Step{step}({key_time})"),
@@ -162,227 +210,488 @@ fn events_of(trace: &Trace, prefix: &str) -> (Vec<String>, BTreeSet<(String, Str
                 ),
                 KeyKind::Other => format!("Attribute{step}"),
             };
-            if *kind == KeyKind::Valid {
-                expected.insert((conversation.clone(), key.clone()));
-            }
-            keys.push(key);
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            events.push(attributes_event(&conversation, &event_time.to_string(), &refs));
+            keys.push((key, *kind));
+            let fresh: Vec<(String, String)> = keys
+                .iter()
+                .filter(|(_, kind)| *kind == KeyKind::Valid)
+                .map(|(key, _)| (conversation.clone(), key.clone()))
+                .collect();
+            expected.all.extend(fresh.iter().cloned());
+            expected.fresh.push(fresh);
+            let refs: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+            expected
+                .events
+                .push(attributes_event(&conversation, &event_time.to_string(), &refs));
         }
     }
-    (events, expected)
+    expected
 }
 
-/// What every handler shares: the points accepted, and the keys a residual fault touched.
+/// What the run observed, shared by every invocation.
 #[derive(Default)]
 struct Record {
+    /// Every (conversation, key) the sink accepted, with repeats.
     accepted: Mutex<Vec<(String, String)>>,
+    /// Keys of pushes accepted but reported as failed, or accepted by an invocation that was
+    /// killed or timed out before it finished: each occurrence allows one double.
     residual: Mutex<Vec<(String, String)>>,
+    /// Events acknowledged while some fresh key of theirs was not delivered.
+    broken_promises: Mutex<Vec<String>>,
+    store_faults: Mutex<Vec<StoreFault>>,
+    sink_faults: Mutex<Vec<SinkFault>>,
+    seen: Mutex<Seen>,
 }
 
-/// The sink for one attempt: accepts into the record, or fails as the fault says.
-struct FaultySink {
-    fault: Fault,
+/// What the runs exercised: a model that never reached a fault would prove nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    invocations: usize,
+    kills: usize,
+    timeouts: usize,
+    retries: usize,
+    dead_letters: usize,
+    /// Events that failed because keys were still held by another invocation.
+    gave_up_waiting: usize,
+    applied_then_retried: usize,
+    accepted_but_unreported: usize,
+}
+
+impl std::ops::AddAssign for Seen {
+    fn add_assign(&mut self, other: Seen) {
+        self.invocations += other.invocations;
+        self.kills += other.kills;
+        self.timeouts += other.timeouts;
+        self.retries += other.retries;
+        self.dead_letters += other.dead_letters;
+        self.gave_up_waiting += other.gave_up_waiting;
+        self.applied_then_retried += other.applied_then_retried;
+        self.accepted_but_unreported += other.accepted_but_unreported;
+    }
+}
+
+impl Record {
+    fn next_store_fault(&self) -> StoreFault {
+        let fault = self
+            .store_faults
+            .lock()
+            .expect("lock")
+            .pop()
+            .unwrap_or(StoreFault::None);
+        if fault == StoreFault::AppliedThenRetried {
+            self.saw(|seen| seen.applied_then_retried += 1);
+        }
+        fault
+    }
+
+    fn next_sink_fault(&self) -> SinkFault {
+        let fault = self
+            .sink_faults
+            .lock()
+            .expect("lock")
+            .pop()
+            .unwrap_or(SinkFault::None);
+        if fault == SinkFault::AcceptedButTimedOut {
+            self.saw(|seen| seen.accepted_but_unreported += 1);
+        }
+        fault
+    }
+
+    fn saw(&self, count: impl FnOnce(&mut Seen)) {
+        count(&mut self.seen.lock().expect("lock"));
+    }
+}
+
+/// One invocation's process: counts its steps and dies at the chosen one.
+struct Process {
+    steps: AtomicUsize,
+    kill_at: Option<usize>,
+    killed: tokio::sync::Notify,
+}
+
+impl Process {
+    /// Called at every step; never returns if the process dies here.
+    async fn step(&self) {
+        let step = self.steps.fetch_add(1, Ordering::SeqCst);
+        if Some(step) == self.kill_at {
+            self.killed.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The process whose invocation is running.
+    static PROCESS: Arc<Process>;
+}
+
+/// Steps the current process; never returns if it dies here.
+async fn step() {
+    let process = PROCESS.with(Arc::clone);
+    process.step().await;
+}
+
+/// The ledger's store, through the faults of the real one, shared by every process.
+struct FaultyStore {
+    inner: MemoryStore,
     record: Arc<Record>,
-    crashed: Arc<tokio::sync::Notify>,
 }
 
-impl Sink for FaultySink {
-    async fn push(
+fn unavailable(operation: &'static str, message: &str) -> LedgerError {
+    LedgerError::Transient {
+        operation,
+        message: message.to_owned(),
+    }
+}
+
+impl FaultyStore {
+    /// Runs a write under the next fault: `write` is the request, repeatable as the SDK repeats it.
+    async fn write<T, F, Fut>(&self, operation: &'static str, write: F) -> Result<T, LedgerError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, LedgerError>> + Send,
+        T: Send,
+    {
+        step().await;
+        latency().await;
+        match self.record.next_store_fault() {
+            StoreFault::None => write().await,
+            StoreFault::Slow => {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                write().await
+            }
+            StoreFault::Throttled => Err(unavailable(
+                operation,
+                "ThrottlingException past the SDK's retries",
+            )),
+            StoreFault::AppliedThenTimeout => {
+                write().await?;
+                Err(unavailable(
+                    operation,
+                    "timed out: the write may have been applied",
+                ))
+            }
+            StoreFault::AppliedThenRetried => {
+                write().await?;
+                // The process may die between the applied write and the SDK's retry.
+                step().await;
+                write().await
+            }
+        }
+    }
+}
+
+/// A little time for every call, so that concurrent invocations interleave.
+async fn latency() {
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..25))).await;
+}
+
+impl ItemStore for FaultyStore {
+    async fn read(&self, conversation_id: &str) -> Result<HashMap<String, KeyRecord>, LedgerError> {
+        step().await;
+        latency().await;
+        match self.record.next_store_fault() {
+            StoreFault::Throttled | StoreFault::AppliedThenTimeout => {
+                Err(unavailable("Query", "ThrottlingException past the SDK's retries"))
+            }
+            StoreFault::Slow => {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                self.inner.read(conversation_id).await
+            }
+            _ => self.inner.read(conversation_id).await,
+        }
+    }
+
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+        self.write("PutItem", || self.inner.put_claim(claim, now_ms))
+            .await
+    }
+
+    async fn mark_delivered(
         &self,
-        occurrences: &[Occurrence<'_>],
-        _context: &PushContext<'_>,
-    ) -> Result<(), PushFailure> {
+        conversation_id: &str,
+        key: &str,
+        token: &ClaimToken,
+        now_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        self.write("UpdateItem", || {
+            self.inner.mark_delivered(conversation_id, key, token, now_ms)
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        conversation_id: &str,
+        key: &str,
+        token: &ClaimToken,
+    ) -> Result<bool, LedgerError> {
+        self.write("UpdateItem", || self.inner.release(conversation_id, key, token))
+            .await
+    }
+
+    fn retention(&self) -> Option<SignedDuration> {
+        None
+    }
+}
+
+/// The sink of one process.
+struct ProcessSink {
+    record: Arc<Record>,
+    process: Arc<Process>,
+    /// What this process had accepted: residual if it dies before it finishes.
+    accepted: Mutex<Vec<(String, String)>>,
+}
+
+impl ProcessSink {
+    fn accept(&self, occurrences: &[Occurrence<'_>]) {
+        let pairs: Vec<(String, String)> = occurrences
+            .iter()
+            .map(|o| (o.conversation_id.to_owned(), o.key.to_owned()))
+            .collect();
+        self.record
+            .accepted
+            .lock()
+            .expect("lock")
+            .extend(pairs.iter().cloned());
+        self.accepted.lock().expect("lock").extend(pairs);
+    }
+}
+
+impl Sink for ProcessSink {
+    async fn push(&self, occurrences: &[Occurrence<'_>], context: &PushContext) -> Result<(), PushFailure> {
         if occurrences.is_empty() {
             return Ok(());
         }
-        let pairs = || {
-            occurrences
-                .iter()
-                .map(|o| (o.conversation_id.to_owned(), o.key.to_owned()))
-        };
-        match self.fault {
-            Fault::SinkUnavailable => {
-                return Err(PushFailure::nothing_delivered(SinkError::Transient(
-                    "503".to_owned(),
-                )));
+        self.process.step().await;
+        latency().await;
+        let refused =
+            |message: &str| PushFailure::nothing_delivered(SinkError::Transient(message.to_owned()));
+        match self.record.next_sink_fault() {
+            SinkFault::None => {}
+            SinkFault::Unavailable => return Err(refused("DataDog answered 503")),
+            SinkFault::Partial => {
+                let half = occurrences.len() / 2;
+                self.accept(&occurrences[..half]);
+                return Err(PushFailure {
+                    error: SinkError::Transient("the second request timed out".to_owned()),
+                    delivered: half,
+                });
             }
-            Fault::CrashBeforePush => {
-                self.crashed.notify_one();
-                return std::future::pending().await;
+            SinkFault::AcceptedButTimedOut => {
+                self.accept(occurrences);
+                let pairs = occurrences
+                    .iter()
+                    .map(|o| (o.conversation_id.to_owned(), o.key.to_owned()));
+                self.record.residual.lock().expect("lock").extend(pairs);
+                return Err(refused("timed out waiting for DataDog's answer"));
             }
-            _ => {}
-        }
-        self.record.accepted.lock().expect("lock").extend(pairs());
-        if self.fault.is_residual() && self.fault != Fault::ConfirmFails {
-            self.record.residual.lock().expect("lock").extend(pairs());
-        }
-        match self.fault {
-            Fault::ResponseLost => Err(PushFailure::nothing_delivered(SinkError::Transient(
-                "timeout".to_owned(),
-            ))),
-            Fault::CrashAfterPush => {
-                self.crashed.notify_one();
-                std::future::pending().await
+            SinkFault::Slow => {
+                // A real client gives up at the push's deadline.
+                let slow = Instant::now() + Duration::from_secs(20);
+                let give_up = context.deadline.map_or(slow, |deadline| deadline.min(slow));
+                tokio::time::sleep_until(give_up).await;
+                if give_up < slow {
+                    return Err(refused("timed out at the push's deadline"));
+                }
             }
-            _ => Ok(()),
         }
+        self.accept(occurrences);
+        // The process may die after DataDog accepted the push and before it is confirmed.
+        self.process.step().await;
+        Ok(())
     }
+
+    fn record(&self, _tally: &Tally, _now: Timestamp) {}
+
+    async fn flush(&self, _context: &PushContext) {}
 }
 
-/// The ledger for one attempt: the shared ledger, with the attempt's fault.
-struct FaultyLedger<L> {
-    inner: Arc<L>,
-    fault: Fault,
-    record: Arc<Record>,
-}
-
-impl<L: Ledger> Ledger for FaultyLedger<L> {
-    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
-        let throttled = || LedgerError::Transient {
-            operation: "claim",
-            message: "throttled".to_owned(),
-        };
-        match self.fault {
-            Fault::QueryThrottled => Err(throttled()),
-            Fault::ClaimThrottled => {
-                // As the DynamoDB ledger does when one put fails: give back what was won.
-                let claim = self.inner.claim(request).await?;
-                let keys: Vec<&str> = claim.won.iter().map(|&i| request.keys[i].key).collect();
-                let held = Held {
-                    conversation_id: request.conversation_id,
-                    keys: &keys,
-                    token: &claim.token,
-                    now: request.now,
-                };
-                self.inner.release(held).await?;
-                Err(throttled())
-            }
-            _ => self.inner.claim(request).await,
-        }
-    }
-
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        if self.fault == Fault::ConfirmFails {
-            let pairs = held
-                .keys
-                .iter()
-                .map(|key| (held.conversation_id.to_owned(), (*key).to_owned()));
-            self.record.residual.lock().expect("lock").extend(pairs);
-            return Err(LedgerError::Transient {
-                operation: "confirm",
-                message: "throttled".to_owned(),
-            });
-        }
-        self.inner.confirm(held).await
-    }
-
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.inner.release(held).await
-    }
-}
-
-/// One invocation's worth of deliveries, and how often they were tried.
+/// A message or event waiting to be delivered.
+#[derive(Debug, Clone)]
 struct Delivery {
     events: Vec<usize>,
+    /// Attempts so far.
     attempts: usize,
-    not_before_ms: i64,
 }
 
-/// Delivers the trace to `handlers` concurrent handlers sharing `ledger`, retrying failures,
-/// until every delivery has succeeded. Returns the record.
-async fn deliver<L: Ledger + 'static>(trace: &Trace, events: &[String], ledger: Arc<L>) -> Arc<Record> {
-    let record = Arc::new(Record::default());
-    let mut deliveries: Vec<usize> = Vec::new();
-    for (event, copies) in trace.copies.iter().enumerate() {
-        deliveries.extend(std::iter::repeat_n(event, usize::from(*copies)));
-    }
-    let ordered: Vec<usize> = trace.order.iter().map(|&i| deliveries[i]).collect();
-    let queue: VecDeque<Delivery> = ordered
-        .chunks(trace.batch)
-        .map(|events| Delivery {
-            events: events.to_vec(),
-            attempts: 0,
-            not_before_ms: 0,
-        })
-        .collect();
-    let queue = Arc::new(Mutex::new(queue));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let clock_ms = Arc::new(AtomicI64::new(Timestamp::now().as_millisecond()));
-    let attempt_number = Arc::new(AtomicUsize::new(0));
+/// Everything a run shares.
+struct Run<'t, L> {
+    trace: &'t Trace,
+    expected: &'t Expected,
+    base: Timestamp,
+    start: Instant,
+    record: Arc<Record>,
+    ledger: Arc<L>,
+    invocations: AtomicUsize,
+    dead_letters: Mutex<Vec<Delivery>>,
+}
 
-    let handler = |_: usize| {
-        let (queue, in_flight, clock_ms, attempt_number) = (
-            queue.clone(),
-            in_flight.clone(),
-            clock_ms.clone(),
-            attempt_number.clone(),
-        );
-        let (record, ledger) = (record.clone(), ledger.clone());
-        async move {
-            loop {
-                let delivery = {
-                    let mut queue = queue.lock().expect("lock");
-                    let next = queue.pop_front();
-                    if next.is_some() {
-                        in_flight.fetch_add(1, Ordering::SeqCst);
+impl<L: Ledger> Run<'_, L> {
+    /// The wall clock: the start of the trace plus simulated time.
+    fn now(&self) -> Timestamp {
+        let elapsed = SignedDuration::try_from(self.start.elapsed()).expect("elapsed");
+        self.base + elapsed
+    }
+
+    /// Runs one invocation; returns the events it failed (or all, if it died or timed out).
+    async fn invoke(&self, delivery: &Delivery) -> Vec<usize> {
+        let number = self.invocations.fetch_add(1, Ordering::SeqCst);
+        let kill_at = self
+            .trace
+            .kills
+            .iter()
+            .find(|(invocation, _)| *invocation == number)
+            .map(|(_, step)| *step);
+        let process = Arc::new(Process {
+            steps: AtomicUsize::new(0),
+            kill_at,
+            killed: tokio::sync::Notify::new(),
+        });
+        let sink = ProcessSink {
+            record: self.record.clone(),
+            process: process.clone(),
+            accepted: Mutex::default(),
+        };
+        let pipeline = Pipeline::new(Shared(self.ledger.clone()), sink);
+        let texts: Vec<&str> = delivery
+            .events
+            .iter()
+            .map(|&event| self.expected.events[event].as_str())
+            .collect();
+        let deadline = Instant::now() + TIMEOUT;
+        let time = BatchTime {
+            now: self.now(),
+            deadline: Some(deadline),
+        };
+        let run = async {
+            tokio::select! {
+                report = pipeline.process_batch(&texts, time) => Some(report),
+                () = process.killed.notified() => None,
+                () = tokio::time::sleep_until(deadline) => None,
+            }
+        };
+        let report = PROCESS.scope(process.clone(), run).await;
+        self.record.saw(|seen| seen.invocations += 1);
+        let Some(report) = report else {
+            if Instant::now() >= deadline {
+                self.record.saw(|seen| seen.timeouts += 1);
+            } else {
+                self.record.saw(|seen| seen.kills += 1);
+            }
+            // Dead: what it had pushed may be doubled by whoever takes its claims.
+            let accepted = pipeline.sink().accepted.lock().expect("lock").clone();
+            self.record.residual.lock().expect("lock").extend(accepted);
+            return delivery.events.clone();
+        };
+        let mut failed = Vec::new();
+        for (&event, outcome) in delivery.events.iter().zip(&report.outcomes) {
+            match outcome {
+                EventOutcome::Processed(_) => self.check_delivered(event),
+                EventOutcome::Failed { error, .. } => {
+                    assert!(error.is_transient(), "a permanent failure: {error}");
+                    if matches!(error, DeliveryError::Pending { .. }) {
+                        self.record.saw(|seen| seen.gave_up_waiting += 1);
                     }
-                    next
-                };
-                let Some(mut delivery) = delivery else {
-                    if in_flight.load(Ordering::SeqCst) == 0 {
-                        return;
-                    }
-                    tokio::task::yield_now().await;
-                    continue;
-                };
-                let now_ms = clock_ms
-                    .fetch_max(delivery.not_before_ms, Ordering::SeqCst)
-                    .max(delivery.not_before_ms);
-                clock_ms.fetch_add(1000, Ordering::SeqCst);
-                let fault = if delivery.attempts < MAX_FAULTY_ATTEMPTS {
-                    trace.faults[attempt_number.fetch_add(1, Ordering::SeqCst) % trace.faults.len()]
-                } else {
-                    Fault::None
-                };
-                delivery.attempts += 1;
-                let crashed = Arc::new(tokio::sync::Notify::new());
-                let pipeline = Pipeline::new(
-                    FaultyLedger {
-                        inner: ledger.clone(),
-                        fault,
-                        record: record.clone(),
-                    },
-                    FaultySink {
-                        fault,
-                        record: record.clone(),
-                        crashed: crashed.clone(),
-                    },
-                );
-                let texts: Vec<&str> = delivery.events.iter().map(|&i| events[i].as_str()).collect();
-                let now = Timestamp::from_millisecond(now_ms).expect("time");
-                let retry_after_ms = tokio::select! {
-                    report = pipeline.process_batch(&texts, now) => {
-                        let failed = report.outcomes.iter().any(|o| matches!(o, EventOutcome::Failed { .. }));
-                        assert!(!report.outcomes.iter().any(|o| matches!(o, EventOutcome::Rejected(_))));
-                        failed.then_some(now_ms + 1000)
-                    }
-                    () = crashed.notified() => Some(now_ms + LEASE.as_millis() as i64 + 1000),
-                };
-                if let Some(not_before_ms) = retry_after_ms {
-                    delivery.not_before_ms = not_before_ms;
-                    queue.lock().expect("lock").push_back(delivery);
+                    failed.push(event);
                 }
-                in_flight.fetch_sub(1, Ordering::SeqCst);
+                other => panic!("unexpected outcome: {other:?}"),
             }
         }
-    };
-    futures::future::join_all((0..trace.handlers).map(handler)).await;
-    record
+        failed
+    }
+
+    /// The promise: an acknowledged event's fresh keys are all delivered.
+    fn check_delivered(&self, event: usize) {
+        let accepted = self.record.accepted.lock().expect("lock");
+        for pair in &self.expected.fresh[event] {
+            if !accepted.contains(pair) {
+                self.record.broken_promises.lock().expect("lock").push(format!(
+                    "event {event} acknowledged, but {pair:?} was never delivered"
+                ));
+            }
+        }
+    }
+
+    /// Delivers at `after`, then retries as the mode does until it succeeds or is dead-lettered.
+    async fn deliver(&self, mut delivery: Delivery, after: Duration) {
+        tokio::time::sleep(after).await;
+        loop {
+            let failed = self.invoke(&delivery).await;
+            delivery.attempts += 1;
+            if failed.is_empty() {
+                return;
+            }
+            let (retry_after, attempts_allowed) = match self.trace.mode {
+                Mode::Direct => (
+                    ASYNC_RETRIES.get(delivery.attempts - 1).copied(),
+                    1 + ASYNC_RETRIES.len(),
+                ),
+                // Only the failed records come back; together they are one delivery here.
+                Mode::Queued(_) => (Some(VISIBILITY_TIMEOUT), MAX_RECEIVES),
+            };
+            delivery.events = failed;
+            match retry_after {
+                Some(delay) if delivery.attempts < attempts_allowed => {
+                    self.record.saw(|seen| seen.retries += 1);
+                    tokio::time::sleep(delay).await;
+                }
+                _ => {
+                    self.record.saw(|seen| seen.dead_letters += 1);
+                    self.dead_letters.lock().expect("lock").push(delivery);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Delivers the whole trace, then drains the dead-letter queue until it stays empty.
+    async fn run(&self) {
+        let mut deliveries: Vec<usize> = Vec::new();
+        for (event, copies) in self.trace.copies.iter().enumerate() {
+            deliveries.extend(std::iter::repeat_n(event, usize::from(*copies)));
+        }
+        let mut arrivals: Vec<(u64, usize)> = self.trace.arrivals.iter().copied().zip(deliveries).collect();
+        arrivals.sort_unstable();
+        let batches: Vec<(u64, Vec<usize>)> = match self.trace.mode {
+            Mode::Direct => arrivals
+                .into_iter()
+                .map(|(at, event)| (at, vec![event]))
+                .collect(),
+            Mode::Queued(size) => arrivals
+                .chunks(size)
+                .map(|chunk| (chunk[0].0, chunk.iter().map(|(_, event)| *event).collect()))
+                .collect(),
+        };
+        let first = batches.iter().map(|(at, events)| {
+            let delivery = Delivery {
+                events: events.clone(),
+                attempts: 0,
+            };
+            self.deliver(delivery, Duration::from_millis(*at))
+        });
+        futures::future::join_all(first).await;
+        for _ in 0..10 {
+            let dead: Vec<Delivery> = std::mem::take(&mut *self.dead_letters.lock().expect("lock"));
+            if dead.is_empty() {
+                return;
+            }
+            let drains = dead.into_iter().map(|delivery| {
+                let delivery = Delivery {
+                    attempts: 0,
+                    ..delivery
+                };
+                self.deliver(delivery, DRAIN_AFTER)
+            });
+            futures::future::join_all(drains).await;
+        }
+        panic!("the dead-letter queue never emptied");
+    }
 }
 
-/// Checks the promise against what the sink accepted.
-fn check(expected: &BTreeSet<(String, String)>, record: &Record) -> Result<(), TestCaseError> {
+/// Checks the promises against what the sink accepted.
+fn check(expected: &Expected, record: &Record) -> Result<(), TestCaseError> {
+    let broken = record.broken_promises.lock().expect("lock");
+    prop_assert!(broken.is_empty(), "{}", broken.join("\n"));
     let mut accepted: BTreeMap<(String, String), usize> = BTreeMap::new();
     for pair in record.accepted.lock().expect("lock").iter() {
         *accepted.entry(pair.clone()).or_default() += 1;
@@ -393,7 +702,7 @@ fn check(expected: &BTreeSet<(String, String)>, record: &Record) -> Result<(), T
     }
     for (pair, count) in &accepted {
         prop_assert!(
-            expected.contains(pair),
+            expected.all.contains(pair),
             "pushed but not a valid, recent key: {pair:?}"
         );
         let allowed = 1 + residual.get(pair).copied().unwrap_or(0);
@@ -402,103 +711,152 @@ fn check(expected: &BTreeSet<(String, String)>, record: &Record) -> Result<(), T
             "{pair:?} pushed {count} times, at most {allowed} allowed"
         );
     }
-    for pair in expected {
+    for pair in &expected.all {
         prop_assert!(accepted.contains_key(pair), "lost: {pair:?}");
     }
     Ok(())
 }
 
-fn cases(default: u32) -> u32 {
-    std::env::var("EXACTLY_ONCE_CASES")
+fn cases(share: u32) -> u32 {
+    let total = std::env::var("EXACTLY_ONCE_CASES")
         .ok()
         .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(5000);
+    (total * share / 100).max(1)
 }
 
-/// Runs `cases` generated traces, each delivered on its own runtime to a fresh ledger.
-fn run_in_memory<L: Ledger + 'static>(
+/// Runs generated traces on a paused-clock runtime each; `wrap` puts the ledger behind what the
+/// Lambda puts it behind.
+fn run_traces<L: Ledger>(
     cases: u32,
     strategy: impl Strategy<Value = Trace>,
-    new_ledger: impl Fn() -> L,
-    check: impl Fn(&BTreeSet<(String, String)>, &Record) -> Result<(), TestCaseError>,
-) {
+    wrap: fn(KeyLedger<FaultyStore>) -> L,
+    check: impl Fn(&Expected, &Record) -> Result<(), TestCaseError>,
+) -> Seen {
+    let total = Mutex::new(Seen::default());
     let mut runner = TestRunner::new(Config {
         cases,
+        failure_persistence: None,
         ..Config::default()
     });
+    let base: Timestamp = "2026-03-07T08:00:00Z".parse().expect("time");
     runner
         .run(&strategy, |trace| {
+            fastrand::seed(trace.seed);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .start_paused(true)
                 .build()
                 .expect("runtime");
-            let (events, expected) = events_of(&trace, "");
-            let record = runtime.block_on(deliver(&trace, &events, Arc::new(new_ledger())));
+            let expected = expected(&trace, base);
+            let record = Arc::new(Record::default());
+            *record.store_faults.lock().expect("lock") = trace.store_faults.iter().rev().copied().collect();
+            *record.sink_faults.lock().expect("lock") = trace.sink_faults.iter().rev().copied().collect();
+            runtime.block_on(async {
+                let run = Run {
+                    trace: &trace,
+                    expected: &expected,
+                    base,
+                    start: Instant::now(),
+                    record: record.clone(),
+                    ledger: Arc::new(wrap(KeyLedger::with_store(
+                        FaultyStore {
+                            inner: MemoryStore::default(),
+                            record: record.clone(),
+                        },
+                        LEASE,
+                    ))),
+                    invocations: AtomicUsize::new(0),
+                    dead_letters: Mutex::default(),
+                };
+                run.run().await;
+            });
+            *total.lock().expect("lock") += *record.seen.lock().expect("lock");
             check(&expected, &record)
         })
         .expect("no discrepancy");
+    let seen = total.into_inner().expect("lock");
+    eprintln!("{cases} traces exercised: {seen:?}");
+    seen
+}
+
+/// Fails unless the traces reached each of these situations (when there were enough of them).
+/// A situation the traces must reach: its name, and how often it happened.
+type Situation = (&'static str, fn(&Seen) -> usize);
+
+fn assert_exercised(seen: Seen, cases: u32, situations: &[Situation]) {
+    if cases < 100 {
+        return;
+    }
+    for (name, count) in situations {
+        assert!(count(&seen) > 0, "no trace exercised {name}: {seen:?}");
+    }
+}
+
+const EVERY_FAULT: &[Situation] = &[
+    ("a killed process", |seen| seen.kills),
+    ("a write applied and retried by the SDK", |seen| {
+        seen.applied_then_retried
+    }),
+    ("a push accepted but reported as failed", |seen| {
+        seen.accepted_but_unreported
+    }),
+    ("a retry", |seen| seen.retries),
+    ("a dead letter", |seen| seen.dead_letters),
+    ("an event that gave up waiting for another holder", |seen| {
+        seen.gave_up_waiting
+    }),
+];
+
+#[test]
+fn every_valid_key_is_delivered_once_under_real_faults() {
+    let cases = cases(70);
+    let seen = run_traces(cases, trace(), |ledger| ledger, check);
+    assert_exercised(seen, cases, EVERY_FAULT);
 }
 
 #[test]
-fn every_valid_key_is_pushed_exactly_once_over_the_memory_ledger() {
-    run_in_memory(cases(1000), trace(), || MemoryLedger::new(LEASE), check);
+fn every_valid_key_is_delivered_once_behind_the_warm_functions_cache() {
+    // One warm instance's cache, seen by every invocation.
+    let cases = cases(15);
+    let seen = run_traces(
+        cases,
+        trace(),
+        |ledger| DeliveredCache::new(ledger, 64.try_into().expect("not zero")),
+        check,
+    );
+    assert_exercised(seen, cases, EVERY_FAULT);
 }
 
 #[test]
-fn every_valid_key_is_pushed_exactly_once_with_the_delivered_cache() {
-    let cached = || DeliveredCache::new(MemoryLedger::new(LEASE), 64.try_into().expect("not zero"));
-    run_in_memory(cases(1000) / 2, trace(), cached, check);
-}
-
-#[test]
-fn without_residual_faults_the_count_is_exact() {
+fn without_accepted_but_unreported_pushes_or_kills_the_count_is_exact() {
     let strict = trace().prop_map(|mut trace| {
-        trace.faults.retain(|fault| !fault.is_residual());
-        if trace.faults.is_empty() {
-            trace.faults.push(Fault::None);
-        }
+        trace
+            .sink_faults
+            .retain(|fault| *fault != SinkFault::AcceptedButTimedOut);
+        trace.kills.clear();
         trace
     });
-    run_in_memory(
-        cases(1000) / 4,
+    let cases = cases(15);
+    let seen = run_traces(
+        cases,
         strict,
-        || MemoryLedger::new(LEASE),
+        |ledger| ledger,
         |expected, record| {
-            let accepted: Vec<(String, String)> = record.accepted.lock().expect("lock").clone();
-            prop_assert_eq!(accepted.len(), expected.len(), "a key was lost or doubled");
-            prop_assert_eq!(&accepted.into_iter().collect::<BTreeSet<_>>(), expected);
+            check(expected, record)?;
+            let accepted = record.accepted.lock().expect("lock").clone();
+            prop_assert_eq!(accepted.len(), expected.all.len(), "a key was doubled");
             Ok(())
         },
     );
-}
-
-#[test]
-fn every_valid_key_is_pushed_exactly_once_over_dynamodb() {
-    let emulator = Dynalite::start();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let table = "flow-metrics-exactly-once";
-    runtime
-        .block_on(create_table(&emulator.client(), table))
-        .expect("table");
-    // As in the Lambda: the DynamoDB ledger behind the warm function's cache.
-    let ledger = DynamoDbLedger::new(emulator.client(), table).with_lease(LEASE);
-    let ledger = Arc::new(DeliveredCache::new(ledger, 1000.try_into().expect("not zero")));
-    let case = AtomicUsize::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: cases(1000) / 80,
-        ..Config::default()
-    });
-    runner
-        .run(&trace(), |trace| {
-            // Each case in its own conversations, so cases share the table but not keys.
-            let prefix = format!("case{}-", case.fetch_add(1, Ordering::SeqCst));
-            let (events, expected) = events_of(&trace, &prefix);
-            let record = runtime.block_on(deliver(&trace, &events, ledger.clone()));
-            check(&expected, &record)
-        })
-        .expect("no discrepancy");
+    assert_exercised(
+        seen,
+        cases,
+        &[
+            ("a write applied and retried by the SDK", |seen| {
+                seen.applied_then_retried
+            }),
+            ("a retry", |seen| seen.retries),
+        ],
+    );
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::emulator::{Dynalite, Running, free_port, wait_for_port};
+use common::emulator::{Dynalite, Running, start_listening};
 use common::{attributes_event, intake};
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
@@ -52,24 +52,23 @@ struct LocalLambda {
 
 impl LocalLambda {
     fn start(dynalite: &Dynalite, intake: &MockServer) -> LocalLambda {
-        let port = free_port();
-        let emulator = Command::new(cargo_lambda())
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start cargo lambda watch");
-        let emulator = Running(emulator);
-        wait_for_port(port, "cargo lambda watch");
+        let (emulator, port) = start_listening("cargo lambda watch", |port| {
+            let mut command = Command::new(cargo_lambda());
+            command
+                .args([
+                    "lambda",
+                    "watch",
+                    "--only-lambda-apis",
+                    "-A",
+                    "127.0.0.1",
+                    "-P",
+                    &port.to_string(),
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        });
         let function = Command::new(env!("CARGO_BIN_EXE_flow-metrics-lambda"))
             .envs(dynalite.environment())
             .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))

@@ -4,11 +4,13 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::{FlakyLedger, RecordingSink, attributes_event, other_topic_event};
-use flow_metrics::ledger::{ClaimRequest, Ledger, MemoryLedger};
-use flow_metrics::pipeline::{DeliveryError, EventOutcome, Pipeline};
+use common::{FlakyLedger, RecordingSink, Shared, SlowSink, attributes_event, other_topic_event};
+use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
+use flow_metrics::pipeline::{BatchTime, DeliveryError, EventOutcome, Pipeline};
 use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
 
 const C1: &str = "11111111-1111-1111-1111-111111111111";
 const C2: &str = "22222222-2222-2222-2222-222222222222";
@@ -246,14 +248,14 @@ async fn a_ledger_failure_fails_only_its_event_and_the_retry_counts_it() {
     assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
 }
 
-#[tokio::test]
-async fn a_claim_abandoned_by_a_crash_is_retaken_after_its_lease() {
-    let lease = SignedDuration::from_mins(15);
+/// A pipeline whose key START of C1 is claimed by a process that then died.
+async fn claimed_by_a_dead_process(
+    lease: SignedDuration,
+) -> Pipeline<FlakyLedger<MemoryLedger>, RecordingSink> {
     let pipeline = Pipeline::new(
         FlakyLedger::new(MemoryLedger::new(lease)),
         RecordingSink::default(),
     );
-    // Another process claimed the key, then died before pushing it.
     let metric = match flow_metrics::attribute::classify(START) {
         flow_metrics::attribute::Attribute::Metric(metric) => metric,
         other => panic!("{other:?}"),
@@ -264,20 +266,97 @@ async fn a_claim_abandoned_by_a_crash_is_retaken_after_its_lease() {
             conversation_id: C1,
             event_time: now(),
             keys: &[metric],
+            token: &ClaimToken::random(),
             now: now(),
         })
         .await
         .expect("claim");
     assert_eq!(crashed.won, [0]);
+    pipeline
+}
 
+#[tokio::test(start_paused = true)]
+async fn a_key_held_by_a_dead_invocation_fails_the_event_until_the_lease_ends() {
+    // A lease longer than what the invocation may wait: the event must not succeed, or the
+    // key would be lost with its dead holder.
+    let lease = SignedDuration::from_secs(40);
+    let pipeline = claimed_by_a_dead_process(lease).await;
     let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
     let texts = [event.as_str()];
-    pipeline.process_batch(&texts, now()).await;
-    assert!(pipeline.sink().pushed().is_empty(), "the lease still holds");
-    pipeline
-        .process_batch(&texts, now() + lease + SignedDuration::from_secs(1))
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    let report = pipeline
+        .process_batch(
+            &texts,
+            BatchTime {
+                now: now(),
+                deadline: Some(deadline),
+            },
+        )
         .await;
+    assert!(Instant::now() < deadline, "it stopped waiting in time");
+    assert!(
+        Instant::now() >= deadline - Duration::from_secs(7),
+        "it waited for the holder while it could"
+    );
+    match &report.outcomes[0] {
+        EventOutcome::Failed { report, error } => {
+            assert_eq!(*error, DeliveryError::Pending { keys: 1 });
+            assert!(error.is_transient());
+            assert_eq!(report.pending, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(report.tally.keys_pending, 1);
+    assert_eq!(report.tally.events_failed, 1);
+    assert!(pipeline.sink().pushed().is_empty());
+
+    // Lambda retries about a minute later: the lease has ended, the key counts.
+    let retry = now() + SignedDuration::from_secs(60);
+    let report = pipeline.process_batch(&texts, retry).await;
+    assert!(matches!(report.outcomes[0], EventOutcome::Processed(_)));
     assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_deadline_the_batch_waits_out_a_dead_holders_lease() {
+    let lease = SignedDuration::from_secs(40);
+    let pipeline = claimed_by_a_dead_process(lease).await;
+    let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
+    let started = Instant::now();
+    let report = pipeline.process_batch(&[event.as_str()], now()).await;
+    assert!(matches!(report.outcomes[0], EventOutcome::Processed(_)));
+    assert_eq!(pipeline.sink().pushed(), pairs(&[(C1, START)]));
+    let waited = Instant::now() - started;
+    assert!(
+        waited >= Duration::from_secs(40) && waited < Duration::from_secs(45),
+        "waited {waited:?}: until the lease ended, not longer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_another_invocation_is_pushing_is_waited_for_not_acknowledged() {
+    // Two invocations get the same event at once; one wins the key, its push is slow. The
+    // other must not succeed before the key is delivered.
+    let ledger = std::sync::Arc::new(MemoryLedger::default());
+    let slow = Pipeline::new(Shared(ledger.clone()), SlowSink::default());
+    let waiting = Pipeline::new(Shared(ledger.clone()), RecordingSink::default());
+    let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
+    let texts = [event.as_str()];
+    let (first, (second, second_done)) = tokio::join!(slow.process_batch(&texts, now()), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let report = waiting.process_batch(&texts, now()).await;
+        (report, Instant::now())
+    });
+    assert!(matches!(first.outcomes[0], EventOutcome::Processed(_)));
+    assert!(matches!(second.outcomes[0], EventOutcome::Processed(_)));
+    assert_eq!(second.tally.keys_already_counted, 1);
+    let accepted_at = slow.sink().accepted_at.lock().expect("lock").expect("accepted");
+    assert!(
+        second_done >= accepted_at,
+        "acknowledged only after the key was delivered"
+    );
+    assert!(waiting.sink().pushed().is_empty(), "and never pushed twice");
 }
 
 #[tokio::test]

@@ -232,7 +232,7 @@ proptest! {
         order in prop::collection::vec(0usize..1000, 0..120),
     ) {
         let lines = common::sample_lines();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
         let (expected, _) = runtime.block_on(replay_text(lines.join("\n")));
         let (counted, _) = runtime.block_on(replay_text(shuffled_duplicated(&lines, &copies, &order)));
         prop_assert_eq!(counted, expected);

@@ -2,8 +2,6 @@
 //! and checked, the API key fetched and the clients built once per cold start; each invocation
 //! then runs [`flow_metrics::lambda::handle`].
 
-use std::time::Instant;
-
 use aws_config::BehaviorVersion;
 use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
 use flow_metrics::lambda::time_left;
@@ -14,6 +12,7 @@ use flow_metrics::sink::datadog::ApiKey;
 use jiff::Timestamp;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -58,7 +57,7 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
             ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
         }
     };
-    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.table)
+    let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), &config.table)
         .with_lease(config.lease)
         .with_retention(config.retention);
     let ledger = DeliveredCache::new(ledger, cache::DEFAULT_CAPACITY);

@@ -106,8 +106,9 @@ struct ReplayArgs {
     #[arg(long)]
     create_table: bool,
 
-    /// How long a claim holds before another process may take the key.
-    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    /// How long a claim holds before another process may take the key (as the Lambda's, by
+    /// default: its timeout plus a margin). Each push ends before the lease of its claims.
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
 
     /// How long a ledger item is kept after its key's time (must exceed --max-key-age).
@@ -172,9 +173,14 @@ struct RedriveArgs {
     #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
     sink: SinkKind,
 
-    /// How long the redrive's own claims hold.
-    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    /// How long the redrive's own claims hold (as the Lambda's, by default).
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
+
+    /// Only claims released, or whose lease ended at least this long ago: a recent one may
+    /// still be retried by Lambda.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    stuck_for: SignedDuration,
 
     /// List what would be redriven; change nothing.
     #[arg(long)]
@@ -341,9 +347,11 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
 async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     let (client, table) = args.table.client().await?;
     let ledger = DynamoDbLedger::new(client, table).with_lease(args.lease);
-    let now = Timestamp::now();
+    let stuck_before = Timestamp::now()
+        .checked_sub(args.stuck_for)
+        .context("--stuck-for reaches before the epoch")?;
     let filter = ScanFilter {
-        stuck_at: Some(now),
+        stuck_at: Some(stuck_before),
         ..ScanFilter::default()
     };
     let mut stuck = Vec::new();
@@ -354,6 +362,7 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
             println!("{}", stuck_line(item));
         }
         eprintln!("dry run: {} stuck key(s) would be redriven", stuck.len());
+        eprintln!("{STUCK_CAVEAT}");
         return Ok(ExitCode::SUCCESS);
     }
     let stuck: Vec<StuckKey> = stuck.iter().map(StuckKey::from).collect();
@@ -368,6 +377,7 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         tally.keys_already_counted,
         (stuck.len() as u64).saturating_sub(tally.keys_counted + tally.keys_already_counted)
     );
+    eprintln!("{STUCK_CAVEAT}");
     Ok(if tally.events_failed > 0 {
         ExitCode::from(1)
     } else {
@@ -387,6 +397,12 @@ async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[StuckKe
     }
     report.tally
 }
+
+/// What a redrive cannot know, said every time.
+const STUCK_CAVEAT: &str = "note: a claim left stuck by a push that DataDog accepted but that was \
+    never confirmed (the process died, or the answer was lost) looks the same as one never pushed: \
+    redriving it counts it twice. Released claims (\"released\") were refused by the sink and are \
+    safe; the others are the accepted-or-not unknowns.";
 
 fn stuck_line(item: &LedgerItem) -> String {
     // A released claim (its push failed) has its lease set to 0.
@@ -450,7 +466,7 @@ impl TableArgs {
             .as_deref()
             .context("--table (or FLOW_METRICS_TABLE) is required")?;
         let config = flow_metrics::aws::load_config(self.endpoint_url.as_deref()).await?;
-        Ok((aws_sdk_dynamodb::Client::new(&config), table))
+        Ok((flow_metrics::aws::dynamodb_client(&config), table))
     }
 }
 
@@ -505,7 +521,7 @@ mod tests {
             panic!("replay");
         };
         assert_eq!(replay.max_key_age, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
-        assert_eq!(replay.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
+        assert_eq!(replay.lease, flow_metrics::timing::DEFAULT_LEASE);
         assert_eq!(
             replay.retention,
             flow_metrics::ledger::dynamodb::DEFAULT_RETENTION
@@ -513,6 +529,6 @@ mod tests {
         let Command::Redrive(redrive) = Cli::parse_from(["flow-metrics", "redrive"]).command else {
             panic!("redrive");
         };
-        assert_eq!(redrive.lease, flow_metrics::ledger::dynamodb::DEFAULT_LEASE);
+        assert_eq!(redrive.lease, flow_metrics::timing::DEFAULT_LEASE);
     }
 }

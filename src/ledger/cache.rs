@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use lru::LruCache;
 
-use super::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
+use super::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms};
 use crate::attribute::MetricKey;
 
 /// Keys remembered by default: a few megabytes.
@@ -72,10 +72,7 @@ impl<L: Ledger> Ledger for DeliveredCache<L> {
             return self.inner.claim(request).await;
         }
         if unknown.is_empty() {
-            return Ok(Claim {
-                token: ClaimToken::random(),
-                won: Vec::new(),
-            });
+            return Ok(Claim::default());
         }
         let keys: Vec<MetricKey<'_>> = unknown
             .iter()
@@ -88,13 +85,15 @@ impl<L: Ledger> Ledger for DeliveredCache<L> {
                 ..request
             })
             .await?;
+        let original = |index: usize| unknown.get(index).copied();
         Ok(Claim {
-            token: claim.token,
-            won: claim
-                .won
+            won: claim.won.iter().filter_map(|&index| original(index)).collect(),
+            pending: claim
+                .pending
                 .iter()
-                .filter_map(|&index| unknown.get(index).copied())
+                .filter_map(|&(index, lease)| Some((original(index)?, lease)))
                 .collect(),
+            lease_expires: claim.lease_expires,
         })
     }
 
@@ -113,5 +112,9 @@ impl<L: Ledger> Ledger for DeliveredCache<L> {
 
     async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
         self.inner.release(held).await
+    }
+
+    fn terms(&self) -> LedgerTerms {
+        self.inner.terms()
     }
 }

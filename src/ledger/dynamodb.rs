@@ -5,10 +5,13 @@
 //! one eventually consistent `Query` of the conversation's partition skips keys already
 //! delivered or validly claimed; each remaining key is claimed by a `PutItem` that only succeeds
 //! if the key is unrecorded or its claim's lease has expired. DynamoDB's conditional write is
-//! the arbiter: of any number of concurrent callers exactly one wins a key. The item layout is
-//! in `table.json` beside this file, which the cdk stack reads too.
+//! the arbiter: of any number of concurrent callers exactly one wins a key. A put whose condition
+//! fails answers with the item it found (`ALL_OLD`; a consistent `GetItem` where an emulator
+//! leaves it out), so a holder whose own applied write was retried by the SDK knows it won.
+//! Confirm keeps the claim token, so a retried confirm succeeds too. The item layout is in
+//! `table.json` beside this file, which the cdk stack reads too.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::time::Duration;
 
@@ -22,12 +25,11 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnConsumedCapacity,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
 };
-use futures::{StreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
-use crate::attribute::MetricKey;
+use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
+use super::{ClaimToken, LedgerError};
 use crate::error_text::with_causes;
 
 /// Attribute names of the ledger table. `table.json` is the shared definition; a test checks
@@ -54,12 +56,6 @@ pub mod schema {
 /// so that a key can never be counted again after its item expires.
 pub const DEFAULT_RETENTION: SignedDuration = SignedDuration::from_hours(30 * 24);
 
-/// How long a claim holds by default: longer than a Lambda invocation can run with its pushes.
-pub const DEFAULT_LEASE: SignedDuration = SignedDuration::from_mins(2);
-
-/// Per-key requests of one event in flight at once.
-const KEY_CONCURRENCY: usize = 16;
-
 /// Error codes after which the same request can succeed later.
 const TRANSIENT_CODES: &[&str] = &[
     "ProvisionedThroughputExceededException",
@@ -71,20 +67,15 @@ const TRANSIENT_CODES: &[&str] = &[
     "ReplicatedWriteConflictException",
 ];
 
-/// The ledger over one DynamoDB table.
+/// The claim protocol over one DynamoDB table.
+pub type DynamoDbLedger = KeyLedger<DynamoDbStore>;
+
+/// One DynamoDB table of per-key items.
 #[derive(Debug, Clone)]
-pub struct DynamoDbLedger {
+pub struct DynamoDbStore {
     client: Client,
     table: String,
-    lease: SignedDuration,
     retention: SignedDuration,
-}
-
-/// What a confirm or release changes on a held key, beyond the shared condition.
-struct HeldUpdate {
-    expression: &'static str,
-    names: &'static [(&'static str, &'static str)],
-    values: Vec<(&'static str, AttributeValue)>,
 }
 
 /// A claim as written by `PutItem`.
@@ -102,96 +93,172 @@ struct ClaimItem<'a> {
     expires_at: i64,
 }
 
-/// What the `Query` projects: enough to tell whether a key is taken.
+/// What the protocol reads of an item.
 #[derive(Deserialize)]
 struct KeyState {
+    #[serde(default)]
     attribute_key: String,
     state: String,
+    claim_token: Option<String>,
     lease_expires_ms: Option<i64>,
 }
 
-impl DynamoDbLedger {
-    /// A ledger on `table`, with the default lease and retention.
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoDbLedger {
-            client,
-            table: table.into(),
-            lease: DEFAULT_LEASE,
-            retention: DEFAULT_RETENTION,
+impl From<KeyState> for KeyRecord {
+    fn from(item: KeyState) -> Self {
+        KeyRecord {
+            delivered: item.state == schema::DELIVERED,
+            token: item.claim_token,
+            lease_expires_ms: item.lease_expires_ms,
         }
     }
+}
 
-    /// How long a claim holds before another caller may take the key.
-    pub fn with_lease(mut self, lease: SignedDuration) -> Self {
-        self.lease = lease;
-        self
+impl KeyLedger<DynamoDbStore> {
+    /// A ledger on `table`, with the default lease and retention.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let store = DynamoDbStore {
+            client,
+            table: table.into(),
+            retention: DEFAULT_RETENTION,
+        };
+        KeyLedger::with_store(store, crate::timing::DEFAULT_LEASE)
     }
 
     /// How long an item is kept after its key's time (the table's TTL).
     pub fn with_retention(mut self, retention: SignedDuration) -> Self {
-        self.retention = retention;
+        self.store_mut().retention = retention;
         self
     }
 
     pub fn table(&self) -> &str {
-        &self.table
+        &self.store().table
+    }
+}
+
+impl DynamoDbStore {
+    fn item_error(&self, operation: &'static str, error: serde_dynamo::Error) -> LedgerError {
+        LedgerError::Permanent {
+            operation,
+            message: format!(
+                "table {} holds an item this version cannot read: {error}",
+                self.table
+            ),
+        }
     }
 
-    /// Keys of the conversation that are delivered or validly claimed (one paginated Query).
-    async fn taken_keys(&self, conversation_id: &str, now_ms: i64) -> Result<HashSet<String>, LedgerError> {
+    /// The key's item, read consistently: what a failed condition met, when the answer did not
+    /// carry it.
+    async fn current(&self, conversation_id: &str, key: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                schema::PARTITION_KEY,
+                AttributeValue::S(conversation_id.to_owned()),
+            )
+            .key(schema::SORT_KEY, AttributeValue::S(key.to_owned()))
+            .projection_expression("#state, #token, #lease")
+            .expression_attribute_names("#state", schema::STATE)
+            .expression_attribute_names("#token", schema::CLAIM_TOKEN)
+            .expression_attribute_names("#lease", schema::LEASE_EXPIRES_MS)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|error| self.error("GetItem", error))?;
+        output
+            .item
+            .map(|item| serde_dynamo::from_item::<_, KeyState>(item).map(KeyRecord::from))
+            .transpose()
+            .map_err(|error| self.item_error("GetItem", error))
+    }
+
+    /// Runs a conditional `UpdateItem` on a key: `Ok(false)` if the condition failed.
+    async fn update_if(
+        &self,
+        conversation_id: &str,
+        key: &str,
+        condition: &str,
+        update: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, LedgerError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                schema::PARTITION_KEY,
+                AttributeValue::S(conversation_id.to_owned()),
+            )
+            .key(schema::SORT_KEY, AttributeValue::S(key.to_owned()))
+            .condition_expression(condition)
+            .update_expression(update);
+        for (placeholder, name) in names {
+            request = request.expression_attribute_names(*placeholder, *name);
+        }
+        for (placeholder, value) in values {
+            request = request.expression_attribute_values(placeholder, value);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(self.error("UpdateItem", error)),
+            },
+        }
+    }
+
+    fn error<E, R>(&self, operation: &'static str, error: SdkError<E, R>) -> LedgerError
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        classify_error(operation, &self.table, error)
+    }
+}
+
+impl ItemStore for DynamoDbStore {
+    async fn read(&self, conversation_id: &str) -> Result<HashMap<String, KeyRecord>, LedgerError> {
         let mut items = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk")
-            .projection_expression("#sk, #state, #lease")
+            .projection_expression("#sk, #state, #token, #lease")
             .expression_attribute_names("#pk", schema::PARTITION_KEY)
             .expression_attribute_names("#sk", schema::SORT_KEY)
             .expression_attribute_names("#state", schema::STATE)
+            .expression_attribute_names("#token", schema::CLAIM_TOKEN)
             .expression_attribute_names("#lease", schema::LEASE_EXPIRES_MS)
             .expression_attribute_values(":pk", AttributeValue::S(conversation_id.to_owned()))
             .consistent_read(false)
             .into_paginator()
             .items()
             .send();
-        let mut taken = HashSet::new();
+        let mut recorded = HashMap::new();
         while let Some(item) = items.next().await {
             let item = item.map_err(|error| self.error("Query", error))?;
-            let key: KeyState = serde_dynamo::from_item(item).map_err(|error| LedgerError::Permanent {
-                operation: "Query",
-                message: format!(
-                    "table {} holds an item this version cannot read: {error}",
-                    self.table
-                ),
-            })?;
-            let live_claim =
-                key.state == schema::CLAIMED && key.lease_expires_ms.is_some_and(|lease| lease >= now_ms);
-            if key.state == schema::DELIVERED || live_claim {
-                taken.insert(key.attribute_key);
-            }
+            let mut state: KeyState =
+                serde_dynamo::from_item(item).map_err(|error| self.item_error("Query", error))?;
+            let key = std::mem::take(&mut state.attribute_key);
+            recorded.insert(key, KeyRecord::from(state));
         }
-        Ok(taken)
+        Ok(recorded)
     }
 
-    /// Claims one key; `Ok(false)` if someone else holds or delivered it.
-    async fn put_claim(
-        &self,
-        request: &ClaimRequest<'_>,
-        metric: &MetricKey<'_>,
-        token: &ClaimToken,
-    ) -> Result<bool, LedgerError> {
-        let now_ms = request.now.as_millisecond();
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+        let metric = claim.key;
         let item = ClaimItem {
-            conversation_id: request.conversation_id,
+            conversation_id: claim.conversation_id,
             attribute_key: metric.key,
             flow: metric.flow,
             metric: metric.metric,
             key_time_ms: metric.time.as_millisecond(),
-            first_seen_ms: request.event_time.as_millisecond(),
+            first_seen_ms: claim.first_seen_ms,
             state: schema::CLAIMED,
-            claim_token: &token.0,
-            lease_expires_ms: now_ms
-                .saturating_add(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)),
+            claim_token: &claim.token.0,
+            lease_expires_ms: claim.lease_expires_ms,
             expires_at: metric.time.as_second().saturating_add(self.retention.as_secs()),
         };
         let item = serde_dynamo::to_item(item).map_err(|error| LedgerError::Permanent {
@@ -212,191 +279,86 @@ impl DynamoDbLedger {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(lost)) => {
-                    let holder_state = lost
-                        .item()
-                        .and_then(|old| old.get(schema::STATE))
-                        .and_then(|state| state.as_s().ok());
-                    tracing::debug!(
-                        conversation_id = request.conversation_id,
-                        key = metric.key,
-                        ?holder_state,
-                        "claim lost: the key is taken"
-                    );
-                    Ok(false)
-                }
-                _ => Err(self.error("PutItem", error)),
-            },
-        }
+        let error = match put {
+            Ok(_) => return Ok(None),
+            Err(error) => error,
+        };
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) = error.as_service_error() else {
+            return Err(self.error("PutItem", error));
+        };
+        let found = match failed.item() {
+            Some(old) => Some(
+                serde_dynamo::from_item::<_, KeyState>(old.clone())
+                    .map(KeyRecord::from)
+                    .map_err(|error| self.item_error("PutItem", error))?,
+            ),
+            None => self.current(claim.conversation_id, metric.key).await?,
+        };
+        // The item can vanish between the failed put and the read (its TTL): it is free again,
+        // and the protocol asks once more.
+        Ok(Some(found.unwrap_or(KeyRecord {
+            delivered: false,
+            token: None,
+            lease_expires_ms: Some(0),
+        })))
     }
 
-    async fn indexed_claim(
+    async fn mark_delivered(
         &self,
-        index: usize,
-        request: &ClaimRequest<'_>,
-        metric: &MetricKey<'_>,
-        token: &ClaimToken,
-    ) -> (usize, Result<bool, LedgerError>) {
-        (index, self.put_claim(request, metric, token).await)
-    }
-
-    /// Runs a conditional `UpdateItem` on a held key: `Ok(false)` if the claim is no longer ours.
-    async fn update_held(
-        &self,
-        held: &Held<'_>,
+        conversation_id: &str,
         key: &str,
-        update: &HeldUpdate,
+        token: &ClaimToken,
+        now_ms: i64,
     ) -> Result<bool, LedgerError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(
-                schema::PARTITION_KEY,
-                AttributeValue::S(held.conversation_id.to_owned()),
-            )
-            .key(schema::SORT_KEY, AttributeValue::S(key.to_owned()))
-            .condition_expression("#state = :claimed AND #token = :token")
-            .update_expression(update.expression)
-            .expression_attribute_names("#state", schema::STATE)
-            .expression_attribute_names("#token", schema::CLAIM_TOKEN)
-            .expression_attribute_values(":claimed", AttributeValue::S(schema::CLAIMED.to_owned()))
-            .expression_attribute_values(":token", AttributeValue::S(held.token.0.clone()));
-        for (placeholder, name) in update.names {
-            request = request.expression_attribute_names(*placeholder, *name);
-        }
-        for (placeholder, value) in &update.values {
-            request = request.expression_attribute_values(*placeholder, value.clone());
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(self.error("UpdateItem", error)),
-            },
-        }
-    }
-
-    async fn update_keyed<'k>(
-        &self,
-        held: &Held<'_>,
-        key: &'k str,
-        update: &HeldUpdate,
-    ) -> (&'k str, Result<bool, LedgerError>) {
-        (key, self.update_held(held, key, update).await)
-    }
-
-    /// Runs `update` on every held key, concurrently; returns the keys no longer ours.
-    async fn update_all_held(
-        &self,
-        held: &Held<'_>,
-        update: &HeldUpdate,
-    ) -> Result<Vec<String>, LedgerError> {
-        // A list of futures rather than a mapping closure: such closures trip rustc's proof that
-        // the future is Send (rust-lang/rust#110338).
-        let updates: Vec<_> = held
-            .keys
-            .iter()
-            .map(|key| self.update_keyed(held, key, update))
-            .collect();
-        let results: Vec<(&str, Result<bool, LedgerError>)> = stream::iter(updates)
-            .buffer_unordered(KEY_CONCURRENCY)
-            .collect()
-            .await;
-        let mut lost = Vec::new();
-        for (key, result) in results {
-            if !result? {
-                lost.push(key.to_owned());
-            }
-        }
-        Ok(lost)
-    }
-
-    fn error<E, R>(&self, operation: &'static str, error: SdkError<E, R>) -> LedgerError
-    where
-        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-        R: std::fmt::Debug,
-    {
-        classify_error(operation, &self.table, error)
-    }
-}
-
-impl Ledger for DynamoDbLedger {
-    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
-        let token = ClaimToken::random();
-        let taken = self
-            .taken_keys(request.conversation_id, request.now.as_millisecond())
-            .await?;
-        let claims: Vec<_> = request
-            .keys
-            .iter()
-            .enumerate()
-            .filter(|(_, metric)| !taken.contains(metric.key))
-            .map(|(index, metric)| self.indexed_claim(index, &request, metric, &token))
-            .collect();
-        let results: Vec<(usize, Result<bool, LedgerError>)> = stream::iter(claims)
-            .buffer_unordered(KEY_CONCURRENCY)
-            .collect()
-            .await;
-        let mut won = Vec::new();
-        let mut failure = None;
-        for (index, result) in results {
-            match result {
-                Ok(true) => won.push(index),
-                Ok(false) => {}
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        won.sort_unstable();
-        let Some(error) = failure else {
-            return Ok(Claim { token, won });
-        };
-        // The event will be retried: give back what was won so the retry can take it at once.
-        let keys: Vec<&str> = won
-            .iter()
-            .filter_map(|&index| request.keys.get(index))
-            .map(|metric| metric.key)
-            .collect();
-        let held = Held {
-            conversation_id: request.conversation_id,
-            keys: &keys,
-            token: &token,
-            now: request.now,
-        };
-        if let Err(release_error) = self.release(held).await {
-            tracing::warn!(%release_error, "claims of a failed event could not be released; they wait for their lease");
-        }
-        Err(error)
-    }
-
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        let delivered = HeldUpdate {
-            expression: "SET #state = :delivered, #delivered = :now REMOVE #token, #lease",
-            names: &[
+        // The token stays, so that a retried confirm of a key we delivered finds it ours.
+        self.update_if(
+            conversation_id,
+            key,
+            "#token = :token",
+            "SET #state = :delivered, #delivered = if_not_exists(#delivered, :now) REMOVE #lease",
+            &[
+                ("#token", schema::CLAIM_TOKEN),
+                ("#state", schema::STATE),
                 ("#delivered", schema::DELIVERED_AT_MS),
                 ("#lease", schema::LEASE_EXPIRES_MS),
             ],
-            values: vec![
+            vec![
+                (":token", AttributeValue::S(token.0.clone())),
                 (":delivered", AttributeValue::S(schema::DELIVERED.to_owned())),
-                (":now", AttributeValue::N(held.now.as_millisecond().to_string())),
+                (":now", AttributeValue::N(now_ms.to_string())),
             ],
-        };
-        self.update_all_held(&held, &delivered).await
+        )
+        .await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+    async fn release(
+        &self,
+        conversation_id: &str,
+        key: &str,
+        token: &ClaimToken,
+    ) -> Result<bool, LedgerError> {
         // The item stays, claimed with an expired lease: the next claim of the key takes it.
-        let released = HeldUpdate {
-            expression: "SET #lease = :expired REMOVE #token",
-            names: &[("#lease", schema::LEASE_EXPIRES_MS)],
-            values: vec![(":expired", AttributeValue::N("0".to_owned()))],
-        };
-        self.update_all_held(&held, &released).await.map(drop)
+        self.update_if(
+            conversation_id,
+            key,
+            "#state = :claimed AND #token = :token",
+            "SET #lease = :released REMOVE #token",
+            &[
+                ("#token", schema::CLAIM_TOKEN),
+                ("#state", schema::STATE),
+                ("#lease", schema::LEASE_EXPIRES_MS),
+            ],
+            vec![
+                (":token", AttributeValue::S(token.0.clone())),
+                (":claimed", AttributeValue::S(schema::CLAIMED.to_owned())),
+                (":released", AttributeValue::N("0".to_owned())),
+            ],
+        )
+        .await
+    }
+
+    fn retention(&self) -> Option<SignedDuration> {
+        Some(self.retention)
     }
 }
 
@@ -500,7 +462,7 @@ impl ScanExpression {
     }
 }
 
-impl DynamoDbLedger {
+impl KeyLedger<DynamoDbStore> {
     /// Reads every item matching `filter` with a parallel scan of `segments` segments, all
     /// pages, projecting only what the audit and the redrive need. `each` sees every item.
     pub async fn scan(
@@ -513,9 +475,10 @@ impl DynamoDbLedger {
         let expression = ScanExpression::new(filter);
         let (sender, mut receiver) =
             tokio::sync::mpsc::channel::<(Vec<LedgerItem>, f64)>(segments as usize * 2);
-        let producers = futures::future::try_join_all(
-            (0..segments).map(|segment| self.scan_segment(segment, segments, &expression, sender.clone())),
-        );
+        let producers = futures::future::try_join_all((0..segments).map(|segment| {
+            self.store()
+                .scan_segment(segment, segments, &expression, sender.clone())
+        }));
         drop(sender);
         let consumer = async {
             let mut totals = ScanTotals::default();
@@ -529,7 +492,9 @@ impl DynamoDbLedger {
         let (produced, totals) = tokio::join!(producers, consumer);
         produced.map(|_| totals)
     }
+}
 
+impl DynamoDbStore {
     async fn scan_segment(
         &self,
         segment: u32,
@@ -563,13 +528,7 @@ impl DynamoDbLedger {
                 .items()
                 .iter()
                 .map(|item| {
-                    serde_dynamo::from_item(item.clone()).map_err(|error| LedgerError::Permanent {
-                        operation: "Scan",
-                        message: format!(
-                            "table {} holds an item this version cannot read: {error}",
-                            self.table
-                        ),
-                    })
+                    serde_dynamo::from_item(item.clone()).map_err(|error| self.item_error("Scan", error))
                 })
                 .collect::<Result<Vec<LedgerItem>, LedgerError>>()?;
             if pages_out.send((items, capacity)).await.is_err() {

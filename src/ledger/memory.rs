@@ -1,38 +1,30 @@
 //! The in-memory ledger: the claim protocol over a map, for replays and tests.
 //!
-//! It follows the same rules as the DynamoDB ledger (claims, tokens, leases), so the pipeline
-//! behaves the same on a laptop as in Lambda; it forgets everything when the process ends.
+//! [`MemoryStore`] keeps records as DynamoDB would, with the same conditions on every write, so
+//! the pipeline behaves the same on a laptop as in Lambda. It forgets everything when the
+//! process ends, and nothing before.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 
-use super::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
+use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
+use super::{ClaimToken, LedgerError};
 
-/// Keys of each conversation, in memory.
-#[derive(Debug)]
-pub struct MemoryLedger {
-    lease: SignedDuration,
-    conversations: Mutex<HashMap<String, HashMap<String, State>>>,
+/// The claim protocol over memory.
+pub type MemoryLedger = KeyLedger<MemoryStore>;
+
+/// Records of each conversation, in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    conversations: Mutex<HashMap<String, HashMap<String, KeyRecord>>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Claimed {
-        token: ClaimToken,
-        lease_expires: Timestamp,
-    },
-    Delivered,
-}
-
-impl MemoryLedger {
-    /// A ledger whose claims expire `lease` after they are taken.
-    pub fn new(lease: SignedDuration) -> Self {
-        MemoryLedger {
-            lease,
-            conversations: Mutex::default(),
-        }
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, KeyRecord>>> {
+        // A panic elsewhere cannot leave a half-written record: every update is one assignment.
+        self.conversations.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many keys are recorded as delivered.
@@ -40,83 +32,105 @@ impl MemoryLedger {
         self.lock()
             .values()
             .flat_map(HashMap::values)
-            .filter(|state| **state == State::Delivered)
+            .filter(|record| record.delivered)
             .count()
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, State>>> {
-        // A panic elsewhere cannot leave a half-written entry: every update is one insert.
-        self.conversations.lock().unwrap_or_else(PoisonError::into_inner)
+impl KeyLedger<MemoryStore> {
+    /// A ledger whose claims expire `lease` after they are taken.
+    pub fn new(lease: SignedDuration) -> Self {
+        KeyLedger::with_store(MemoryStore::default(), lease)
+    }
+
+    /// How many keys are recorded as delivered.
+    pub fn delivered(&self) -> usize {
+        self.store().delivered()
     }
 }
 
-impl Default for MemoryLedger {
-    /// Claims that last 15 minutes, like a Lambda invocation at most.
+impl Default for KeyLedger<MemoryStore> {
+    /// Claims that last as long as the Lambda's, by default.
     fn default() -> Self {
-        MemoryLedger::new(SignedDuration::from_mins(15))
+        MemoryLedger::new(crate::timing::DEFAULT_LEASE)
     }
 }
 
-impl Ledger for MemoryLedger {
-    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
-        let token = ClaimToken::random();
-        let lease_expires = request.now.saturating_add(self.lease).unwrap_or(Timestamp::MAX);
+fn held_by(record: &KeyRecord, token: &ClaimToken) -> bool {
+    record.token.as_deref() == Some(token.0.as_str())
+}
+
+impl ItemStore for MemoryStore {
+    async fn read(&self, conversation_id: &str) -> Result<HashMap<String, KeyRecord>, LedgerError> {
+        Ok(self.lock().get(conversation_id).cloned().unwrap_or_default())
+    }
+
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
         let mut conversations = self.lock();
         // Look up before inserting: most claims find their conversation, and need no copy of its id.
-        if !conversations.contains_key(request.conversation_id) {
-            conversations.insert(request.conversation_id.to_owned(), HashMap::new());
+        if !conversations.contains_key(claim.conversation_id) {
+            conversations.insert(claim.conversation_id.to_owned(), HashMap::new());
         }
-        let Some(keys) = conversations.get_mut(request.conversation_id) else {
-            return Ok(Claim {
-                token,
-                won: Vec::new(),
-            });
+        let Some(keys) = conversations.get_mut(claim.conversation_id) else {
+            return Ok(None);
         };
-        let mut won = Vec::new();
-        for (index, metric) in request.keys.iter().enumerate() {
-            let claimable = match keys.get(metric.key) {
-                None => true,
-                Some(State::Claimed { lease_expires, .. }) => *lease_expires < request.now,
-                Some(State::Delivered) => false,
-            };
-            if claimable {
-                let claimed = State::Claimed {
-                    token: token.clone(),
-                    lease_expires,
-                };
-                keys.insert(metric.key.to_owned(), claimed);
-                won.push(index);
+        if let Some(found) = keys.get(claim.key.key) {
+            let expired = !found.delivered && found.lease_expires_ms.is_some_and(|lease| lease < now_ms);
+            if !expired {
+                return Ok(Some(found.clone()));
             }
         }
-        Ok(Claim { token, won })
+        let record = KeyRecord {
+            delivered: false,
+            token: Some(claim.token.0.clone()),
+            lease_expires_ms: Some(claim.lease_expires_ms),
+        };
+        keys.insert(claim.key.key.to_owned(), record);
+        Ok(None)
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+    async fn mark_delivered(
+        &self,
+        conversation_id: &str,
+        key: &str,
+        token: &ClaimToken,
+        _now_ms: i64,
+    ) -> Result<bool, LedgerError> {
         let mut conversations = self.lock();
-        let mut keys = conversations.get_mut(held.conversation_id);
-        let mut lost = Vec::new();
-        for key in held.keys {
-            match keys.as_mut().and_then(|keys| keys.get_mut(*key)) {
-                Some(state) if holds(state, held.token) => *state = State::Delivered,
-                _ => lost.push((*key).to_owned()),
+        match conversations
+            .get_mut(conversation_id)
+            .and_then(|keys| keys.get_mut(key))
+        {
+            Some(record) if held_by(record, token) => {
+                record.delivered = true;
+                record.lease_expires_ms = None;
+                Ok(true)
             }
+            _ => Ok(false),
         }
-        Ok(lost)
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+    async fn release(
+        &self,
+        conversation_id: &str,
+        key: &str,
+        token: &ClaimToken,
+    ) -> Result<bool, LedgerError> {
         let mut conversations = self.lock();
-        if let Some(keys) = conversations.get_mut(held.conversation_id) {
-            for key in held.keys {
-                if keys.get(*key).is_some_and(|state| holds(state, held.token)) {
-                    keys.remove(*key);
-                }
+        match conversations
+            .get_mut(conversation_id)
+            .and_then(|keys| keys.get_mut(key))
+        {
+            Some(record) if !record.delivered && held_by(record, token) => {
+                record.token = None;
+                record.lease_expires_ms = Some(0);
+                Ok(true)
             }
+            _ => Ok(false),
         }
-        Ok(())
     }
-}
 
-fn holds(state: &State, token: &ClaimToken) -> bool {
-    matches!(state, State::Claimed { token: holder, .. } if holder == token)
+    fn retention(&self) -> Option<SignedDuration> {
+        None
+    }
 }

@@ -5,22 +5,29 @@
 //! **claim** the keys nobody has recorded (the winner alone pushes them), then **confirm** them as
 //! delivered once the sink has accepted them, or **release** them if it has not. A claim carries a
 //! lease: if its holder dies before confirming, the key can be claimed again after the lease.
+//! A key held by another holder's live claim is *pending*: its event is not done until that
+//! holder confirms it, or its lease ends and the key can be claimed again.
+//!
+//! [`KeyLedger`] runs the protocol over any [`ItemStore`] of per-key conditional writes: DynamoDB
+//! in production, a map in memory for replays and tests.
 
 pub mod cache;
 pub mod dynamodb;
 pub mod memory;
+pub mod store;
 
 use std::future::Future;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::attribute::MetricKey;
 
 pub use cache::DeliveredCache;
 pub use dynamodb::DynamoDbLedger;
 pub use memory::MemoryLedger;
+pub use store::{ItemStore, KeyLedger};
 
-/// What one event asks of the ledger: claim these keys of this conversation.
+/// What one event asks of the ledger: claim these keys of this conversation for this holder.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
     pub conversation_id: &'a str,
@@ -28,16 +35,21 @@ pub struct ClaimRequest<'a> {
     pub event_time: Timestamp,
     /// Valid, non-stale keys of the conversation, each once.
     pub keys: &'a [MetricKey<'a>],
+    /// The holder: one per invocation, so that its own earlier writes are recognised as its own.
+    pub token: &'a ClaimToken,
     /// The wall clock, for leases.
     pub now: Timestamp,
 }
 
-/// The keys of one request that this caller won, under one claim token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the ledger answered for each key of a request. Keys in neither list are delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
-    pub token: ClaimToken,
-    /// Indexes into the request's `keys`, in order.
+    /// Indexes into the request's `keys` that the holder now has claimed, in order.
     pub won: Vec<usize>,
+    /// Indexes of keys another holder's live claim keeps, with when that lease ends.
+    pub pending: Vec<(usize, Timestamp)>,
+    /// When the earliest lease of the won keys ends.
+    pub lease_expires: Option<Timestamp>,
 }
 
 /// Identifies the holder of a claim, so that only the holder can confirm or release it.
@@ -58,6 +70,15 @@ pub struct Held<'a> {
     pub keys: &'a [&'a str],
     pub token: &'a ClaimToken,
     pub now: Timestamp,
+}
+
+/// How long the ledger's records last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerTerms {
+    /// How long a claim holds before another holder may take the key.
+    pub lease: SignedDuration,
+    /// How long a record is kept after its key's time; `None` if never forgotten.
+    pub retention: Option<SignedDuration>,
 }
 
 /// Why the ledger could not answer.
@@ -84,15 +105,21 @@ impl LedgerError {
 }
 
 /// The per-key store. Implementations must make `claim` atomic per key: of any number of
-/// concurrent callers, exactly one wins a key that is unrecorded or whose lease has expired.
+/// concurrent holders, exactly one wins a key that is unrecorded or whose lease has expired.
 pub trait Ledger: Send + Sync {
-    /// Claims every key of the request that is neither delivered nor validly claimed.
+    /// Claims every key of the request that is neither delivered nor held by another live
+    /// claim. A key the same holder claimed before (even by a write whose answer was lost) is
+    /// won. If it fails, every key it tried to claim is given back.
     fn claim(&self, request: ClaimRequest<'_>) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
 
-    /// Marks held keys as delivered. Returns the keys whose claim was no longer ours (the lease
-    /// expired and another holder re-claimed them): they may have been pushed twice.
+    /// Marks held keys as delivered; idempotent for the same holder. Returns the keys whose
+    /// claim was no longer ours (the lease expired and another holder re-claimed them): they
+    /// may have been pushed twice.
     fn confirm(&self, held: Held<'_>) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send;
 
     /// Gives held keys back after a failed push, so that the retried event claims them again.
     fn release(&self, held: Held<'_>) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// The lease and retention the ledger works with.
+    fn terms(&self) -> LedgerTerms;
 }

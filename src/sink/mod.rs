@@ -8,9 +8,9 @@ pub mod datadog;
 pub mod stdout;
 
 use std::future::Future;
-use std::time::Instant;
 
 use jiff::Timestamp;
+use tokio::time::Instant;
 
 use crate::count::{Occurrence, Tally};
 
@@ -50,14 +50,13 @@ impl PushFailure {
     }
 }
 
-/// What a sink knows of the batch it is pushing.
+/// When a push happens.
 #[derive(Debug, Clone, Copy)]
-pub struct PushContext<'a> {
-    /// The batch's counts, which a sink may report as self-metrics.
-    pub tally: &'a Tally,
+pub struct PushContext {
     /// The wall clock.
     pub now: Timestamp,
-    /// When the invocation ends: retries must stop before it.
+    /// When the push must be over: before the invocation's end (less the time to confirm) and
+    /// before the lease of the claims it carries. No attempt may outlast it.
     pub deadline: Option<Instant>,
 }
 
@@ -67,6 +66,13 @@ pub trait Sink: Send + Sync {
     fn push(
         &self,
         occurrences: &[Occurrence<'_>],
-        context: &PushContext<'_>,
+        context: &PushContext,
     ) -> impl Future<Output = Result<(), PushFailure>> + Send;
+
+    /// Takes the counts of a settled batch (every event's fate known), which the sink may
+    /// report with a later push.
+    fn record(&self, tally: &Tally, now: Timestamp);
+
+    /// Sends what the sink holds back, in one best-effort attempt: at the end of a replay.
+    fn flush(&self, context: &PushContext) -> impl Future<Output = ()> + Send;
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
-use crate::count::Occurrence;
+use crate::count::{Occurrence, Tally};
 
 /// Writes occurrences as JSON Lines.
 #[derive(Debug)]
@@ -57,14 +57,16 @@ impl<W: Write + Send> JsonLinesSink<W> {
 }
 
 impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    async fn push(
-        &self,
-        occurrences: &[Occurrence<'_>],
-        _context: &PushContext<'_>,
-    ) -> Result<(), PushFailure> {
+    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
         if occurrences.is_empty() {
             return Ok(());
         }
         self.write_batch(occurrences)
     }
+
+    /// The replay prints its own summary.
+    fn record(&self, _tally: &Tally, _now: jiff::Timestamp) {}
+
+    /// Every line is flushed as it is pushed.
+    async fn flush(&self, _context: &PushContext) {}
 }

@@ -1,6 +1,11 @@
-//! A DynamoDB emulator (dynalite) on 127.0.0.1 and a free port, for the life of one test.
+//! Emulators and local servers as child processes on 127.0.0.1, each on a port proven its own.
+//!
+//! A port that was free a moment ago can be taken by another process before the child binds it,
+//! and a wait that only connects would then talk to someone else's server. So a child is ready
+//! only when the kernel lists a listening socket on its port among the child's own file
+//! descriptors; if the child exits first (its port was taken), it is started again on another.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,23 +13,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-
-/// A port nobody listens on right now, on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// Waits until something listens on the port.
-pub fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 /// A child process killed when dropped.
 pub struct Running(pub Child);
@@ -35,6 +23,79 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A port nobody listens on right now, on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Socket inodes listening on `port` (IPv4 or IPv6), from the kernel's tables.
+fn listening_inodes(port: u16) -> Vec<String> {
+    let port = format!("{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields.get(1)?.rsplit(':').next()?;
+                    // State 0A is LISTEN.
+                    (local_port == port && *fields.get(3)? == "0A")
+                        .then(|| fields.get(9).map(|i| (*i).to_owned()))?
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds a socket listening on `port`.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|inode| target == format!("socket:[{inode}]"))
+        })
+}
+
+/// Starts `command(port)` on a free port and waits until the child itself listens there.
+/// Tries new ports while the child exits before listening (its port was taken meanwhile).
+pub fn start_listening(what: &str, command: impl Fn(u16) -> Command) -> (Running, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Running(
+            command(port)
+                .spawn()
+                .unwrap_or_else(|error| panic!("start {what}: {error}")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if listens_on(child.0.id(), port) {
+                return (child, port);
+            }
+            if let Ok(Some(status)) = child.0.try_wait() {
+                eprintln!("{what} exited ({status}) before listening on port {port}; trying another port");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("{what} could not listen on any of five free ports");
 }
 
 /// A running dynalite, killed when dropped.
@@ -51,56 +112,58 @@ impl Dynalite {
             binary.exists(),
             "dynalite is not installed: run `npm ci --prefix tests/emulator` (scripts/test.sh does)"
         );
-        let port = free_port();
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--createTableMs",
-                "0",
-                "--deleteTableMs",
-                "0",
-                "--updateTableMs",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start dynalite");
-        let emulator = Dynalite {
-            _process: Running(child),
+        let (process, port) = start_listening("dynalite", |port| {
+            let mut command = Command::new(&binary);
+            command
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--createTableMs",
+                    "0",
+                    "--deleteTableMs",
+                    "0",
+                    "--updateTableMs",
+                    "0",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        });
+        Dynalite {
+            _process: process,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dynalite did not listen on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(25));
         }
-        emulator
     }
 
     /// A client for the emulator, with dummy credentials and quick retries.
     pub fn client(&self) -> Client {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-west-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "dynalite"))
-            .endpoint_url(&self.endpoint)
-            .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
-            .build();
-        Client::from_conf(config)
+        client_for(&self.endpoint)
     }
 
     /// Environment for a `flow-metrics` process that talks to this emulator and nothing else.
     pub fn environment(&self) -> [(&'static str, String); 5] {
-        [
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-            ("AWS_REGION", "eu-west-1".to_owned()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-        ]
+        environment_for(&self.endpoint)
     }
+}
+
+/// A DynamoDB client for an endpoint on this machine, with dummy credentials and quick retries.
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "dynalite"))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(5)))
+        .build();
+    Client::from_conf(config)
+}
+
+/// Environment for a `flow-metrics` process that talks to `endpoint` for AWS and nothing else.
+pub fn environment_for(endpoint: &str) -> [(&'static str, String); 5] {
+    [
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+    ]
 }

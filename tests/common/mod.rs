@@ -4,13 +4,17 @@
 pub mod emulator;
 pub mod intake;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use flow_metrics::count::{Occurrence, Tally};
-use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError};
+use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms};
 use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use serde_json::json;
+
+/// The samples and traces are from March 2026. Records kept this long after their keys make
+/// such old events safe to count today (see `count::oldest_safe_event_age`).
+pub const ARCHIVE_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(3650 * 24);
 
 /// The bundled sample events, one JSON text each.
 pub fn sample_lines() -> Vec<String> {
@@ -72,6 +76,7 @@ pub struct RecordingSink {
     /// While set, accepts this many occurrences of the next push, then fails it.
     pub fail_after: Mutex<Option<usize>>,
     pub pushes: AtomicUsize,
+    /// The tally of the last settled batch.
     pub last_tally: Mutex<Option<Tally>>,
 }
 
@@ -84,13 +89,8 @@ impl RecordingSink {
 }
 
 impl Sink for RecordingSink {
-    async fn push(
-        &self,
-        occurrences: &[Occurrence<'_>],
-        context: &PushContext<'_>,
-    ) -> Result<(), PushFailure> {
+    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
         self.pushes.fetch_add(1, Ordering::SeqCst);
-        *self.last_tally.lock().expect("lock") = Some(*context.tally);
         if self.failing.load(Ordering::SeqCst) {
             return Err(PushFailure::nothing_delivered(SinkError::Transient(
                 "intake answered 503".to_owned(),
@@ -112,6 +112,53 @@ impl Sink for RecordingSink {
             None => Ok(()),
         }
     }
+
+    fn record(&self, tally: &Tally, _now: jiff::Timestamp) {
+        *self.last_tally.lock().expect("lock") = Some(*tally);
+    }
+
+    async fn flush(&self, _context: &PushContext) {}
+}
+
+/// A ledger shared by several pipelines, as invocations share a table.
+pub struct Shared<L>(pub Arc<L>);
+
+impl<L: Ledger> Ledger for Shared<L> {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        self.0.claim(request).await
+    }
+
+    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+        self.0.confirm(held).await
+    }
+
+    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+        self.0.release(held).await
+    }
+
+    fn terms(&self) -> LedgerTerms {
+        self.0.terms()
+    }
+}
+
+/// Accepts every push after five seconds, and remembers when it accepted the last.
+#[derive(Default)]
+pub struct SlowSink {
+    pub accepted_at: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Sink for SlowSink {
+    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
+        if !occurrences.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            *self.accepted_at.lock().expect("lock") = Some(tokio::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    fn record(&self, _tally: &Tally, _now: jiff::Timestamp) {}
+
+    async fn flush(&self, _context: &PushContext) {}
 }
 
 /// Wraps a ledger: counts calls, and fails claims with a transient error while `failing` is set.
@@ -149,5 +196,9 @@ impl<L: Ledger> Ledger for FlakyLedger<L> {
 
     async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
         self.inner.release(held).await
+    }
+
+    fn terms(&self) -> LedgerTerms {
+        self.inner.terms()
     }
 }

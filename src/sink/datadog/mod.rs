@@ -7,9 +7,11 @@
 //! `count:genesys.flow.metric{*} by {flow,metric}`.
 //!
 //! Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with exponential
-//! backoff and jitter, but only while the invocation has time left to settle its claims; 400,
-//! 403 and 413 are permanent and carry DataDog's message. Self-metrics
-//! (`genesys.flow_metrics.*`) ride along in the same requests.
+//! backoff and jitter, but only within the push's deadline (which ends before the claims'
+//! lease), and no attempt starts with less than [`MIN_ATTEMPT`] left; 400, 403 and 413 are
+//! permanent and carry DataDog's message. Self-metrics (`genesys.flow_metrics.*`) count settled
+//! batches, so they ride along with a later push; when there is no point to carry them, they
+//! go alone once a minute, in one attempt that never holds an invocation up.
 
 mod api_key;
 pub mod payload;
@@ -17,7 +19,7 @@ pub mod tags;
 
 use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
 use flate2::Compression;
@@ -25,13 +27,15 @@ use flate2::write::GzEncoder;
 use jiff::Timestamp;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use tokio::time::Instant;
 
 pub use api_key::{ApiKey, ApiKeyError};
-use payload::{Payload, Request, Series};
+use payload::{Payload, Series};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 use crate::error_text::with_causes;
+use crate::timing::MIN_ATTEMPT;
 
 /// The metric counted occurrences are submitted as, by default.
 pub const DEFAULT_METRIC: &str = "genesys.flow.metric";
@@ -41,9 +45,6 @@ pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
 
 /// Self-metrics waiting longer than this are sent even by a push with no occurrence.
 const SELF_METRICS_FLUSH: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
-
-/// Time kept back from the invocation's deadline for settling claims after the last attempt.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// How the sink talks to DataDog.
 #[derive(Debug, Clone)]
@@ -144,44 +145,42 @@ impl DataDogSink {
         self
     }
 
-    /// Adds this push's counts to the pending self-metrics; returns the counts pending before
-    /// (to restore if the push fails) and the series to send now, if it is time.
-    fn take_self_metrics(
-        &self,
-        context: &PushContext<'_>,
-        late: u64,
-        has_points: bool,
-    ) -> (SelfMetrics, Vec<Series>) {
+    /// The self-metrics to send with this push, if it is time, and the counts they take
+    /// (to put back if the push fails).
+    fn take_self_metrics(&self, now: Timestamp, late: u64, has_points: bool) -> (SelfMetrics, Vec<Series>) {
         if !self.settings.self_metrics {
             return (SelfMetrics::default(), Vec::new());
         }
         let mut pending = self.self_metrics.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = *pending;
-        pending.tally += *context.tally;
         pending.late += late;
-        let oldest = *pending.oldest.get_or_insert(context.now);
-        let due = has_points || context.now.duration_since(oldest) >= SELF_METRICS_FLUSH;
-        if !due {
-            return (before, Vec::new());
+        if late > 0 {
+            pending.oldest.get_or_insert(now);
         }
-        let series = self_metric_series(&pending, context.now, &self.settings.static_tags);
+        let Some(oldest) = pending.oldest else {
+            return (SelfMetrics::default(), Vec::new());
+        };
+        let due = has_points || now.duration_since(oldest) >= SELF_METRICS_FLUSH;
+        if !due {
+            return (SelfMetrics::default(), Vec::new());
+        }
+        let taken = *pending;
         *pending = SelfMetrics::default();
-        (before, series)
+        (taken, self_metric_series(&taken, now, &self.settings.static_tags))
     }
 
-    /// Puts back what a failed push took, counting the failure. The failed push's own counts are
-    /// not put back: its events are retried and will be counted then.
-    fn restore_self_metrics(&self, before: SelfMetrics) {
+    /// Puts back what a failed push took, counting the failure.
+    fn restore_self_metrics(&self, taken: SelfMetrics) {
         if !self.settings.self_metrics {
             return;
         }
         let mut pending = self.self_metrics.lock().unwrap_or_else(PoisonError::into_inner);
-        let now_pending = *pending;
-        *pending = before;
-        pending.tally += now_pending.tally;
-        pending.late += now_pending.late;
-        pending.push_failures += now_pending.push_failures + 1;
-        pending.oldest = before.oldest.or(now_pending.oldest);
+        pending.tally += taken.tally;
+        pending.late += taken.late;
+        pending.push_failures += taken.push_failures + 1;
+        pending.oldest = match (taken.oldest, pending.oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Sends one payload, retrying transient failures while the deadline allows.
@@ -190,7 +189,7 @@ impl DataDogSink {
         let total_delay = deadline.map(|deadline| {
             deadline
                 .saturating_duration_since(Instant::now())
-                .saturating_sub(DEADLINE_MARGIN)
+                .saturating_sub(MIN_ATTEMPT)
         });
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
@@ -212,12 +211,14 @@ impl DataDogSink {
         let timeout = match deadline {
             None => self.retry.request_timeout,
             Some(deadline) => {
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .saturating_sub(DEADLINE_MARGIN);
-                if left.is_zero() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left < MIN_ATTEMPT {
                     return Err(AttemptError {
-                        error: SinkError::Transient("the invocation has no time left to push".to_owned()),
+                        error: SinkError::Transient(format!(
+                            "{} ms left to push, less than an attempt needs: the claims' lease or \
+                             the invocation ends first",
+                            left.as_millis()
+                        )),
                         retryable: false,
                     });
                 }
@@ -261,11 +262,7 @@ impl DataDogSink {
 }
 
 impl Sink for DataDogSink {
-    async fn push(
-        &self,
-        occurrences: &[Occurrence<'_>],
-        context: &PushContext<'_>,
-    ) -> Result<(), PushFailure> {
+    async fn push(&self, occurrences: &[Occurrence<'_>], context: &PushContext) -> Result<(), PushFailure> {
         let plan = payload::plan(
             occurrences,
             &self.settings.metric,
@@ -280,25 +277,60 @@ impl Sink for DataDogSink {
             );
         }
         let mut requests = plan.requests;
-        let (before, self_series) = self.take_self_metrics(context, plan.late, !requests.is_empty());
-        if !self_series.is_empty() {
-            match requests.last_mut() {
-                Some(last) => last.payload.series.extend(self_series),
-                None => requests.push(Request {
-                    payload: Payload { series: self_series },
-                    occurrences: 0,
-                }),
+        if requests.is_empty() {
+            let (taken, series) = self.take_self_metrics(context.now, plan.late, false);
+            if !series.is_empty() {
+                self.send_self_metrics(taken, series, context).await;
             }
+            return Ok(());
+        }
+        let (taken, series) = self.take_self_metrics(context.now, plan.late, true);
+        if let Some(last) = requests.last_mut() {
+            last.payload.series.extend(series);
         }
         let mut delivered = 0;
         for request in &requests {
             if let Err(error) = self.send(&request.payload, context.deadline).await {
-                self.restore_self_metrics(before);
+                self.restore_self_metrics(taken);
                 return Err(PushFailure { error, delivered });
             }
             delivered += request.occurrences;
         }
         Ok(())
+    }
+
+    fn record(&self, tally: &Tally, now: Timestamp) {
+        if !self.settings.self_metrics {
+            return;
+        }
+        let mut pending = self.self_metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.tally += *tally;
+        pending.oldest.get_or_insert(now);
+    }
+
+    async fn flush(&self, context: &PushContext) {
+        let (taken, series) = self.take_self_metrics(context.now, 0, true);
+        if !series.is_empty() {
+            self.send_self_metrics(taken, series, context).await;
+        }
+    }
+}
+
+impl DataDogSink {
+    /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
+    async fn send_self_metrics(&self, taken: SelfMetrics, series: Vec<Series>, context: &PushContext) {
+        let payload = Payload { series };
+        let sent = match gzip(&payload) {
+            Ok(body) => self
+                .attempt(&body, context.deadline)
+                .await
+                .map_err(|failure| failure.error),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "self-metrics not sent; they wait for the next push");
+            self.restore_self_metrics(taken);
+        }
     }
 }
 
@@ -314,20 +346,21 @@ fn gzip(payload: &Payload) -> Result<Vec<u8>, SinkError> {
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
 /// order of [`self_metric_values`].
-pub const SELF_METRICS: [(&str, &str); 10] = [
+pub const SELF_METRICS: [(&str, &str); 11] = [
     ("events", "read"),
     ("events", "ignored"),
     ("events", "rejected"),
     ("events", "failed"),
     ("keys", "counted"),
     ("keys", "already_counted"),
+    ("keys", "pending"),
     ("keys", "invalid"),
     ("keys", "stale"),
     ("keys", "late"),
     ("push_failures", ""),
 ];
 
-fn self_metric_values(pending: &SelfMetrics) -> [u64; 10] {
+fn self_metric_values(pending: &SelfMetrics) -> [u64; 11] {
     let tally = &pending.tally;
     [
         tally.events_read,
@@ -336,6 +369,7 @@ fn self_metric_values(pending: &SelfMetrics) -> [u64; 10] {
         tally.events_failed,
         tally.keys_counted,
         tally.keys_already_counted,
+        tally.keys_pending,
         tally.keys_invalid,
         tally.keys_stale,
         pending.late,
