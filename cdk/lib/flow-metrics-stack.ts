@@ -22,7 +22,8 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { ledgerSchema } from './ledger-schema';
-import { ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings, LEASE_MARGIN_SECONDS } from './settings';
+import { ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings } from './settings';
+import { TIMING, leaseSeconds, visibilityTimeoutSeconds } from './timing';
 
 export interface FlowMetricsStackProps extends StackProps {
   readonly settings: FlowMetricsSettings;
@@ -100,7 +101,8 @@ export class FlowMetricsStack extends Stack {
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'UseLedgerTable',
-        actions: ['dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        // GetItem: what a failed conditional put met, when its answer does not carry it.
+        actions: ['dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
         resources: [this.table.tableArn],
       }),
     );
@@ -130,8 +132,8 @@ export class FlowMetricsStack extends Stack {
         DD_API_KEY_SECRET_ARN: secret.secretArn,
         FLOW_METRICS_METRIC: settings.metricName,
         FLOW_METRICS_RETENTION: `${settings.retentionDays}d`,
-        // A claim must outlive any invocation that could still confirm it.
-        FLOW_METRICS_LEASE: `${settings.timeoutSeconds + LEASE_MARGIN_SECONDS}s`,
+        // A claim outlives the invocation that holds it, and ends before Lambda's first retry.
+        FLOW_METRICS_LEASE: `${leaseSeconds(settings.timeoutSeconds)}s`,
         RUST_LOG: settings.logLevel,
         ...(settings.tags ? { DD_TAGS: settings.tags } : {}),
       },
@@ -165,7 +167,7 @@ export class FlowMetricsStack extends Stack {
       });
     } else {
       this.eventQueue = new sqs.Queue(this, 'EventQueue', {
-        visibilityTimeout: Duration.seconds(settings.timeoutSeconds * 6),
+        visibilityTimeout: Duration.seconds(visibilityTimeoutSeconds(settings.timeoutSeconds)),
         retentionPeriod: Duration.days(4),
         deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
         encryption: sqs.QueueEncryption.SQS_MANAGED,
@@ -181,7 +183,7 @@ export class FlowMetricsStack extends Stack {
       this.function.addEventSource(
         new SqsEventSource(this.eventQueue, {
           batchSize: 10,
-          maxBatchingWindow: Duration.seconds(2),
+          maxBatchingWindow: Duration.seconds(TIMING.sqsBatchingWindowSeconds),
           reportBatchItemFailures: true,
         }),
       );

@@ -1,3 +1,5 @@
+import { MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from './timing';
+
 /**
  * The deployment's inputs: read from CDK context (`-c key=value`) and checked, each with a
  * message naming the key.
@@ -32,9 +34,6 @@ export interface FlowMetricsSettings {
   /** An address to notify of alarms (an SNS topic is created for it). */
   readonly alarmEmail?: string;
 }
-
-/** How many seconds a claim outlives the function's timeout. */
-export const LEASE_MARGIN_SECONDS = 90;
 
 /** The Rust code's stale age: retention must exceed it. */
 export const MAX_KEY_AGE_DAYS = 7;
@@ -113,6 +112,12 @@ export function readSettings(context: Context): FlowMetricsSettings {
   if (!LOG_RETENTION_DAYS.includes(logRetentionDays)) {
     throw new SettingsError('logRetentionDays', `${logRetentionDays} is not a CloudWatch retention (${LOG_RETENTION_DAYS.join(', ')})`);
   }
+  const mode = oneOf('mode', ['direct', 'queued'] as const, 'direct');
+  // In direct mode the claim lease (timeout plus a margin) must end before Lambda's first retry.
+  const timeoutSeconds = () =>
+    mode === 'direct'
+      ? integer('timeoutSeconds', TIMING.defaultTimeoutSeconds, 5, MAX_DIRECT_TIMEOUT_SECONDS)
+      : integer('timeoutSeconds', TIMING.defaultTimeoutSeconds, 5, 300);
   const reserved = text('reservedConcurrency');
   const alarmEmail = text('alarmEmail');
   if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail)) {
@@ -128,9 +133,9 @@ export function readSettings(context: Context): FlowMetricsSettings {
     logLevel: oneOf('logLevel', ['error', 'warn', 'info', 'debug', 'trace'] as const, 'info'),
     logRetentionDays,
     architecture: oneOf('architecture', ['arm64', 'x86_64'] as const, 'arm64'),
-    mode: oneOf('mode', ['direct', 'queued'] as const, 'direct'),
+    mode,
     memorySize: integer('memorySize', 256, 128, 256),
-    timeoutSeconds: integer('timeoutSeconds', 30, 5, 300),
+    timeoutSeconds: timeoutSeconds(),
     reservedConcurrency: reserved === undefined ? undefined : integer('reservedConcurrency', 0, 1, 1000),
     alarmEmail,
   };

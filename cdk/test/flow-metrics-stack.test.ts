@@ -10,6 +10,7 @@ import { FlowMetricsStack } from '../lib/flow-metrics-stack';
 import { ledgerSchema } from '../lib/ledger-schema';
 import { awsSolutionsFindings, describeFinding } from '../lib/nag';
 import { ATTRIBUTES_DETAIL_TYPE, readSettings } from '../lib/settings';
+import { TIMING } from '../lib/timing';
 
 const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf';
@@ -111,19 +112,20 @@ describe('the function', () => {
           DD_TAGS: 'env:prod,team:contact-centre',
           FLOW_METRICS_METRIC: 'genesys.flow.metric',
           FLOW_METRICS_RETENTION: '30d',
-          FLOW_METRICS_LEASE: '120s',
+          FLOW_METRICS_LEASE: '40s',
           RUST_LOG: 'info',
         },
       },
     });
   });
 
-  test('its claim lease outlives its timeout', () => {
-    const { template } = synth({ timeoutSeconds: '60' });
+  test('its claim lease outlives its timeout and ends before the first asynchronous retry', () => {
+    const { template } = synth({ timeoutSeconds: '45' });
     template.hasResourceProperties('AWS::Lambda::Function', {
-      Timeout: 60,
-      Environment: { Variables: Match.objectLike({ FLOW_METRICS_LEASE: '150s' }) },
+      Timeout: 45,
+      Environment: { Variables: Match.objectLike({ FLOW_METRICS_LEASE: '55s' }) },
     });
+    expect(55).toBeLessThan(TIMING.asyncFirstRetrySeconds);
   });
 
   test('architecture, memory, reserved concurrency and log level are settable', () => {
@@ -162,7 +164,7 @@ describe('least privilege', () => {
     {
       Sid: 'UseLedgerTable',
       Effect: 'Allow',
-      Action: ['dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+      Action: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
       Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table'), 'Arn'] },
     },
   ];
@@ -281,6 +283,19 @@ describe('queued mode', () => {
           DeadLetterConfig: { Arn: { 'Fn::GetAtt': [dlq, 'Arn'] } },
         }),
       ],
+    });
+  });
+
+  test('a received message stays hidden while its batch waits, runs and holds its claims', () => {
+    const timeout = 300;
+    const long = synth({ mode: 'queued', timeoutSeconds: String(timeout) }).template;
+    const [queue] = Object.values(long.findResources('AWS::SQS::Queue', { Properties: { RedrivePolicy: Match.anyValue() } }));
+    const visibility = (queue as { Properties: { VisibilityTimeout: number } }).Properties.VisibilityTimeout;
+    const lease = timeout + TIMING.leaseMarginSeconds;
+    expect(visibility).toBeGreaterThanOrEqual(TIMING.sqsBatchingWindowSeconds + timeout + lease);
+    expect(visibility).toBeGreaterThanOrEqual(6 * timeout);
+    long.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ FLOW_METRICS_LEASE: `${lease}s` }) },
     });
   });
 

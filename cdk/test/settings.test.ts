@@ -1,5 +1,6 @@
 /** The deployment's inputs: defaults, and a clear error naming each bad key. */
 import { readSettings, SettingsError } from '../lib/settings';
+import { leaseSeconds, MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from '../lib/timing';
 
 const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
 
@@ -25,8 +26,25 @@ test('only the event source is required', () => {
 });
 
 test('numbers may come as strings from -c', () => {
-  const settings = read({ eventSourceName: SOURCE, retentionDays: '45', timeoutSeconds: 60, memorySize: '128' });
-  expect([settings.retentionDays, settings.timeoutSeconds, settings.memorySize]).toEqual([45, 60, 128]);
+  const settings = read({ eventSourceName: SOURCE, retentionDays: '45', timeoutSeconds: 40, memorySize: '128' });
+  expect([settings.retentionDays, settings.timeoutSeconds, settings.memorySize]).toEqual([45, 40, 128]);
+});
+
+test('in direct mode the lease of the longest timeout ends before Lambda retries', () => {
+  expect(read({ eventSourceName: SOURCE, timeoutSeconds: MAX_DIRECT_TIMEOUT_SECONDS }).timeoutSeconds).toBe(MAX_DIRECT_TIMEOUT_SECONDS);
+  expect(leaseSeconds(MAX_DIRECT_TIMEOUT_SECONDS)).toBeLessThan(TIMING.asyncFirstRetrySeconds);
+  expect(() => read({ eventSourceName: SOURCE, timeoutSeconds: MAX_DIRECT_TIMEOUT_SECONDS + 1 })).toThrow(
+    new RegExp(`^context timeoutSeconds: .* from 5 to ${MAX_DIRECT_TIMEOUT_SECONDS}`),
+  );
+  // Queued mode has no such bound: the visibility timeout covers the lease instead.
+  expect(read({ eventSourceName: SOURCE, mode: 'queued', timeoutSeconds: '300' }).timeoutSeconds).toBe(300);
+});
+
+test('the timing is the one the Rust code uses', () => {
+  // src/timing.rs checks the same file against its constants (DEFAULT_LEASE = 40s).
+  expect(TIMING.defaultTimeoutSeconds).toBe(30);
+  expect(leaseSeconds(TIMING.defaultTimeoutSeconds)).toBe(40);
+  expect(read({ eventSourceName: SOURCE }).timeoutSeconds).toBe(TIMING.defaultTimeoutSeconds);
 });
 
 test.each([

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod emulator;
+pub mod fault_proxy;
 pub mod intake;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
