@@ -187,7 +187,11 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
     assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().count(), 3);
     assert!(
-        String::from_utf8_lossy(&dry.stderr).contains("counts it twice"),
+        String::from_utf8_lossy(&dry.stderr).contains(
+            "0 were released after a failed push: safe to redrive (unless DataDog accepted a push \
+             whose answer was lost); 3 were abandoned by a process that stopped between claim and \
+             confirm: if it had pushed them, redriving counts them twice"
+        ),
         "the dry run says what it cannot know"
     );
     let recent = flow_metrics(&emulator, &["redrive", "--dry-run", "--stuck-for", "1m"], &[]);

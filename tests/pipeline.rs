@@ -188,7 +188,12 @@ async fn a_failed_push_releases_the_claims_and_the_retry_counts_them_once() {
     }
     assert!(pipeline.sink().pushed().is_empty());
     // The counts the sink reports are the settled ones: failed, and nothing counted.
-    let recorded = pipeline.sink().last_tally.lock().expect("lock").expect("recorded");
+    let recorded = pipeline
+        .sink()
+        .last_tally
+        .lock()
+        .expect("lock")
+        .expect("recorded");
     assert_eq!((recorded.events_failed, recorded.keys_counted), (1, 0));
 
     pipeline.sink().failing.store(false, Ordering::SeqCst);

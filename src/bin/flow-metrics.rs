@@ -362,9 +362,10 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
             println!("{}", stuck_line(item));
         }
         eprintln!("dry run: {} stuck key(s) would be redriven", stuck.len());
-        eprintln!("{STUCK_CAVEAT}");
+        eprintln!("{}", what_redrive_cannot_know(&stuck));
         return Ok(ExitCode::SUCCESS);
     }
+    let caveat = what_redrive_cannot_know(&stuck);
     let stuck: Vec<StuckKey> = stuck.iter().map(StuckKey::from).collect();
     let tally = match args.sink {
         SinkKind::Stdout => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
@@ -377,7 +378,7 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         tally.keys_already_counted,
         (stuck.len() as u64).saturating_sub(tally.keys_counted + tally.keys_already_counted)
     );
-    eprintln!("{STUCK_CAVEAT}");
+    eprintln!("{caveat}");
     Ok(if tally.events_failed > 0 {
         ExitCode::from(1)
     } else {
@@ -398,17 +399,29 @@ async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[StuckKe
     report.tally
 }
 
-/// What a redrive cannot know, said every time.
-const STUCK_CAVEAT: &str = "note: a claim left stuck by a push that DataDog accepted but that was \
-    never confirmed (the process died, or the answer was lost) looks the same as one never pushed: \
-    redriving it counts it twice. Released claims (\"released\") were refused by the sink and are \
-    safe; the others are the accepted-or-not unknowns.";
+/// Whether a stuck claim was given back after a failed push (its lease set to 0).
+fn released(item: &LedgerItem) -> bool {
+    matches!(item.lease_expires_ms, None | Some(0))
+}
+
+/// What a redrive can and cannot know of the keys it redrives, said every time.
+fn what_redrive_cannot_know(stuck: &[LedgerItem]) -> String {
+    let released = stuck.iter().filter(|item| released(item)).count();
+    let abandoned = stuck.len() - released;
+    format!(
+        "of these, {released} were released after a failed push: safe to redrive (unless DataDog \
+         accepted a push whose answer was lost); {abandoned} were abandoned by a process that \
+         stopped between claim and confirm: if it had pushed them, redriving counts them twice, and \
+         nothing in the ledger can tell"
+    )
+}
 
 fn stuck_line(item: &LedgerItem) -> String {
-    // A released claim (its push failed) has its lease set to 0.
     let lease = match item.lease_expires_ms {
-        None | Some(0) => "released".to_owned(),
-        Some(ms) => Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |at| at.to_string()),
+        Some(ms) if !released(item) => {
+            Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |at| at.to_string())
+        }
+        _ => "released".to_owned(),
     };
     serde_json::json!({
         "conversation_id": item.conversation_id,
