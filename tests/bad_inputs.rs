@@ -8,10 +8,11 @@ use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, InvalidKey, classify};
 use flow_metrics::event::EventError;
 use flow_metrics::lambda::{Response, handle};
-use flow_metrics::ledger::MemoryLedger;
+use flow_metrics::ledger::dynamodb::DEFAULT_RETENTION;
+use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms, MemoryLedger};
 use flow_metrics::pipeline::{BatchReport, DeliveryError, EventOutcome, Pipeline};
 use flow_metrics::sink::SinkError;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -319,4 +320,55 @@ async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_
     assert_eq!(retried.tally.keys_counted, 1);
     assert_eq!(pipeline.ledger().delivered(), 1);
     assert_eq!(intake.received_requests().await.expect("recording").len(), 2);
+}
+
+/// The memory ledger, with records kept as long as a DynamoDB table's by default.
+struct Forgetting(MemoryLedger);
+
+impl Ledger for Forgetting {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        self.0.claim(request).await
+    }
+
+    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+        self.0.confirm(held).await
+    }
+
+    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+        self.0.release(held).await
+    }
+
+    fn terms(&self) -> LedgerTerms {
+        LedgerTerms {
+            retention: Some(DEFAULT_RETENTION),
+            ..self.0.terms()
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_too_old_for_the_ledgers_retention_is_rejected_not_counted_again() {
+    let pipeline = Pipeline::new(Forgetting(MemoryLedger::default()), RecordingSink::default());
+    let event_time: Timestamp = "2026-03-07T04:08:11Z".parse().expect("time");
+    let events = [good_event("old")];
+    let texts: Vec<&str> = events.iter().map(String::as_str).collect();
+    // 22 days on, the keys' records are surely kept: counted.
+    let report = pipeline
+        .process_batch(&texts, event_time + SignedDuration::from_hours(22 * 24))
+        .await;
+    assert!(matches!(report.outcomes[0], EventOutcome::Processed(_)));
+    // 24 days on (retention 30 days less the 7-day key age), they may be gone: refused.
+    let report = pipeline
+        .process_batch(&texts, event_time + SignedDuration::from_hours(24 * 24))
+        .await;
+    match &report.outcomes[0] {
+        EventOutcome::Rejected(error @ EventError::TooOld { .. }) => assert!(
+            error
+                .to_string()
+                .contains("the records of its keys may have expired, and counting it could count them again"),
+            "{error}"
+        ),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(pipeline.sink().pushed().len(), 1);
 }
