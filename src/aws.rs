@@ -63,3 +63,29 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_calls_are_bounded_in_time_and_attempts() {
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let client = dynamodb_client(&config);
+        let timeouts = client.config().timeout_config().expect("timeouts");
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(DYNAMODB_ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(timeouts.operation_timeout(), Some(DYNAMODB_CALL_TIMEOUT));
+        let retries = client.config().retry_config().expect("retries");
+        assert_eq!(retries.max_attempts(), 3);
+        // Every attempt fits in the call's limit, and a failing call ends well inside the
+        // default invocation, leaving time to give its claims back.
+        assert!(DYNAMODB_ATTEMPT_TIMEOUT * 3 <= DYNAMODB_CALL_TIMEOUT);
+        assert!(DYNAMODB_CALL_TIMEOUT.as_secs() * 2 < crate::timing::DEFAULT_TIMEOUT.as_secs() as u64);
+    }
+}

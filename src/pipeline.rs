@@ -383,7 +383,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                         .filter_map(|&(i, _)| asked.get(i).copied())
                         .collect();
                     event.waiting_until = claim.pending.iter().map(|&(_, lease)| lease).max();
-                    event.already_counted += asked.len() - keys.len() - event.asking.len();
+                    event.already_counted += asked.len().saturating_sub(keys.len() + event.asking.len());
                     if let Some(lease) = claim.lease_expires {
                         earliest_lease = Some(earliest_lease.map_or(lease, |earliest| earliest.min(lease)));
                     }

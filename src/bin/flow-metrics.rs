@@ -107,7 +107,9 @@ struct ReplayArgs {
     create_table: bool,
 
     /// How long a claim holds before another process may take the key (as the Lambda's, by
-    /// default: its timeout plus a margin). Each push ends before the lease of its claims.
+    /// default: its timeout plus a margin). Each batch's push ends 5 s before the lease of its
+    /// earliest claim: raise it, or lower --batch-size, if a slow table makes claiming a batch
+    /// take longer.
     #[arg(long, value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
 

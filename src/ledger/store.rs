@@ -282,8 +282,10 @@ impl Answers {
             Standing::Ours(lease) => self.won.push((index, lease.unwrap_or(lease_expires_ms))),
             Standing::Held(lease) => self.pending.push((index, timestamp(lease))),
             // The condition failed, yet the record looks free: a lease ending this very
-            // millisecond. Ask again shortly.
-            Standing::Free => self.pending.push((index, timestamp(now_ms))),
+            // millisecond, or an item that expired meanwhile. Ask again within a second.
+            Standing::Free => self
+                .pending
+                .push((index, timestamp(now_ms.saturating_add(1_000)))),
         }
     }
 
