@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::emulator::Dynalite;
+use common::emulator::{Dynalite, replay_into_dynamodb};
 use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, classify};
 use flow_metrics::ledger::dynamodb::{create_table, schema};
@@ -316,21 +316,13 @@ async fn the_emulator_rejects_a_wrong_expression_as_dynamodb_would() {
 fn the_cli_replaying_twice_into_dynalite_prints_each_key_once_in_total() {
     let emulator = Dynalite::start();
     let replay = || {
-        let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
-            .args([
-                "replay",
-                "--ledger",
-                "dynamodb",
-                "--table",
-                TABLE,
-                "--create-table",
-                "--retention",
-                "3650d",
-                SAMPLES,
-            ])
-            .envs(emulator.environment())
-            .output()
-            .expect("run flow-metrics");
+        let output = replay_into_dynamodb(
+            &emulator.endpoint,
+            TABLE,
+            &["--create-table", "--retention", "3650d", SAMPLES],
+        )
+        .output()
+        .expect("run flow-metrics");
         assert!(
             output.status.success(),
             "{}",
@@ -359,17 +351,7 @@ fn the_cli_refuses_events_too_old_for_the_tables_retention() {
     // With 30 days' retention, records of keys from March may be gone: counting the samples
     // again could count them twice, so each event is refused with the reason.
     let emulator = Dynalite::start();
-    let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
-        .args([
-            "replay",
-            "--ledger",
-            "dynamodb",
-            "--table",
-            TABLE,
-            "--create-table",
-            SAMPLES,
-        ])
-        .envs(emulator.environment())
+    let output = replay_into_dynamodb(&emulator.endpoint, TABLE, &["--create-table", SAMPLES])
         .output()
         .expect("run flow-metrics");
     assert_eq!(output.status.code(), Some(1), "rejected events");

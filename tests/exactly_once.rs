@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Shared, attributes_event};
+use common::attributes_event;
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::memory::MemoryStore;
 use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim};
@@ -552,7 +552,7 @@ impl<L: Ledger> Run<'_, L> {
             process: process.clone(),
             accepted: Mutex::default(),
         };
-        let pipeline = Pipeline::new(Shared(self.ledger.clone()), sink);
+        let pipeline = Pipeline::new(self.ledger.clone(), sink);
         let texts: Vec<&str> = delivery
             .events
             .iter()

@@ -7,11 +7,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 
 use common::attributes_event;
-use common::emulator::{Dynalite, environment_for};
+use common::emulator::{Dynalite, replay_into_dynamodb};
 use common::fault_proxy::{FaultProxy, FaultRates};
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
@@ -45,18 +45,8 @@ fn trace(conversations: usize) -> (Vec<String>, Vec<(String, String)>) {
 }
 
 fn replay(endpoint: &str, file: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
-        .args([
-            "replay",
-            "--ledger",
-            "dynamodb",
-            "--table",
-            TABLE,
-            "--batch-size",
-            "16",
-        ])
-        .arg(file)
-        .envs(environment_for(endpoint))
+    let file = file.to_str().expect("a UTF-8 path");
+    replay_into_dynamodb(endpoint, TABLE, &["--batch-size", "16", file])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

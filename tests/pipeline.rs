@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{FlakyLedger, RecordingSink, Shared, SlowSink, attributes_event, other_topic_event};
+use common::{FlakyLedger, RecordingSink, SlowSink, attributes_event, other_topic_event};
 use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
 use flow_metrics::pipeline::{BatchTime, DeliveryError, EventOutcome, Pipeline};
 use jiff::{SignedDuration, Timestamp};
@@ -347,8 +347,8 @@ async fn a_key_another_invocation_is_pushing_is_waited_for_not_acknowledged() {
     // Two invocations get the same event at once; one wins the key, its push is slow. The
     // other must not succeed before the key is delivered.
     let ledger = std::sync::Arc::new(MemoryLedger::default());
-    let slow = Pipeline::new(Shared(ledger.clone()), SlowSink::default());
-    let waiting = Pipeline::new(Shared(ledger.clone()), RecordingSink::default());
+    let slow = Pipeline::new(ledger.clone(), SlowSink::default());
+    let waiting = Pipeline::new(ledger.clone(), RecordingSink::default());
     let event = attributes_event(C1, "2026-03-07T04:08:11Z", &[START]);
     let texts = [event.as_str()];
     let (first, (second, second_done)) = tokio::join!(slow.process_batch(&texts, now()), async {

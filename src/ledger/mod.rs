@@ -123,3 +123,22 @@ pub trait Ledger: Send + Sync {
     /// The lease and retention the ledger works with.
     fn terms(&self) -> LedgerTerms;
 }
+
+/// A ledger shared by several pipelines, as concurrent invocations share one table.
+impl<L: Ledger> Ledger for std::sync::Arc<L> {
+    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
+        L::claim(self, request).await
+    }
+
+    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+        L::confirm(self, held).await
+    }
+
+    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+        L::release(self, held).await
+    }
+
+    fn terms(&self) -> LedgerTerms {
+        L::terms(self)
+    }
+}

@@ -167,3 +167,13 @@ pub fn environment_for(endpoint: &str) -> [(&'static str, String); 5] {
         ("AWS_ENDPOINT_URL", endpoint.to_owned()),
     ]
 }
+
+/// `flow-metrics replay --ledger dynamodb --table TABLE ARGS…` against the DynamoDB at `endpoint`.
+pub fn replay_into_dynamodb(endpoint: &str, table: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flow-metrics"));
+    command
+        .args(["replay", "--ledger", "dynamodb", "--table", table])
+        .args(args)
+        .envs(environment_for(endpoint));
+    command
+}

@@ -5,8 +5,8 @@ pub mod emulator;
 pub mod fault_proxy;
 pub mod intake;
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms};
@@ -119,27 +119,6 @@ impl Sink for RecordingSink {
     }
 
     async fn flush(&self, _context: &PushContext) {}
-}
-
-/// A ledger shared by several pipelines, as invocations share a table.
-pub struct Shared<L>(pub Arc<L>);
-
-impl<L: Ledger> Ledger for Shared<L> {
-    async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
-        self.0.claim(request).await
-    }
-
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        self.0.confirm(held).await
-    }
-
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.0.release(held).await
-    }
-
-    fn terms(&self) -> LedgerTerms {
-        self.0.terms()
-    }
 }
 
 /// Accepts every push after five seconds, and remembers when it accepted the last.
