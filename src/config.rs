@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::count::DEFAULT_MAX_KEY_AGE;
 use crate::ledger::dynamodb::DEFAULT_RETENTION;
-use crate::sink::datadog::{ApiKey, DEFAULT_METRIC, DataDogSettings, tags};
+use crate::sink::datadog::{ApiKey, Compression, DEFAULT_METRIC, DataDogSettings, tags};
 use crate::timing::DEFAULT_LEASE;
 
 /// Looks a variable up; the entry points pass the process environment, tests a map.
@@ -53,11 +53,13 @@ pub struct DataDogConfig {
     pub metric: String,
     pub static_tags: Vec<String>,
     pub self_metrics: bool,
+    pub compression: Compression,
 }
 
 impl DataDogConfig {
     /// Reads `DD_SITE` (default `datadoghq.com`) or `DD_URL`, `DD_API_KEY` or
-    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, `FLOW_METRICS_METRIC` and `FLOW_METRICS_SELF_METRICS`.
+    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, `FLOW_METRICS_METRIC`, `FLOW_METRICS_SELF_METRICS` and
+    /// `FLOW_METRICS_COMPRESSION`.
     pub fn from_env(env: Env<'_>) -> Result<DataDogConfig, ConfigError> {
         let base_url = match (set(env, "DD_URL"), set(env, "DD_SITE")) {
             (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
@@ -109,12 +111,23 @@ impl DataDogConfig {
                 ));
             }
         };
+        let compression = match set(env, "FLOW_METRICS_COMPRESSION").as_deref() {
+            None | Some("deflate") => Compression::Deflate,
+            Some("none") => Compression::None,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "FLOW_METRICS_COMPRESSION",
+                    format!("{other:?} is neither deflate nor none"),
+                ));
+            }
+        };
         Ok(DataDogConfig {
             base_url,
             api_key,
             metric,
             static_tags,
             self_metrics,
+            compression,
         })
     }
 
@@ -126,6 +139,7 @@ impl DataDogConfig {
             metric: self.metric,
             static_tags: self.static_tags,
             self_metrics: self.self_metrics,
+            compression: self.compression,
         }
     }
 }
@@ -271,6 +285,7 @@ mod tests {
         assert_eq!(config.datadog.base_url, "https://api.datadoghq.com");
         assert_eq!(config.datadog.metric, "genesys.flow.metric");
         assert!(config.datadog.self_metrics);
+        assert_eq!(config.datadog.compression, Compression::Deflate);
         assert_eq!(config.max_key_age, DEFAULT_MAX_KEY_AGE);
         assert_eq!(config.retention, DEFAULT_RETENTION);
         assert_eq!(config.lease, DEFAULT_LEASE);
@@ -288,6 +303,7 @@ mod tests {
             ("DD_TAGS", "env:prod,team:Contact Centre"),
             ("FLOW_METRICS_METRIC", "ivr.flow"),
             ("FLOW_METRICS_SELF_METRICS", "false"),
+            ("FLOW_METRICS_COMPRESSION", "none"),
             ("FLOW_METRICS_MAX_KEY_AGE", "3d"),
             ("FLOW_METRICS_LEASE", "90s"),
             ("FLOW_METRICS_RETENTION", "14d"),
@@ -298,6 +314,7 @@ mod tests {
         assert_eq!(config.datadog.static_tags, ["env:prod", "team:contact_centre"]);
         assert_eq!(config.datadog.metric, "ivr.flow");
         assert!(!config.datadog.self_metrics);
+        assert_eq!(config.datadog.compression, Compression::None);
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
         assert_eq!(config.lease, SignedDuration::from_secs(90));
         assert_eq!(config.retention, SignedDuration::from_hours(14 * 24));
@@ -350,6 +367,10 @@ mod tests {
         assert_eq!(
             variable_of(&[("FLOW_METRICS_SELF_METRICS", "yes")], ""),
             "FLOW_METRICS_SELF_METRICS"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_COMPRESSION", "gzip")], ""),
+            "FLOW_METRICS_COMPRESSION"
         );
         assert_eq!(
             variable_of(&[("FLOW_METRICS_LEASE", "soon")], ""),

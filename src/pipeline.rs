@@ -12,6 +12,7 @@
 //! fails as transient and is retried. Each event gets its own outcome, so one bad event never
 //! blocks the others.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -455,48 +456,50 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         };
         let pushed = self.sink.push(&occurrences, &context).await;
         drop(occurrences);
-        let (delivered, failure) = match pushed {
-            Ok(()) => (usize::MAX, None),
+        let refused: HashMap<usize, SinkError> = match pushed {
+            Ok(()) => HashMap::new(),
             Err(failure) => {
                 tracing::warn!(
-                    error = %failure.error,
-                    delivered = failure.delivered,
+                    error = %failure,
                     "push failed; releasing the claims of undelivered keys"
                 );
-                (failure.delivered, Some(failure.error))
+                failure.undelivered.into_iter().collect()
             }
         };
 
-        // The first `delivered` occurrences were accepted, in the order built above.
+        // Occurrences were laid out in the order of `won`: the n-th is the n-th key won.
         let mut confirms = Vec::new();
         let mut releases = Vec::new();
-        let mut before = 0usize;
+        let mut index = 0usize;
         for won in won {
-            let accepted = delivered.saturating_sub(before).min(won.keys.len());
-            before += won.keys.len();
             let event = &events[won.event];
-            let keys: Vec<&str> = won
-                .keys
-                .iter()
-                .filter_map(|&index| event.extracted.fresh.get(index))
-                .map(|metric| metric.key)
-                .collect();
-            let (accepted_keys, refused_keys) = keys.split_at(accepted);
-            if !accepted_keys.is_empty() {
-                confirms.push((won.event, accepted_keys.to_vec()));
+            let (mut accepted, mut refused_keys) = (Vec::new(), Vec::new());
+            for metric in won.keys.iter().filter_map(|&key| event.extracted.fresh.get(key)) {
+                match refused.get(&index) {
+                    None => accepted.push(metric.key),
+                    Some(error) => refused_keys.push((metric.key, error.clone())),
+                }
+                index += 1;
+            }
+            if !accepted.is_empty() {
+                confirms.push((won.event, accepted));
             }
             if !refused_keys.is_empty() {
-                releases.push((won.event, refused_keys.to_vec()));
+                releases.push((won.event, refused_keys));
             }
         }
         let confirm_deadline = clock
             .deadline
             .or(lease_expires.map(|lease| clock.instant_at(lease)));
         let confirmed_any = !confirms.is_empty();
+        let released: Vec<(usize, Vec<&str>)> = releases
+            .iter()
+            .map(|(event, keys)| (*event, keys.iter().map(|(key, _)| *key).collect()))
+            .collect();
         let settles: Vec<_> = confirms
             .iter()
             .map(|(event, keys)| (event, keys, Some(confirm_deadline)))
-            .chain(releases.iter().map(|(event, keys)| (event, keys, None)))
+            .chain(released.iter().map(|(event, keys)| (event, keys, None)))
             .map(|(event, keys, confirm)| self.settle(&events[*event], keys, clock, confirm))
             .collect();
         stream::iter(settles)
@@ -506,9 +509,10 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         for (event, keys) in &confirms {
             events[*event].counted += keys.len();
         }
-        if let Some(error) = failure {
-            for (event, _) in &releases {
-                events[*event].error = Some(error.clone().into());
+        for (event, keys) in releases {
+            // The event fails with why its first key was not delivered (DataDog's message).
+            if let Some((_, error)) = keys.into_iter().next() {
+                events[event].error.get_or_insert(error.into());
             }
         }
         confirmed_any

@@ -8,14 +8,14 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use common::emulator::Dynalite;
-use common::{RecordingSink, attributes_event, intake};
+use common::intake::Intake;
+use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, MetricKey, classify};
 use flow_metrics::ledger::dynamodb::create_table;
 use flow_metrics::ledger::{ClaimRequest, ClaimToken, DynamoDbLedger, Ledger};
 use flow_metrics::pipeline::Pipeline;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use wiremock::MockServer;
 
 const TABLE: &str = "flow-metrics-audit";
 
@@ -105,9 +105,9 @@ async fn crash_after_claiming(ledger: &DynamoDbLedger, conversation: &str, keys:
     assert_eq!(claim.won.len(), keys.len());
 }
 
-async fn intake_points(server: &MockServer) -> usize {
-    intake::points(server, "genesys.flow.metric")
-        .await
+fn intake_points(intake: &Intake) -> usize {
+    intake
+        .points("genesys.flow.metric")
         .iter()
         .map(|point| point.2)
         .sum()
@@ -199,7 +199,7 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
     assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64, 1, 4));
 
     // The redrive delivers each stuck key once; a second redrive sends nothing.
-    let intake = intake::accepting().await;
+    let intake = Intake::accepting().await;
     let datadog = [("DD_API_KEY", "redrive-key".to_owned()), ("DD_URL", intake.uri())];
     for _ in 0..2 {
         let output = flow_metrics(&emulator, &["redrive", "--sink", "datadog"], &datadog);
@@ -209,7 +209,7 @@ async fn audit_counts_the_trace_and_redrive_delivers_stuck_keys_exactly_once() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    assert_eq!(intake_points(&intake).await, 3);
+    assert_eq!(intake_points(&intake), 3);
     assert_eq!(totals(&audit_json(&emulator, &[])), (keys.len() as u64 + 3, 1, 1));
 }
 

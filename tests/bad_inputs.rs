@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::intake::{Intake, Rules};
 use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, InvalidKey, classify};
 use flow_metrics::event::EventError;
@@ -282,24 +283,19 @@ async fn an_sqs_record_that_is_not_an_eventbridge_event_fails_alone() {
 
 #[tokio::test]
 async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_its_keys() {
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let intake = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(413).set_body_string("Payload too large"))
-        .up_to_n_times(1)
-        .mount(&intake)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&intake)
-        .await;
+    // One series, refused as too large: nothing smaller to split it into.
+    let intake = Intake::start(Rules {
+        forced: vec![(413, None)],
+        ..Rules::default()
+    })
+    .await;
     let sink = flow_metrics::sink::DataDogSink::new(flow_metrics::sink::datadog::DataDogSettings {
         base_url: intake.uri(),
         api_key: flow_metrics::sink::datadog::ApiKey::new("k").expect("key"),
         metric: "genesys.flow.metric".to_owned(),
         static_tags: Vec::new(),
         self_metrics: false,
+        compression: flow_metrics::sink::datadog::Compression::Deflate,
     })
     .expect("sink");
     let pipeline = Pipeline::new(MemoryLedger::default(), sink);
@@ -310,7 +306,7 @@ async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_
             error: DeliveryError::Sink(SinkError::Permanent(message)),
             ..
         } => assert!(
-            message.contains("413") && message.contains("Payload too large"),
+            message.contains("413") && message.contains("forced by the test"),
             "{message}"
         ),
         other => panic!("expected a permanent sink failure, got {other:?}"),
@@ -319,7 +315,7 @@ async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_
     let retried = pipeline.process_batch(&[&event], Timestamp::now()).await;
     assert_eq!(retried.tally.keys_counted, 1);
     assert_eq!(pipeline.ledger().delivered(), 1);
-    assert_eq!(intake.received_requests().await.expect("recording").len(), 2);
+    assert_eq!(intake.statuses(), [413, 202]);
 }
 
 /// The memory ledger, with records kept as long as a DynamoDB table's by default.

@@ -1,36 +1,48 @@
-//! The DataDog sink against a fake DataDog intake on 127.0.0.1: exact bodies, headers, grouping,
-//! timestamp clamping, retries, the deadline, self-metrics, and the API key kept secret.
+//! The DataDog sink against a fake DataDog intake on 127.0.0.1 that holds requests to DataDog's
+//! published specification (`common::intake`): exact bodies and headers, the encoding, grouping,
+//! timestamp clamping, retries, 429 with its rate-limit headers, 413 and 400 isolated to the
+//! series refused, the deadline, self-metrics, and the API key kept secret.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 mod common;
 
-use common::intake;
+use common::intake::{Intake, Rules};
 use flow_metrics::count::{Occurrence, Tally};
-use flow_metrics::sink::datadog::{ApiKey, DataDogSettings, RetryPolicy};
-use flow_metrics::sink::{DataDogSink, PushContext, Sink};
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
+use flow_metrics::sink::{DataDogSink, PushContext, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-const INTAKE: &str = intake::DISTRIBUTION_POINTS;
 
 fn now() -> Timestamp {
     "2026-03-07T12:00:00Z".parse().expect("timestamp")
 }
 
-fn settings(server: &MockServer, self_metrics: bool) -> DataDogSettings {
+/// An intake whose clock is the tests' `now()`, with these extra rules.
+async fn intake(rules: Rules) -> Intake {
+    Intake::start(Rules {
+        now: Some(now()),
+        ..rules
+    })
+    .await
+}
+
+async fn accepting() -> Intake {
+    intake(Rules::default()).await
+}
+
+fn settings(intake: &Intake, self_metrics: bool) -> DataDogSettings {
     DataDogSettings {
-        base_url: server.uri(),
+        base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
         metric: "genesys.flow.metric".to_owned(),
         static_tags: vec!["env:test".to_owned()],
         self_metrics,
+        compression: Compression::Deflate,
     }
 }
 
@@ -43,8 +55,8 @@ fn quick_retries() -> RetryPolicy {
     }
 }
 
-fn sink(server: &MockServer, self_metrics: bool) -> DataDogSink {
-    DataDogSink::new(settings(server, self_metrics))
+fn sink(intake: &Intake, self_metrics: bool) -> DataDogSink {
+    DataDogSink::new(settings(intake, self_metrics))
         .expect("sink")
         .with_retry(quick_retries())
 }
@@ -66,18 +78,9 @@ fn context() -> PushContext {
     }
 }
 
-async fn accept_all(server: &MockServer) {
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"status": "ok"})))
-        .mount(server)
-        .await;
-}
-
 #[tokio::test]
 async fn occurrences_become_distribution_points_grouped_per_series() {
-    let server = MockServer::start().await;
-    accept_all(&server).await;
+    let intake = accepting().await;
     let at = now().as_second();
     let occurrences = [
         occurrence("CustomerRouting", "Unknown", "a", "2026-03-07T11:59:30.100Z"),
@@ -85,30 +88,18 @@ async fn occurrences_become_distribution_points_grouped_per_series() {
         occurrence("CustomerRouting", "Unknown", "c", "2026-03-07T11:59:40Z"),
         occurrence("Billing IVR", "Menu Option 2", "d", "2026-03-07T11:59:30Z"),
     ];
-    sink(&server, false)
+    sink(&intake, false)
         .push(&occurrences, &context())
         .await
         .expect("accepted");
 
-    let requests = server.received_requests().await.expect("recording");
-    assert_eq!(requests.len(), 1, "one request per push");
-    let headers = &requests[0].headers;
+    let received = intake.received();
+    assert_eq!(received.len(), 1, "one request per push");
+    assert_eq!(received[0].content_encoding.as_deref(), Some("deflate"));
+    assert_eq!(received[0].user_agent.as_deref(), Some(USER_AGENT));
+    assert!(USER_AGENT.starts_with("genesys-flow-metrics/0."), "{USER_AGENT}");
     assert_eq!(
-        headers.get("dd-api-key").map(|v| v.to_str().expect("ascii")),
-        Some(KEY)
-    );
-    assert_eq!(
-        headers
-            .get("content-encoding")
-            .map(|v| v.to_str().expect("ascii")),
-        Some("gzip")
-    );
-    assert_eq!(
-        headers.get("content-type").map(|v| v.to_str().expect("ascii")),
-        Some("application/json")
-    );
-    assert_eq!(
-        intake::bodies(&server).await,
+        intake.accepted(),
         [json!({"series": [
             {
                 "metric": "genesys.flow.metric",
@@ -127,18 +118,81 @@ async fn occurrences_become_distribution_points_grouped_per_series() {
 }
 
 #[tokio::test]
+async fn the_intake_refuses_what_the_specification_does_not_list() {
+    // The bug this sink had: gzip is listed for /api/v1/series, not for this endpoint.
+    let intake = accepting().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", intake.uri(), common::intake::DISTRIBUTION_POINTS);
+    let body =
+        json!({"series": [{"metric": "m", "points": [[now().as_second(), [1.0]]], "type": "distribution"}]});
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, body.to_string().as_bytes()).expect("gzip");
+    let post = |body: Vec<u8>, encoding: Option<&str>, key: Option<&str>| {
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        if let Some(key) = key {
+            request = request.header("dd-api-key", key);
+        }
+        request.send()
+    };
+    let status = |response: reqwest::Result<reqwest::Response>| response.expect("answer").status().as_u16();
+    assert_eq!(
+        status(post(gzip.finish().expect("gzip"), Some("gzip"), Some(KEY)).await),
+        415
+    );
+    assert_eq!(
+        status(post(b"not zlib".to_vec(), Some("deflate"), Some(KEY)).await),
+        400
+    );
+    assert_eq!(status(post(body.to_string().into_bytes(), None, None).await), 403);
+    let stale = json!({"series": [{"metric": "m", "points": [[now().as_second() - 3601, [1.0]]]}]});
+    assert_eq!(
+        status(post(stale.to_string().into_bytes(), None, Some(KEY)).await),
+        400
+    );
+    let bad_point = json!({"series": [{"metric": "m", "points": [[now().as_second(), 1.0]]}]});
+    assert_eq!(
+        status(post(bad_point.to_string().into_bytes(), None, Some(KEY)).await),
+        400
+    );
+    assert_eq!(
+        status(post(body.to_string().into_bytes(), None, Some(KEY)).await),
+        202
+    );
+    assert_eq!(intake.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn uncompressed_bodies_are_plain_json_on_request() {
+    let intake = accepting().await;
+    let sink = DataDogSink::new(DataDogSettings {
+        compression: Compression::None,
+        ..settings(&intake, false)
+    })
+    .expect("sink");
+    let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
+    sink.push(&occurrences, &context()).await.expect("accepted");
+    assert_eq!(intake.received()[0].content_encoding, None);
+    assert_eq!(intake.accepted().len(), 1);
+}
+
+#[tokio::test]
 async fn old_and_future_keys_are_sent_at_the_processing_time() {
-    let server = MockServer::start().await;
-    accept_all(&server).await;
+    let intake = accepting().await;
     let occurrences = [
         occurrence("F", "Old", "a", "2026-03-07T10:00:00Z"),
         occurrence("F", "Future", "b", "2026-03-07T13:00:00Z"),
     ];
-    sink(&server, true)
+    sink(&intake, true)
         .push(&occurrences, &context())
         .await
-        .expect("accepted");
-    let body = &intake::bodies(&server).await[0];
+        .expect("accepted: every point inside DataDog's window");
+    let body = &intake.accepted()[0];
     let series = body["series"].as_array().expect("series");
     let point_of = |tag: &str| {
         series
@@ -159,23 +213,22 @@ async fn old_and_future_keys_are_sent_at_the_processing_time() {
 
 #[tokio::test]
 async fn transient_answers_are_retried_until_accepted() {
-    let server = MockServer::start().await;
-    for status in [500, 429, 408] {
-        Mock::given(method("POST"))
-            .and(path(INTAKE))
-            .respond_with(ResponseTemplate::new(status))
-            .up_to_n_times(1)
-            .mount(&server)
-            .await;
-    }
-    accept_all(&server).await;
+    let intake = intake(Rules {
+        forced: vec![(500, None), (503, None), (408, None)],
+        ..Rules::default()
+    })
+    .await;
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
-    sink(&server, false)
+    sink(&intake, false)
         .push(&occurrences, &context())
         .await
         .expect("accepted on the fourth attempt");
-    let bodies = intake::bodies(&server).await;
-    assert_eq!(bodies.len(), 4);
+    assert_eq!(intake.statuses(), [500, 503, 408, 202]);
+    let bodies: Vec<_> = intake
+        .received()
+        .into_iter()
+        .map(|received| received.body)
+        .collect();
     assert!(
         bodies.windows(2).all(|pair| pair[0] == pair[1]),
         "the same payload each time"
@@ -183,43 +236,89 @@ async fn transient_answers_are_retried_until_accepted() {
 }
 
 #[tokio::test]
-async fn a_refusal_is_permanent_carries_datadogs_message_and_never_the_key() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({"errors": ["Forbidden"]})))
-        .mount(&server)
-        .await;
+async fn a_rate_limit_is_waited_out_as_datadog_says_within_the_deadline() {
+    let intake = intake(Rules {
+        forced: vec![(429, Some(1))],
+        ..Rules::default()
+    })
+    .await;
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
-    let failure = sink(&server, false)
+    let started = Instant::now();
+    let deadline = PushContext {
+        now: now(),
+        deadline: Some(started + Duration::from_secs(20)),
+    };
+    sink(&intake, false)
+        .push(&occurrences, &deadline)
+        .await
+        .expect("accepted after the reset");
+    assert_eq!(intake.statuses(), [429, 202]);
+    let waited = Instant::now() - started;
+    // The quick retry policy's backoff is 5 ms: only the header can make it wait a second.
+    assert!(
+        (Duration::from_secs(1)..Duration::from_secs(3)).contains(&waited),
+        "waited {waited:?}: the seconds X-RateLimit-Reset named, not a blind backoff"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_that_outlasts_the_deadline_fails_at_once_as_transient() {
+    let intake = intake(Rules {
+        forced: vec![(429, Some(60))],
+        ..Rules::default()
+    })
+    .await;
+    let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
+    let started = Instant::now();
+    let deadline = PushContext {
+        now: now(),
+        deadline: Some(started + Duration::from_secs(20)),
+    };
+    let failure = sink(&intake, false)
+        .push(&occurrences, &deadline)
+        .await
+        .expect_err("the reset comes after the deadline");
+    assert!(
+        Instant::now() - started < Duration::from_secs(1),
+        "no pointless wait"
+    );
+    assert!(failure.first_error().is_transient());
+    assert!(failure.to_string().contains("push's deadline"), "{failure}");
+    assert_eq!(intake.statuses(), [429]);
+}
+
+#[tokio::test]
+async fn a_refusal_is_permanent_carries_datadogs_message_and_never_the_key() {
+    let intake = intake(Rules {
+        forced: vec![(403, None)],
+        ..Rules::default()
+    })
+    .await;
+    let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
+    let failure = sink(&intake, false)
         .push(&occurrences, &context())
         .await
         .expect_err("refused");
-    assert_eq!(
-        server.received_requests().await.expect("recording").len(),
-        1,
-        "no retry"
-    );
-    assert!(!failure.error.is_transient());
-    assert_eq!(failure.delivered, 0);
+    assert_eq!(intake.statuses(), [403], "no retry");
+    assert!(!failure.first_error().is_transient());
+    assert_eq!(failure.undelivered.len(), 1);
     let message = failure.to_string();
     assert!(
-        message.contains("403") && message.contains("Forbidden"),
+        message.contains("403") && message.contains("forced by the test"),
         "{message}"
     );
     assert!(!message.contains(KEY), "{message}");
-    assert!(!format!("{:?}", settings(&server, false)).contains(KEY));
+    assert!(!format!("{:?}", settings(&intake, false)).contains(KEY));
 }
 
 #[tokio::test]
 async fn retries_stop_before_the_invocation_deadline() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(503).set_delay(Duration::from_millis(200)))
-        .mount(&server)
-        .await;
-    let sink = DataDogSink::new(settings(&server, false))
+    let intake = intake(Rules {
+        forced: vec![(503, None); 1000],
+        ..Rules::default()
+    })
+    .await;
+    let sink = DataDogSink::new(settings(&intake, false))
         .expect("sink")
         .with_retry(RetryPolicy {
             attempts: 1000,
@@ -244,46 +343,108 @@ async fn retries_stop_before_the_invocation_deadline() {
         Instant::now() < deadline,
         "the push gave up in time to release its claims"
     );
-    assert!(failure.error.is_transient());
-    let attempts = server.received_requests().await.expect("recording").len();
+    assert!(failure.first_error().is_transient());
+    let attempts = intake.received().len();
     assert!((1..1000).contains(&attempts), "{attempts} attempts");
 }
 
 #[tokio::test]
-async fn a_large_push_is_split_and_a_failure_says_what_was_delivered() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(202))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(413).set_body_string("payload too large"))
-        .mount(&server)
-        .await;
+async fn a_payload_too_large_is_split_in_halves_until_it_passes() {
+    // At most two series a request: four series are sent as two halves.
+    let intake = intake(Rules {
+        max_series: Some(2),
+        ..Rules::default()
+    })
+    .await;
+    let occurrences: Vec<Occurrence<'_>> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|metric| occurrence("F", metric, "k", "2026-03-07T11:59:30Z"))
+        .collect();
+    sink(&intake, false)
+        .push(&occurrences, &context())
+        .await
+        .expect("every series delivered");
+    assert_eq!(intake.statuses(), [413, 202, 202]);
+    let series: usize = intake
+        .accepted()
+        .iter()
+        .map(|body| body["series"].as_array().expect("series").len())
+        .sum();
+    assert_eq!(series, 4);
+}
+
+#[tokio::test]
+async fn a_series_datadog_refuses_fails_alone_and_the_rest_is_delivered() {
+    let intake = intake(Rules {
+        refused_tag: Some("metric:poison".to_owned()),
+        ..Rules::default()
+    })
+    .await;
+    let occurrences = [
+        occurrence("F", "A", "a", "2026-03-07T11:59:30Z"),
+        occurrence("F", "Poison", "p", "2026-03-07T11:59:30Z"),
+        occurrence("F", "B", "b", "2026-03-07T11:59:30Z"),
+        occurrence("F", "C", "c", "2026-03-07T11:59:30Z"),
+        occurrence("F", "Poison", "q", "2026-03-07T11:59:31Z"),
+    ];
+    let failure = sink(&intake, false)
+        .push(&occurrences, &context())
+        .await
+        .expect_err("the poison series is refused");
+    let undelivered: Vec<usize> = failure.undelivered.iter().map(|(index, _)| *index).collect();
+    assert_eq!(undelivered, [1, 4], "only the poison series' occurrences");
+    assert!(
+        failure
+            .undelivered
+            .iter()
+            .all(|(_, error)| matches!(error, SinkError::Permanent(message) if message.contains("400") && message.contains("Invalid tag"))),
+        "{failure}"
+    );
+    let delivered: Vec<String> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .map(|series| series["tags"][1].as_str().expect("metric tag").to_owned())
+        .collect();
+    assert_eq!(delivered.len(), 3);
+    assert!(!delivered.contains(&"metric:poison".to_owned()));
+}
+
+#[tokio::test]
+async fn a_large_push_is_cut_into_requests_and_a_failure_names_what_was_not_delivered() {
+    let intake = intake(Rules {
+        forced: vec![(202, None), (403, None)],
+        ..Rules::default()
+    })
+    .await;
     let keys = ["a", "b", "c", "d", "e"];
     let occurrences: Vec<Occurrence<'_>> = keys
         .iter()
         .map(|key| occurrence("F", "M", key, "2026-03-07T11:59:30Z"))
         .collect();
-    let failure = sink(&server, false)
+    let failure = sink(&intake, false)
         .with_occurrences_per_request(2)
         .push(&occurrences, &context())
         .await
         .expect_err("the second request is refused");
-    assert_eq!(failure.delivered, 2);
-    let bodies = intake::bodies(&server).await;
-    assert_eq!(bodies.len(), 2);
-    assert_eq!(bodies[0]["series"][0]["points"][0][1], json!([1.0, 1.0]));
+    let undelivered: Vec<usize> = failure.undelivered.iter().map(|(index, _)| *index).collect();
+    assert_eq!(
+        undelivered,
+        [2, 3, 4],
+        "a bad key fails what is left without trying it"
+    );
+    assert_eq!(intake.statuses(), [202, 403]);
+    let first = &intake.received()[0];
+    assert_eq!(
+        first.body.as_ref().expect("body")["series"][0]["points"][0][1],
+        json!([1.0, 1.0])
+    );
 }
 
 #[tokio::test]
 async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
-    let server = MockServer::start().await;
-    accept_all(&server).await;
-    let sink = sink(&server, true);
+    let intake = accepting().await;
+    let sink = sink(&intake, true);
     let quiet = Tally {
         events_read: 3,
         events_ignored: 2,
@@ -293,10 +454,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     };
     sink.record(&quiet, now());
     sink.push(&[], &context()).await.expect("nothing to send");
-    assert!(
-        intake::bodies(&server).await.is_empty(),
-        "no request just for self-metrics"
-    );
+    assert!(intake.received().is_empty(), "no request just for self-metrics");
 
     let busy = Tally {
         events_read: 1,
@@ -307,7 +465,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     sink.record(&busy, now());
     sink.push(&occurrences, &context()).await.expect("sent");
-    let body = &intake::bodies(&server).await[0];
+    let body = &intake.accepted()[0];
     let self_metric = |name: &str, outcome: &str| {
         body["series"]
             .as_array()
@@ -341,7 +499,7 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
     sink.record(&quiet, now());
     sink.push(&[], &context()).await.expect("pending");
     sink.push(&[], &a_minute_later).await.expect("flushed");
-    let bodies = intake::bodies(&server).await;
+    let bodies = intake.accepted();
     assert_eq!(bodies.len(), 2, "pending self-metrics are flushed after a minute");
     assert!(
         bodies[1]["series"]
@@ -357,47 +515,38 @@ async fn self_metrics_ride_along_and_wait_when_nothing_else_is_sent() {
 }
 
 #[tokio::test]
-async fn the_key_never_reaches_the_logs() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(INTAKE))
-        .respond_with(ResponseTemplate::new(500).set_body_string("internal error"))
-        .mount(&server)
-        .await;
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let logs = Arc::clone(&logs);
-        move || LogWriter(Arc::clone(&logs))
+async fn self_metrics_alone_get_one_attempt_and_wait_for_the_next_push() {
+    let intake = intake(Rules {
+        forced: vec![(503, None)],
+        ..Rules::default()
+    })
+    .await;
+    let sink = sink(&intake, true);
+    let tally = Tally {
+        events_read: 2,
+        ..Tally::default()
     };
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(writer)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let sink = sink(&server, true);
-    tracing::debug!(?sink, "sink built");
+    sink.record(&tally, now());
+    let a_minute_later = PushContext {
+        now: now() + jiff::SignedDuration::from_secs(61),
+        deadline: None,
+    };
+    sink.push(&[], &a_minute_later).await.expect("never fails a push");
+    assert_eq!(intake.statuses(), [503], "one attempt, no retry");
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
-    let failure = sink
-        .push(&occurrences, &context())
-        .await
-        .expect_err("unavailable");
-    let logs = String::from_utf8(logs.lock().expect("lock").clone()).expect("utf-8");
-    assert!(logs.contains("retrying"), "the retries were logged: {logs}");
-    assert!(!logs.contains(KEY), "{logs}");
-    assert!(!failure.to_string().contains(KEY));
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    sink.push(&occurrences, &context()).await.expect("sent");
+    let body = &intake.accepted()[0];
+    let events_read = body["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .find(|series| series["metric"] == "genesys.flow_metrics.events")
+        .map(|series| series["points"][0][1].clone());
+    assert_eq!(
+        events_read,
+        Some(json!([2.0])),
+        "kept, and sent with the next push"
+    );
 }
 
 mod secret {

@@ -464,18 +464,17 @@ impl Sink for ProcessSink {
         }
         self.process.step().await;
         latency().await;
-        let refused =
-            |message: &str| PushFailure::nothing_delivered(SinkError::Transient(message.to_owned()));
+        let refused = |message: &str| {
+            PushFailure::nothing_delivered(occurrences.len(), SinkError::Transient(message.to_owned()))
+        };
         match self.record.next_sink_fault() {
             SinkFault::None => {}
             SinkFault::Unavailable => return Err(refused("DataDog answered 503")),
             SinkFault::Partial => {
                 let half = occurrences.len() / 2;
                 self.accept(&occurrences[..half]);
-                return Err(PushFailure {
-                    error: SinkError::Transient("the second request timed out".to_owned()),
-                    delivered: half,
-                });
+                let error = SinkError::Transient("the second request timed out".to_owned());
+                return Err(PushFailure::after(half, occurrences.len(), error));
             }
             SinkFault::AcceptedButTimedOut => {
                 self.accept(occurrences);

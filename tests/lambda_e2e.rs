@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use common::attributes_event;
 use common::emulator::{Dynalite, Running, start_listening};
-use common::{attributes_event, intake};
+use common::intake::Intake;
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use wiremock::MockServer;
 
 const TABLE: &str = "flow-metrics-e2e";
 
@@ -34,9 +34,9 @@ fn cargo_lambda() -> PathBuf {
 
 /// How many `genesys.flow.metric` values the intake received per (tags, timestamp), over all
 /// requests (how they were split into requests does not matter to DataDog).
-async fn flow_points(server: &MockServer) -> Vec<(Value, Value, usize)> {
+fn flow_points(intake: &Intake) -> Vec<(Value, Value, usize)> {
     let mut totals: BTreeMap<(String, String), (Value, Value, usize)> = BTreeMap::new();
-    for (tags, time, values) in intake::points(server, "genesys.flow.metric").await {
+    for (tags, time, values) in intake.points("genesys.flow.metric") {
         let key = (tags.to_string(), time.to_string());
         totals.entry(key).or_insert_with(|| (tags, time, 0)).2 += values;
     }
@@ -51,7 +51,7 @@ struct LocalLambda {
 }
 
 impl LocalLambda {
-    fn start(dynalite: &Dynalite, intake: &MockServer) -> LocalLambda {
+    fn start(dynalite: &Dynalite, intake: &Intake) -> LocalLambda {
         let (emulator, port) = start_listening("cargo lambda watch", |port| {
             let mut command = Command::new(cargo_lambda());
             command
@@ -139,14 +139,14 @@ fn sqs_batch(records: &[(&str, String)]) -> Value {
 async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_same_points() {
     let dynalite = Dynalite::start();
     create_table(&dynalite.client(), TABLE).await.expect("table");
-    let intake = intake::accepting().await;
+    let intake = Intake::accepting().await;
     let lambda = LocalLambda::start(&dynalite, &intake);
     let (direct, queued, queued_again) = recent_events();
 
     // Direct mode: an EventBridge event, then its duplicate.
     assert_eq!(lambda.invoke(&direct), Ok(Value::Null));
     assert_eq!(lambda.invoke(&direct), Ok(Value::Null));
-    assert_eq!(flow_points(&intake).await.iter().map(|p| p.2).sum::<usize>(), 2);
+    assert_eq!(flow_points(&intake).iter().map(|p| p.2).sum::<usize>(), 2);
 
     // Queued mode: an SQS batch with one poison record.
     let batch = sqs_batch(&[
@@ -167,7 +167,7 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
         "{error}"
     );
 
-    let lambda_points = flow_points(&intake).await;
+    let lambda_points = flow_points(&intake);
     assert_eq!(
         lambda_points.iter().map(|p| p.2).sum::<usize>(),
         4,
@@ -176,7 +176,7 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
     assert!(lambda_points.iter().all(|(tags, _, _)| tags[2] == "env:e2e"));
 
     // The same events replayed from a laptop into another intake send the same points.
-    let replay_intake = intake::accepting().await;
+    let replay_intake = Intake::accepting().await;
     let trace = [direct, queued, queued_again]
         .iter()
         .map(Value::to_string)
@@ -203,5 +203,5 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(flow_points(&replay_intake).await, lambda_points);
+    assert_eq!(flow_points(&replay_intake), lambda_points);
 }

@@ -5,10 +5,13 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
+use common::intake::{Intake, Rules};
 use common::{RecordingSink, attributes_event, other_topic_event};
 use flow_metrics::lambda::{InvocationError, Response, handle};
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::pipeline::Pipeline;
+use flow_metrics::sink::DataDogSink;
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings};
 use jiff::Timestamp;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -163,4 +166,72 @@ async fn a_payload_that_is_neither_an_event_nor_a_batch_is_an_error() {
         .await
         .expect_err("unknown payload");
     assert_eq!(error.kind(), "UnknownPayload");
+}
+
+#[tokio::test]
+async fn a_series_datadog_refuses_fails_only_the_records_that_carry_it() {
+    // DataDog refuses any series tagged metric:poison; the other records of the batch share its
+    // request, and must be delivered all the same.
+    let now: Timestamp = "2026-03-07T04:10:00Z".parse().expect("time");
+    let intake = Intake::start(Rules {
+        now: Some(now),
+        refused_tag: Some("metric:poison".to_owned()),
+        ..Rules::default()
+    })
+    .await;
+    let sink = DataDogSink::new(DataDogSettings {
+        base_url: intake.uri(),
+        api_key: ApiKey::new("k").expect("key"),
+        metric: "genesys.flow.metric".to_owned(),
+        static_tags: Vec::new(),
+        self_metrics: false,
+        compression: Compression::Deflate,
+    })
+    .expect("sink");
+    let pipeline = Pipeline::new(MemoryLedger::default(), sink);
+    let poison = "RoutingMetric_Poison(2026-03-07T04:08:05.000Z)";
+    let batch = sqs_batch(&[
+        ("m-1", &attributes_event("c-1", "2026-03-07T04:08:11Z", &[START])),
+        (
+            "m-2",
+            &attributes_event("c-2", "2026-03-07T04:08:11Z", &[START, poison]),
+        ),
+        ("m-3", &attributes_event("c-3", "2026-03-07T04:08:11Z", &[START])),
+    ]);
+    let response = handle(&pipeline, &batch, now.into()).await.expect("handled");
+    assert_eq!(failed_ids(response), ["m-2"], "only the poison record is retried");
+    // Every good key was delivered once; the poison record's START too, with the good ones.
+    let starts: usize = intake
+        .points("genesys.flow.metric")
+        .iter()
+        .filter(|(tags, _, _)| {
+            tags.as_array()
+                .is_some_and(|tags| tags.contains(&json!("metric:start")))
+        })
+        .map(|(_, _, values)| values)
+        .sum();
+    assert_eq!(starts, 3);
+    assert_eq!(
+        pipeline.ledger().delivered(),
+        3,
+        "the poison key's claim was released"
+    );
+
+    // The retry fails again, with DataDog's message: after Lambda's retries it is dead-lettered.
+    let retry = sqs_batch(&[(
+        "m-2",
+        &attributes_event("c-2", "2026-03-07T04:08:11Z", &[START, poison]),
+    )]);
+    let error = handle(
+        &pipeline,
+        &raw(attributes_event("c-2", "2026-03-07T04:08:11Z", &[START, poison])),
+        now.into(),
+    )
+    .await
+    .expect_err("refused again");
+    assert!(matches!(error, InvocationError::NotDelivered(_)));
+    assert!(error.to_string().contains("Invalid tag"), "{error}");
+    let response = handle(&pipeline, &retry, now.into()).await.expect("handled");
+    assert_eq!(failed_ids(response), ["m-2"]);
+    assert_eq!(pipeline.ledger().delivered(), 3, "nothing counted twice");
 }

@@ -1,8 +1,8 @@
 //! Sinks: where counted occurrences go once the ledger has granted them.
 //!
-//! A push delivers the batch's occurrences in order. If it fails part-way, it says how many of
-//! the first occurrences were accepted: the pipeline confirms those and releases the claims of
-//! the rest, whose events fail and are retried. So nothing is lost and nothing is sent twice.
+//! A push delivers the batch's occurrences. If some are not delivered, it says which, and why:
+//! the pipeline confirms the others and releases the claims of these, whose events alone fail
+//! and are retried. So nothing is lost and nothing is sent twice.
 
 pub mod datadog;
 pub mod stdout;
@@ -34,19 +34,34 @@ impl SinkError {
     }
 }
 
-/// A push that did not deliver everything.
+/// A push that did not deliver everything: which occurrences were not delivered, and why.
+/// The pipeline confirms every other occurrence, and fails only the events of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{error} ({delivered} occurrences were delivered first)")]
+#[error("{} ({} occurrence(s) not delivered)", self.first_error(), self.undelivered.len())]
 pub struct PushFailure {
-    pub error: SinkError,
-    /// How many of the first occurrences were accepted before the failure.
-    pub delivered: usize,
+    /// Indexes into the push's occurrences, in order, each with why it was not delivered.
+    pub undelivered: Vec<(usize, SinkError)>,
 }
 
 impl PushFailure {
-    /// A failure before anything was delivered.
-    pub fn nothing_delivered(error: SinkError) -> Self {
-        PushFailure { error, delivered: 0 }
+    /// None of `count` occurrences was delivered.
+    pub fn nothing_delivered(count: usize, error: SinkError) -> Self {
+        PushFailure::after(0, count, error)
+    }
+
+    /// The first `delivered` of `count` occurrences were delivered, the rest not.
+    pub fn after(delivered: usize, count: usize, error: SinkError) -> Self {
+        PushFailure {
+            undelivered: (delivered..count).map(|index| (index, error.clone())).collect(),
+        }
+    }
+
+    /// Why the first undelivered occurrence was not delivered.
+    pub fn first_error(&self) -> SinkError {
+        self.undelivered.first().map_or_else(
+            || SinkError::Transient("nothing was refused".to_owned()),
+            |(_, error)| error.clone(),
+        )
     }
 }
 

@@ -44,15 +44,17 @@ impl<W: Write + Send> JsonLinesSink<W> {
                     line.push(b'\n');
                     writer.write_all(&line)
                 })
-                .map_err(|error| PushFailure {
-                    error: SinkError::Permanent(format!("cannot write occurrences: {error}")),
-                    delivered: written,
+                .map_err(|error| {
+                    let error = SinkError::Permanent(format!("cannot write occurrences: {error}"));
+                    PushFailure::after(written, occurrences.len(), error)
                 })?;
         }
-        writer.flush().map_err(|error| PushFailure {
-            error: SinkError::Permanent(format!("cannot write occurrences: {error}")),
-            delivered: occurrences.len(),
-        })
+        // Every line was handed to the writer whole; a failed flush shows in the next write,
+        // whose lines then count as undelivered.
+        if let Err(error) = writer.flush() {
+            tracing::warn!(%error, "cannot flush the occurrences written");
+        }
+        Ok(())
     }
 }
 

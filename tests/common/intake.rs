@@ -1,55 +1,292 @@
-//! A fake DataDog intake on 127.0.0.1, and what it received.
+//! A fake DataDog intake on 127.0.0.1 that holds requests to DataDog's published specification
+//! of `POST /api/v1/distribution_points`, not to our sender: it refuses what the specification
+//! does not allow, and records only what it accepted.
+//!
+//! - `DD-API-KEY` missing or empty: 403.
+//! - `Content-Type` other than `application/json`, or a `Content-Encoding` the specification
+//!   does not list for this endpoint (it lists `deflate`; none means identity): 415.
+//! - A body that does not inflate or is not JSON: 400.
+//! - A series that breaks the schema (`metric` a non-empty string; `points` a list of
+//!   `[timestamp, [values…]]` with numbers; `tags` strings; `host` a string; `type`
+//!   `distribution`): 400, naming it.
+//! - A point more than 10 minutes ahead or 1 hour behind the intake's clock: 400.
+//!
+//! Tests add what DataDog does under load or to a bad series: answers forced for the first
+//! requests (5xx, 408, 429 with its rate-limit headers), 413 for a payload of too many series,
+//! 400 for a series carrying a given tag.
 
+use std::collections::VecDeque;
 use std::io::Read as _;
+use std::sync::{Arc, Mutex};
 
-use flate2::read::GzDecoder;
+use flate2::read::ZlibDecoder;
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const DISTRIBUTION_POINTS: &str = "/api/v1/distribution_points";
 
-/// An intake that accepts every request.
-pub async fn accepting() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DISTRIBUTION_POINTS))
-        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"status": "ok"})))
-        .mount(&server)
-        .await;
-    server
+/// What the intake does beyond the specification's rules.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// The intake's clock for the timestamp window (default: the real clock).
+    pub now: Option<Timestamp>,
+    /// Answers given, in order, to the first requests instead of judging them:
+    /// (status, seconds until the rate limit resets, for a 429).
+    pub forced: Vec<(u16, Option<u64>)>,
+    /// More series than this in one payload: 413.
+    pub max_series: Option<usize>,
+    /// A series carrying this tag: 400.
+    pub refused_tag: Option<String>,
 }
 
-/// The JSON bodies the intake received, gunzipped, in order.
-pub async fn bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .expect("recording")
-        .iter()
-        .map(|request| {
-            let mut json = String::new();
-            GzDecoder::new(request.body.as_slice())
-                .read_to_string(&mut json)
-                .expect("a gzip body");
-            serde_json::from_str(&json).expect("a JSON body")
-        })
-        .collect()
+/// One request as the intake saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub status: u16,
+    pub content_encoding: Option<String>,
+    pub user_agent: Option<String>,
+    /// The decoded body, if it decoded.
+    pub body: Option<Value>,
 }
 
-/// Every point of `metric` received: (tags, timestamp, number of values).
-pub async fn points(server: &MockServer, metric: &str) -> Vec<(Value, Value, usize)> {
-    let mut points = Vec::new();
-    for body in bodies(server).await {
-        for series in body["series"].as_array().expect("series") {
-            if series["metric"] != metric {
-                continue;
-            }
-            for point in series["points"].as_array().expect("points") {
-                let values = point[1].as_array().expect("values").len();
-                points.push((series["tags"].clone(), point[0].clone(), values));
-            }
+#[derive(Debug, Default)]
+struct State {
+    forced: VecDeque<(u16, Option<u64>)>,
+    received: Vec<Received>,
+}
+
+struct Strict {
+    rules: Rules,
+    state: Arc<Mutex<State>>,
+}
+
+/// A running intake and what it received.
+pub struct Intake {
+    pub server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+/// An answer: its status, its JSON body and its extra headers.
+struct Answer {
+    status: u16,
+    body: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn error(status: u16, message: &str) -> Answer {
+    Answer {
+        status,
+        body: json!({"errors": [message]}),
+        headers: Vec::new(),
+    }
+}
+
+fn header(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The body as the specification reads it, or the answer refusing it.
+fn decode(request: &Request) -> Result<Value, Answer> {
+    let json = match header(request, "content-encoding").as_deref() {
+        None | Some("identity") => request.body.clone(),
+        Some("deflate") => {
+            let mut inflated = Vec::new();
+            ZlibDecoder::new(request.body.as_slice())
+                .read_to_end(&mut inflated)
+                .map_err(|_| error(400, "Payload could not be decompressed (deflate)"))?;
+            inflated
+        }
+        Some(other) => {
+            return Err(error(
+                415,
+                &format!("Unsupported Content-Encoding {other:?} for this endpoint"),
+            ));
+        }
+    };
+    serde_json::from_slice(&json).map_err(|_| error(400, "Payload is not valid JSON"))
+}
+
+fn is_number(value: &Value) -> bool {
+    value.is_number()
+}
+
+/// Why a series breaks the schema, if it does.
+fn schema_problem(series: &Value, now: i64) -> Option<String> {
+    let metric = series.get("metric").and_then(Value::as_str);
+    if metric.is_none_or(str::is_empty) {
+        return Some("metric must be a non-empty string".to_owned());
+    }
+    let points = series.get("points").and_then(Value::as_array)?;
+    for point in points {
+        let [timestamp, values] = point.as_array().map(Vec::as_slice).unwrap_or_default() else {
+            return Some(format!("point {point} is not [timestamp, [values]]"));
+        };
+        let values = values.as_array().filter(|values| !values.is_empty());
+        if !is_number(timestamp) || values.is_none_or(|values| !values.iter().all(is_number)) {
+            return Some(format!("point {point} is not [timestamp, [values]]"));
+        }
+        let seconds = timestamp.as_f64().unwrap_or_default() as i64;
+        if seconds > now + 600 || seconds < now - 3600 {
+            return Some(format!(
+                "point at {seconds} is outside the accepted window (10 minutes ahead, 1 hour behind)"
+            ));
         }
     }
-    points
+    let tags_are_strings = match series.get("tags") {
+        None => true,
+        Some(tags) => tags
+            .as_array()
+            .is_some_and(|tags| tags.iter().all(Value::is_string)),
+    };
+    if !tags_are_strings {
+        return Some("tags must be strings".to_owned());
+    }
+    if series.get("host").is_some_and(|host| !host.is_string()) {
+        return Some("host must be a string".to_owned());
+    }
+    if series.get("type").is_some_and(|kind| kind != "distribution") {
+        return Some("type must be distribution".to_owned());
+    }
+    None
+}
+
+impl Strict {
+    fn judge(&self, request: &Request) -> (Answer, Option<Value>) {
+        if header(request, "dd-api-key").is_none_or(|key| key.trim().is_empty()) {
+            return (error(403, "Forbidden"), None);
+        }
+        if header(request, "content-type").as_deref() != Some("application/json") {
+            return (error(415, "Unsupported Content-Type"), None);
+        }
+        let body = match decode(request) {
+            Ok(body) => body,
+            Err(refusal) => return (refusal, None),
+        };
+        let forced = self.state.lock().expect("lock").forced.pop_front();
+        if let Some((status, reset)) = forced {
+            let mut answer = error(status, "forced by the test");
+            if let Some(reset) = reset {
+                answer.headers = vec![
+                    ("X-RateLimit-Limit", "100".to_owned()),
+                    ("X-RateLimit-Period", "60".to_owned()),
+                    ("X-RateLimit-Remaining", "0".to_owned()),
+                    ("X-RateLimit-Reset", reset.to_string()),
+                ];
+            }
+            return (answer, Some(body));
+        }
+        let Some(series) = body.get("series").and_then(Value::as_array) else {
+            return (error(400, "series must be a list"), Some(body));
+        };
+        if self.rules.max_series.is_some_and(|max| series.len() > max) {
+            return (error(413, "Payload too large"), Some(body));
+        }
+        let now = self.rules.now.unwrap_or_else(Timestamp::now).as_second();
+        for series in series {
+            if let Some(problem) = schema_problem(series, now) {
+                return (error(400, &problem), Some(body));
+            }
+            let refused = self.rules.refused_tag.as_deref().is_some_and(|refused| {
+                series["tags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|tag| tag == refused))
+            });
+            if refused {
+                return (error(400, "Invalid tag in series"), Some(body));
+            }
+        }
+        let accepted = Answer {
+            status: 202,
+            body: json!({"status": "ok"}),
+            headers: Vec::new(),
+        };
+        (accepted, Some(body))
+    }
+}
+
+impl Respond for Strict {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let (answer, body) = self.judge(request);
+        self.state.lock().expect("lock").received.push(Received {
+            status: answer.status,
+            content_encoding: header(request, "content-encoding"),
+            user_agent: header(request, "user-agent"),
+            body,
+        });
+        answer.headers.iter().fold(
+            ResponseTemplate::new(answer.status).set_body_json(answer.body),
+            |template, (name, value)| template.insert_header(*name, value.as_str()),
+        )
+    }
+}
+
+impl Intake {
+    /// An intake holding requests to the specification, and to `rules`.
+    pub async fn start(rules: Rules) -> Intake {
+        let server = MockServer::start().await;
+        let state = Arc::new(Mutex::new(State {
+            forced: rules.forced.iter().copied().collect(),
+            received: Vec::new(),
+        }));
+        Mock::given(method("POST"))
+            .and(path(DISTRIBUTION_POINTS))
+            .respond_with(Strict {
+                rules,
+                state: state.clone(),
+            })
+            .mount(&server)
+            .await;
+        Intake { server, state }
+    }
+
+    /// An intake with the real clock and nothing beyond the specification.
+    pub async fn accepting() -> Intake {
+        Intake::start(Rules::default()).await
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// Every request, in order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("lock").received.clone()
+    }
+
+    /// The statuses answered, in order.
+    pub fn statuses(&self) -> Vec<u16> {
+        self.received().iter().map(|received| received.status).collect()
+    }
+
+    /// The bodies accepted (202), in order.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.received()
+            .into_iter()
+            .filter(|received| received.status == 202)
+            .filter_map(|received| received.body)
+            .collect()
+    }
+
+    /// Every accepted point of `metric`: (tags, timestamp, number of values).
+    pub fn points(&self, metric: &str) -> Vec<(Value, Value, usize)> {
+        let mut points = Vec::new();
+        for body in self.accepted() {
+            for series in body["series"].as_array().expect("series") {
+                if series["metric"] != metric {
+                    continue;
+                }
+                for point in series["points"].as_array().expect("points") {
+                    let values = point[1].as_array().expect("values").len();
+                    points.push((series["tags"].clone(), point[0].clone(), values));
+                }
+            }
+        }
+        points
+    }
 }

@@ -93,9 +93,8 @@ impl Sink for RecordingSink {
     async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
         self.pushes.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
-            return Err(PushFailure::nothing_delivered(SinkError::Transient(
-                "intake answered 503".to_owned(),
-            )));
+            let error = SinkError::Transient("intake answered 503".to_owned());
+            return Err(PushFailure::nothing_delivered(occurrences.len(), error));
         }
         let accepted = self.fail_after.lock().expect("lock").take();
         let delivered = accepted.unwrap_or(occurrences.len()).min(occurrences.len());
@@ -106,10 +105,10 @@ impl Sink for RecordingSink {
                 .map(|o| (o.conversation_id.to_owned(), o.key.to_owned())),
         );
         match accepted {
-            Some(_) => Err(PushFailure {
-                error: SinkError::Transient("the second request timed out".to_owned()),
-                delivered,
-            }),
+            Some(_) => {
+                let error = SinkError::Transient("the second request timed out".to_owned());
+                Err(PushFailure::after(delivered, occurrences.len(), error))
+            }
             None => Ok(()),
         }
     }

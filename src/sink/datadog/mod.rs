@@ -1,17 +1,28 @@
 //! The DataDog sink: each counted occurrence becomes a distribution point of value 1, posted to
-//! `POST /api/v1/distribution_points` (gzip, `DD-API-KEY`).
+//! `POST /api/v1/distribution_points` as DataDog's API specification describes it: a JSON body
+//! compressed with zlib (`Content-Encoding: deflate`, the only encoding the specification lists
+//! for this endpoint; uncompressed on request), the key in `DD-API-KEY`, and a `User-Agent`
+//! naming this tool and its version.
 //!
 //! Distributions, not `count` series: DataDog keeps only the last count point per (metric,
 //! tags, second), so two Lambda instances posting `1` in the same second would undercount;
 //! distribution values aggregate on DataDog's side. Query them as
 //! `count:genesys.flow.metric{*} by {flow,metric}`.
 //!
-//! Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with exponential
-//! backoff and jitter, but only within the push's deadline (which ends before the claims'
-//! lease), and no attempt starts with less than [`MIN_ATTEMPT`] left; 400, 403 and 413 are
-//! permanent and carry DataDog's message. Self-metrics (`genesys.flow_metrics.*`) count settled
-//! batches, so they ride along with a later push; when there is no point to carry them, they
-//! go alone once a minute, in one attempt that never holds an invocation up.
+//! Each answer the specification lists is handled:
+//! - 202: delivered.
+//! - 408, 5xx and connection errors: retried with exponential backoff and jitter; 429: retried
+//!   after the time DataDog names (`X-RateLimit-Reset`, else `X-RateLimit-Period`); always within
+//!   the push's deadline, which ends before the claims' lease, and no attempt starts with less
+//!   than [`MIN_ATTEMPT`] left.
+//! - 400 and 413: the request is split in halves and each half sent, down to single series, so
+//!   that only the series DataDog refuses fail (with DataDog's message) and the rest are
+//!   delivered: one bad series never fails the other events of a batch.
+//! - 403: permanent, for the whole push (the key is wrong).
+//!
+//! Self-metrics (`genesys.flow_metrics.*`) count settled batches, so they ride along with a
+//! later push; when there is no point to carry them, they go alone once a minute, in one attempt
+//! that never holds an invocation up.
 
 mod api_key;
 pub mod payload;
@@ -21,12 +32,10 @@ use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable as _};
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::write::ZlibEncoder;
 use jiff::Timestamp;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 pub use api_key::{ApiKey, ApiKeyError};
@@ -46,6 +55,19 @@ pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
 /// Self-metrics waiting longer than this are sent even by a push with no occurrence.
 const SELF_METRICS_FLUSH: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("genesys-flow-metrics/", env!("CARGO_PKG_VERSION"));
+
+/// How request bodies are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// zlib (RFC 1950), `Content-Encoding: deflate`: what the specification lists.
+    #[default]
+    Deflate,
+    /// Plain JSON, for proxies that want to read it.
+    None,
+}
+
 /// How the sink talks to DataDog.
 #[derive(Debug, Clone)]
 pub struct DataDogSettings {
@@ -57,6 +79,7 @@ pub struct DataDogSettings {
     /// Normalised with [`tags::parse_static_tags`].
     pub static_tags: Vec<String>,
     pub self_metrics: bool,
+    pub compression: Compression,
 }
 
 /// How hard a request is tried.
@@ -101,18 +124,55 @@ struct SelfMetrics {
     oldest: Option<Timestamp>,
 }
 
-/// A failed attempt, and whether another attempt may help.
+/// One series on its way, and what it carries.
+#[derive(Debug)]
+struct Outgoing {
+    series: Series,
+    /// Indexes of the push's occurrences it carries (none for self-metrics).
+    occurrences: Vec<usize>,
+}
+
+/// A failed attempt, and what may help.
 #[derive(Debug)]
 struct AttemptError {
     error: SinkError,
     retryable: bool,
+    /// DataDog refused the content (400, 413): a smaller request may pass.
+    content_refused: bool,
+    /// How long DataDog asks to wait (429).
+    retry_after: Option<Duration>,
+}
+
+impl AttemptError {
+    fn final_error(error: SinkError) -> Self {
+        AttemptError {
+            error,
+            retryable: false,
+            content_refused: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// How long a 429 asks to wait: the seconds until the limit resets, else its period.
+fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+    };
+    seconds("x-ratelimit-reset")
+        .or_else(|| seconds("x-ratelimit-period"))
+        .map(Duration::from_secs_f64)
 }
 
 impl DataDogSink {
     /// A sink with its own HTTP client (built once, reused by every push).
     pub fn new(settings: DataDogSettings) -> Result<DataDogSink, SinkError> {
         let client = reqwest::Client::builder()
-            .user_agent(concat!("genesys-flow-metrics/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|error| SinkError::Permanent(format!("cannot build the HTTP client: {error}")))?;
@@ -183,54 +243,90 @@ impl DataDogSink {
         };
     }
 
-    /// Sends one payload, retrying transient failures while the deadline allows.
-    async fn send(&self, payload: &Payload, deadline: Option<Instant>) -> Result<(), SinkError> {
-        let body = gzip(payload)?;
-        let total_delay = deadline.map(|deadline| {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .saturating_sub(MIN_ATTEMPT)
-        });
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.attempts.saturating_sub(1))
-            .with_total_delay(total_delay)
-            .with_jitter();
-        (|| self.attempt(&body, deadline))
-            .retry(backoff)
-            .when(|failure: &AttemptError| failure.retryable)
-            .notify(|failure: &AttemptError, delay: Duration| {
-                tracing::warn!(error = %failure.error, ?delay, "DataDog push failed; retrying");
-            })
-            .await
-            .map_err(|failure| failure.error)
+    /// The body as sent, with its `Content-Encoding`.
+    fn encode(&self, payload: &Payload) -> Result<(Vec<u8>, Option<&'static str>), SinkError> {
+        let json = serde_json::to_vec(payload)
+            .map_err(|error| SinkError::Permanent(format!("cannot encode: {error}")))?;
+        match self.settings.compression {
+            Compression::None => Ok((json, None)),
+            Compression::Deflate => {
+                let mut encoder =
+                    ZlibEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+                encoder
+                    .write_all(&json)
+                    .and_then(|()| encoder.finish())
+                    .map(|body| (body, Some("deflate")))
+                    .map_err(|error| SinkError::Permanent(format!("cannot compress: {error}")))
+            }
+        }
     }
 
-    async fn attempt(&self, body: &[u8], deadline: Option<Instant>) -> Result<(), AttemptError> {
+    /// Sends one request, retrying what may pass later while the deadline allows: after the
+    /// wait DataDog names for a 429, else with exponential backoff and jitter.
+    async fn send(&self, series: &[Outgoing], deadline: Option<Instant>) -> Result<(), AttemptError> {
+        let payload = Payload {
+            series: series.iter().map(|outgoing| outgoing.series.clone()).collect(),
+        };
+        let (body, encoding) = self.encode(&payload).map_err(AttemptError::final_error)?;
+        let mut backoff = self.retry.min_delay;
+        let mut attempt = 1;
+        loop {
+            let failure = match self.attempt(&body, encoding, deadline).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => failure,
+            };
+            if !failure.retryable || attempt >= self.retry.attempts {
+                return Err(failure);
+            }
+            let wait = failure
+                .retry_after
+                .unwrap_or_else(|| backoff.mul_f64(0.5 + fastrand::f64() / 2.0));
+            if deadline.is_some_and(|deadline| Instant::now() + wait + MIN_ATTEMPT > deadline) {
+                return Err(AttemptError {
+                    error: SinkError::Transient(format!(
+                        "{}; the next attempt ({} ms later) would not end before the push's deadline",
+                        failure.error,
+                        wait.as_millis()
+                    )),
+                    ..failure
+                });
+            }
+            tracing::warn!(error = %failure.error, ?wait, "DataDog push failed; retrying");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.retry.max_delay);
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        body: &[u8],
+        encoding: Option<&'static str>,
+        deadline: Option<Instant>,
+    ) -> Result<(), AttemptError> {
         let timeout = match deadline {
             None => self.retry.request_timeout,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left < MIN_ATTEMPT {
-                    return Err(AttemptError {
-                        error: SinkError::Transient(format!(
-                            "{} ms left to push, less than an attempt needs: the claims' lease or \
-                             the invocation ends first",
-                            left.as_millis()
-                        )),
-                        retryable: false,
-                    });
+                    return Err(AttemptError::final_error(SinkError::Transient(format!(
+                        "{} ms left to push, less than an attempt needs: the claims' lease or \
+                         the invocation ends first",
+                        left.as_millis()
+                    ))));
                 }
                 left.min(self.retry.request_timeout)
             }
         };
-        let response = self
+        let mut request = self
             .client
             .post(&self.endpoint)
             .header("DD-API-KEY", self.api_key_header.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_ENCODING, "gzip")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(encoding) = encoding {
+            request = request.header(CONTENT_ENCODING, encoding);
+        }
+        let response = request
             .timeout(timeout)
             .body(body.to_vec())
             .send()
@@ -241,11 +337,16 @@ impl DataDogSink {
                     with_causes(&error.without_url())
                 )),
                 retryable: true,
+                content_refused: false,
+                retry_after: None,
             })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
+        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
+            .then(|| rate_limit_wait(response.headers()))
+            .flatten();
         // DataDog explains refusals in the body (`{"errors": [...]}`); it never echoes the key.
         let message = response.text().await.unwrap_or_default();
         let message = format!("DataDog answered {status}: {}", message.trim());
@@ -257,7 +358,76 @@ impl DataDogSink {
         } else {
             SinkError::Permanent(message)
         };
-        Err(AttemptError { error, retryable })
+        Err(AttemptError {
+            error,
+            retryable,
+            content_refused: status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE,
+            retry_after,
+        })
+    }
+
+    /// Sends every request, isolating what DataDog refuses: a request refused for its content
+    /// is split in halves, down to single series. Returns the occurrences not delivered, and
+    /// whether the self-metrics were.
+    async fn deliver(
+        &self,
+        requests: Vec<Vec<Outgoing>>,
+        deadline: Option<Instant>,
+    ) -> (Vec<(usize, SinkError)>, bool) {
+        let mut undelivered = Vec::new();
+        let mut self_metrics_sent = true;
+        // A failure that is not about content (an outage, a bad key) fails what is left alike.
+        let mut outage: Option<SinkError> = None;
+        let mut stack: Vec<Vec<Outgoing>> = requests.into_iter().rev().collect();
+        while let Some(mut part) = stack.pop() {
+            let result = match &outage {
+                Some(error) => Err(AttemptError::final_error(error.clone())),
+                None => self.send(&part, deadline).await,
+            };
+            let Err(failure) = result else { continue };
+            if failure.content_refused && part.len() > 1 {
+                let second = part.split_off(part.len() / 2);
+                tracing::info!(
+                    error = %failure.error,
+                    series = part.len() + second.len(),
+                    "DataDog refused a request; sending each half to isolate what it refuses"
+                );
+                stack.push(second);
+                stack.push(part);
+                continue;
+            }
+            if !failure.content_refused {
+                outage.get_or_insert_with(|| failure.error.clone());
+            }
+            for outgoing in part {
+                if outgoing.occurrences.is_empty() {
+                    self_metrics_sent = false;
+                }
+                undelivered.extend(
+                    outgoing
+                        .occurrences
+                        .into_iter()
+                        .map(|index| (index, failure.error.clone())),
+                );
+            }
+        }
+        undelivered.sort_unstable_by_key(|(index, _)| *index);
+        (undelivered, self_metrics_sent)
+    }
+
+    /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
+    async fn send_self_metrics(&self, taken: SelfMetrics, series: Vec<Series>, context: &PushContext) {
+        let sent = match self.encode(&Payload { series }) {
+            Ok((body, encoding)) => self
+                .attempt(&body, encoding, context.deadline)
+                .await
+                .map_err(|failure| failure.error),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "self-metrics not sent; they wait for the next push");
+            self.restore_self_metrics(taken);
+        }
     }
 }
 
@@ -276,27 +446,47 @@ impl Sink for DataDogSink {
                 "keys too old for DataDog's window were sent at the processing time"
             );
         }
-        let mut requests = plan.requests;
-        if requests.is_empty() {
+        if plan.requests.is_empty() {
             let (taken, series) = self.take_self_metrics(context.now, plan.late, false);
             if !series.is_empty() {
                 self.send_self_metrics(taken, series, context).await;
             }
             return Ok(());
         }
-        let (taken, series) = self.take_self_metrics(context.now, plan.late, true);
+        let mut requests: Vec<Vec<Outgoing>> = plan
+            .requests
+            .into_iter()
+            .map(|request| {
+                request
+                    .payload
+                    .series
+                    .into_iter()
+                    .zip(request.carried)
+                    .map(|(series, occurrences)| Outgoing { series, occurrences })
+                    .collect()
+            })
+            .collect();
+        let (taken, self_series) = self.take_self_metrics(context.now, plan.late, true);
         if let Some(last) = requests.last_mut() {
-            last.payload.series.extend(series);
+            last.extend(self_series.into_iter().map(|series| Outgoing {
+                series,
+                occurrences: Vec::new(),
+            }));
         }
-        let mut delivered = 0;
-        for request in &requests {
-            if let Err(error) = self.send(&request.payload, context.deadline).await {
-                self.restore_self_metrics(taken);
-                return Err(PushFailure { error, delivered });
-            }
-            delivered += request.occurrences;
+        let (undelivered, self_metrics_sent) = self.deliver(requests, context.deadline).await;
+        if !self_metrics_sent || !undelivered.is_empty() {
+            // Counted again with the next push: the failure, and the counts not sent.
+            self.restore_self_metrics(if self_metrics_sent {
+                SelfMetrics::default()
+            } else {
+                taken
+            });
         }
-        Ok(())
+        if undelivered.is_empty() {
+            Ok(())
+        } else {
+            Err(PushFailure { undelivered })
+        }
     }
 
     fn record(&self, tally: &Tally, now: Timestamp) {
@@ -314,34 +504,6 @@ impl Sink for DataDogSink {
             self.send_self_metrics(taken, series, context).await;
         }
     }
-}
-
-impl DataDogSink {
-    /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
-    async fn send_self_metrics(&self, taken: SelfMetrics, series: Vec<Series>, context: &PushContext) {
-        let payload = Payload { series };
-        let sent = match gzip(&payload) {
-            Ok(body) => self
-                .attempt(&body, context.deadline)
-                .await
-                .map_err(|failure| failure.error),
-            Err(error) => Err(error),
-        };
-        if let Err(error) = sent {
-            tracing::warn!(%error, "self-metrics not sent; they wait for the next push");
-            self.restore_self_metrics(taken);
-        }
-    }
-}
-
-fn gzip(payload: &Payload) -> Result<Vec<u8>, SinkError> {
-    let json = serde_json::to_vec(payload)
-        .map_err(|error| SinkError::Permanent(format!("cannot encode: {error}")))?;
-    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
-    encoder
-        .write_all(&json)
-        .and_then(|()| encoder.finish())
-        .map_err(|error| SinkError::Permanent(format!("cannot compress: {error}")))
 }
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the

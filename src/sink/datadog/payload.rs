@@ -4,8 +4,8 @@
 //! metric name and tags (`flow:…`, `metric:…`, static tags); values at the same second share a
 //! point. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
 //! sent at the processing time (and counted as late) and a future one at now. A large push is cut
-//! into requests over contiguous runs of occurrences, so a failure part-way can say exactly which
-//! occurrences were delivered.
+//! into requests over contiguous runs of occurrences; every series knows which occurrences it
+//! carries, so a refusal can say exactly which were not delivered.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,7 +31,7 @@ pub struct Payload {
 }
 
 /// One distribution series: a metric name, its tags and its points.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Series {
     pub metric: String,
     /// `[[timestamp, [1.0, 1.0, …]], …]`, one entry per second.
@@ -56,8 +56,9 @@ impl Series {
 #[derive(Debug, PartialEq)]
 pub struct Request {
     pub payload: Payload,
-    /// How many occurrences (a contiguous run, in push order) this request carries.
-    pub occurrences: usize,
+    /// For each series of the payload, in order, the indexes (into the push) of the
+    /// occurrences it carries: what is not delivered if DataDog refuses that series.
+    pub carried: Vec<Vec<usize>>,
 }
 
 /// The requests for a push and how many of its occurrences were late.
@@ -95,6 +96,14 @@ impl PointTime {
     }
 }
 
+/// A series being built: its tags, values per second, and the occurrences it carries.
+#[derive(Default)]
+struct Grouped {
+    tags: Vec<String>,
+    points: BTreeMap<i64, usize>,
+    occurrences: Vec<usize>,
+}
+
 /// Groups occurrences into requests of at most `per_request` occurrences each.
 pub fn plan(
     occurrences: &[Occurrence<'_>],
@@ -103,15 +112,18 @@ pub fn plan(
     now: Timestamp,
     per_request: usize,
 ) -> Plan {
+    let per_request = per_request.max(1);
     let mut late = 0;
     let requests = occurrences
-        .chunks(per_request.max(1))
-        .map(|chunk| {
+        .chunks(per_request)
+        .enumerate()
+        .map(|(chunk_number, chunk)| {
+            let first = chunk_number * per_request;
             // (flow, metric) → series; two pairs whose tags normalise alike share a series.
             let mut series_of: HashMap<(&str, &str), usize> = HashMap::new();
             let mut series_with_tags: HashMap<Vec<String>, usize> = HashMap::new();
-            let mut grouped: Vec<(Vec<String>, BTreeMap<i64, usize>)> = Vec::new();
-            for occurrence in chunk {
+            let mut grouped: Vec<Grouped> = Vec::new();
+            for (offset, occurrence) in chunk.iter().enumerate() {
                 let index = *series_of
                     .entry((occurrence.flow, occurrence.metric))
                     .or_insert_with(|| {
@@ -121,7 +133,10 @@ pub fn plan(
                         ];
                         tags.extend(static_tags.iter().cloned());
                         *series_with_tags.entry(tags.clone()).or_insert_with(|| {
-                            grouped.push((tags, BTreeMap::new()));
+                            grouped.push(Grouped {
+                                tags,
+                                ..Grouped::default()
+                            });
                             grouped.len() - 1
                         })
                     });
@@ -129,22 +144,29 @@ pub fn plan(
                 if matches!(time, PointTime::Late(_)) {
                     late += 1;
                 }
-                *grouped[index].1.entry(time.second()).or_default() += 1;
+                let series = &mut grouped[index];
+                *series.points.entry(time.second()).or_default() += 1;
+                series.occurrences.push(first + offset);
             }
-            grouped.sort_by(|(a, _), (b, _)| a.cmp(b));
+            grouped.sort_by(|a, b| a.tags.cmp(&b.tags));
+            let carried = grouped
+                .iter_mut()
+                .map(|series| std::mem::take(&mut series.occurrences))
+                .collect();
             let series = grouped
                 .into_iter()
-                .map(|(tags, points)| {
-                    let points = points
+                .map(|grouped| {
+                    let points = grouped
+                        .points
                         .into_iter()
                         .map(|(second, count)| (second, vec![1.0; count]))
                         .collect();
-                    Series::distribution(metric, tags, points)
+                    Series::distribution(metric, grouped.tags, points)
                 })
                 .collect();
             Request {
                 payload: Payload { series },
-                occurrences: chunk.len(),
+                carried,
             }
         })
         .collect();
