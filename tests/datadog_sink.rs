@@ -12,7 +12,7 @@ mod common;
 use common::intake::{Intake, Rules};
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
-use flow_metrics::sink::{DataDogSink, PushContext, Sink, SinkError};
+use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -235,53 +235,41 @@ async fn transient_answers_are_retried_until_accepted() {
     );
 }
 
-#[tokio::test]
-async fn a_rate_limit_is_waited_out_as_datadog_says_within_the_deadline() {
+/// One push, 20 s before its deadline, to an intake that first answers 429 with
+/// `X-RateLimit-Reset: reset`. Returns the intake, the push's result and how long it took.
+async fn push_rate_limited(reset: u64) -> (Intake, Result<(), PushFailure>, Duration) {
     let intake = intake(Rules {
-        forced: vec![(429, Some(1))],
+        forced: vec![(429, Some(reset))],
         ..Rules::default()
     })
     .await;
     let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
     let started = Instant::now();
-    let deadline = PushContext {
+    let context = PushContext {
         now: now(),
         deadline: Some(started + Duration::from_secs(20)),
     };
-    sink(&intake, false)
-        .push(&occurrences, &deadline)
-        .await
-        .expect("accepted after the reset");
+    let pushed = sink(&intake, false).push(&occurrences, &context).await;
+    (intake, pushed, Instant::now() - started)
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_waited_out_as_datadog_says_within_the_deadline() {
+    let (intake, pushed, took) = push_rate_limited(1).await;
+    pushed.expect("accepted after the reset");
     assert_eq!(intake.statuses(), [429, 202]);
-    let waited = Instant::now() - started;
     // The quick retry policy's backoff is 5 ms: only the header can make it wait a second.
     assert!(
-        (Duration::from_secs(1)..Duration::from_secs(3)).contains(&waited),
-        "waited {waited:?}: the seconds X-RateLimit-Reset named, not a blind backoff"
+        (Duration::from_secs(1)..Duration::from_secs(3)).contains(&took),
+        "took {took:?}: the seconds X-RateLimit-Reset named, not a blind backoff"
     );
 }
 
 #[tokio::test]
 async fn a_rate_limit_that_outlasts_the_deadline_fails_at_once_as_transient() {
-    let intake = intake(Rules {
-        forced: vec![(429, Some(60))],
-        ..Rules::default()
-    })
-    .await;
-    let occurrences = [occurrence("F", "M", "a", "2026-03-07T11:59:30Z")];
-    let started = Instant::now();
-    let deadline = PushContext {
-        now: now(),
-        deadline: Some(started + Duration::from_secs(20)),
-    };
-    let failure = sink(&intake, false)
-        .push(&occurrences, &deadline)
-        .await
-        .expect_err("the reset comes after the deadline");
-    assert!(
-        Instant::now() - started < Duration::from_secs(1),
-        "no pointless wait"
-    );
+    let (intake, pushed, took) = push_rate_limited(60).await;
+    let failure = pushed.expect_err("the reset comes after the deadline");
+    assert!(took < Duration::from_secs(1), "no pointless wait");
     assert!(failure.first_error().is_transient());
     assert!(failure.to_string().contains("push's deadline"), "{failure}");
     assert_eq!(intake.statuses(), [429]);
