@@ -319,7 +319,14 @@ fn the_cli_replaying_twice_into_dynalite_prints_each_key_once_in_total() {
         let output = replay_into_dynamodb(
             &emulator.endpoint,
             TABLE,
-            &["--create-table", "--retention", "3650d", SAMPLES],
+            &[
+                "--sink",
+                "stdout",
+                "--create-table",
+                "--retention",
+                "3650d",
+                SAMPLES,
+            ],
         )
         .output()
         .expect("run flow-metrics");
@@ -351,9 +358,13 @@ fn the_cli_refuses_events_too_old_for_the_tables_retention() {
     // With 30 days' retention, records of keys from March may be gone: counting the samples
     // again could count them twice, so each event is refused with the reason.
     let emulator = Dynalite::start();
-    let output = replay_into_dynamodb(&emulator.endpoint, TABLE, &["--create-table", SAMPLES])
-        .output()
-        .expect("run flow-metrics");
+    let output = replay_into_dynamodb(
+        &emulator.endpoint,
+        TABLE,
+        &["--sink", "stdout", "--create-table", SAMPLES],
+    )
+    .output()
+    .expect("run flow-metrics");
     assert_eq!(output.status.code(), Some(1), "rejected events");
     assert!(output.stdout.is_empty(), "nothing counted");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -364,9 +375,31 @@ fn the_cli_refuses_events_too_old_for_the_tables_retention() {
 }
 
 #[test]
-fn the_cli_names_missing_credentials() {
+fn the_cli_will_not_guess_the_sink_for_a_table() {
+    // Printing to stdout would record the keys as delivered: DataDog would never get them.
     let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
         .args(["replay", "--ledger", "dynamodb", "--table", TABLE, SAMPLES])
+        .output()
+        .expect("run flow-metrics");
+    assert_eq!(output.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--sink is required with a DynamoDB table"),
+        "{stderr}"
+    );
+    let redrive = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args(["redrive", "--table", TABLE])
+        .output()
+        .expect("run flow-metrics");
+    assert_eq!(redrive.status.code(), Some(2));
+}
+
+#[test]
+fn the_cli_names_missing_credentials() {
+    let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args([
+            "replay", "--ledger", "dynamodb", "--table", TABLE, "--sink", "stdout", SAMPLES,
+        ])
         .env_clear()
         .env("AWS_REGION", "eu-west-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")

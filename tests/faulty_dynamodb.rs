@@ -46,7 +46,7 @@ fn trace(conversations: usize) -> (Vec<String>, Vec<(String, String)>) {
 
 fn replay(endpoint: &str, file: &std::path::Path) -> Child {
     let file = file.to_str().expect("a UTF-8 path");
-    replay_into_dynamodb(endpoint, TABLE, &["--batch-size", "16", file])
+    replay_into_dynamodb(endpoint, TABLE, &["--sink", "stdout", "--batch-size", "16", file])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -117,9 +117,10 @@ struct ReplayArgs {
     #[arg(long, value_parser = parse_duration, default_value = "30d")]
     retention: SignedDuration,
 
-    /// Where counted occurrences go.
-    #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
-    sink: SinkKind,
+    /// Where counted occurrences go: stdout by default with the memory ledger; with
+    /// --ledger dynamodb it must be said, since the table then records them as delivered.
+    #[arg(long, value_enum)]
+    sink: Option<SinkKind>,
 
     /// Keys older than this, relative to their event's time, are stale and never counted.
     #[arg(long, value_parser = parse_duration, default_value = "7d")]
@@ -171,9 +172,10 @@ struct RedriveArgs {
     #[command(flatten)]
     scan: ScanArgs,
 
-    /// Where redriven occurrences go.
-    #[arg(long, value_enum, default_value_t = SinkKind::Stdout)]
-    sink: SinkKind,
+    /// Where redriven occurrences go (required unless --dry-run): the table records them as
+    /// delivered.
+    #[arg(long, value_enum)]
+    sink: Option<SinkKind>,
 
     /// How long the redrive's own claims hold (as the Lambda's, by default).
     #[arg(long, value_parser = parse_duration, default_value = "40s")]
@@ -269,9 +271,39 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The sink for a run that records keys in `table`: it must be named, because the table then
+/// holds the keys as delivered, and no later run sends them. Exits with a usage error if not.
+fn sink_for_table(sink: Option<SinkKind>, table: Option<&str>) -> SinkKind {
+    let table = table.unwrap_or("the table");
+    let Some(sink) = sink else {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!(
+                    "--sink is required with a DynamoDB table: the keys sent are recorded in {table} as \
+                     delivered, and no later run sends them again. Use --sink datadog to count them in \
+                     DataDog, or --sink stdout to print them instead (DataDog then never gets them)"
+                ),
+            )
+            .exit();
+    };
+    if matches!(sink, SinkKind::Stdout) {
+        eprintln!(
+            "note: --sink stdout records each key it prints as delivered in {table}: DataDog will not \
+             receive them, and no later run will send them"
+        );
+    }
+    sink
+}
+
 async fn run_replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let sink = match args.ledger {
+        LedgerKind::Memory => args.sink.unwrap_or(SinkKind::Stdout),
+        LedgerKind::Dynamodb => sink_for_table(args.sink, args.table.table.as_deref()),
+    };
     let sources = open_sources(&args.files)?;
-    let tally = match args.sink {
+    let tally = match sink {
         SinkKind::Stdout => replay_into(JsonLinesSink::stdout(), sources, &args).await?,
         SinkKind::Datadog => replay_into(datadog_sink(&args.table).await?, sources, &args).await?,
     };
@@ -347,6 +379,7 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
+    let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
     let (client, table) = args.table.client().await?;
     let ledger = DynamoDbLedger::new(client, table).with_lease(args.lease);
     let stuck_before = Timestamp::now()
@@ -369,9 +402,9 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     }
     let caveat = what_redrive_cannot_know(&stuck);
     let stuck: Vec<StuckKey> = stuck.iter().map(StuckKey::from).collect();
-    let tally = match args.sink {
-        SinkKind::Stdout => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
-        SinkKind::Datadog => redrive_into(ledger, datadog_sink(&args.table).await?, &stuck).await,
+    let tally = match sink {
+        Some(SinkKind::Datadog) => redrive_into(ledger, datadog_sink(&args.table).await?, &stuck).await,
+        _ => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
     };
     eprintln!(
         "redrive: {} stuck key(s); delivered {}, taken or delivered by another process {}, not delivered {}",
