@@ -42,6 +42,7 @@ const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
 
 export class FlowMetricsStack extends Stack {
   readonly table: dynamodb.Table;
+  readonly rule: events.Rule;
   readonly function: lambda.Function;
   readonly deadLetterQueue: sqs.Queue;
   readonly eventQueue?: sqs.Queue;
@@ -51,12 +52,19 @@ export class FlowMetricsStack extends Stack {
     const settings = props.settings;
     const schema = ledgerSchema();
 
-    const bus = new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName });
-    const rule = new events.Rule(this, 'AttributesRule', {
+    // The partner bus: created here (associating the source), or one already associated.
+    const bus: events.IEventBus = settings.existingBus
+      ? events.EventBus.fromEventBusName(this, 'GenesysEventBus', settings.existingBus)
+      : new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName });
+    // Genesys sends as soon as the rule is on: it stays off until a real DataDog key is
+    // configured (an existing secret), or every event would fail and be dead-lettered.
+    this.rule = new events.Rule(this, 'AttributesRule', {
       description: 'Genesys conversation attribute updates from this organisation only',
       eventBus: bus,
       eventPattern: { source: [settings.eventSourceName], detailType: [ATTRIBUTES_DETAIL_TYPE] },
+      enabled: settings.apiKeySecretArn !== undefined,
     });
+    const rule = this.rule;
 
     this.table = new dynamodb.Table(this, 'LedgerTable', {
       partitionKey: { name: schema.partitionKey, type: dynamodb.AttributeType.STRING },
@@ -81,7 +89,16 @@ export class FlowMetricsStack extends Stack {
       retentionPeriod: Duration.days(14),
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
+      // Its events are the only copy of what failed: a teardown must not take them.
+      removalPolicy: RemovalPolicy.RETAIN,
     });
+    // If the bus cannot be created (the source is associated already, another region, an
+    // inactive integration), nothing retained is left behind: the retained resources come after.
+    if (bus instanceof events.EventBus) {
+      this.table.node.addDependency(bus);
+      secret.node.addDependency(bus);
+      this.deadLetterQueue.node.addDependency(bus);
+    }
 
     const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
       retention: settings.logRetentionDays as logs.RetentionDays,
@@ -122,7 +139,7 @@ export class FlowMetricsStack extends Stack {
       architecture: settings.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
       memorySize: settings.memorySize,
       timeout,
-      reservedConcurrentExecutions: settings.reservedConcurrency,
+      reservedConcurrentExecutions: settings.mode === 'direct' ? settings.reservedConcurrency : undefined,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: applicationLogLevel(settings.logLevel),
       systemLogLevelV2: lambda.SystemLogLevel.WARN,
@@ -185,50 +202,132 @@ export class FlowMetricsStack extends Stack {
           batchSize: 10,
           maxBatchingWindow: Duration.seconds(TIMING.sqsBatchingWindowSeconds),
           reportBatchItemFailures: true,
+          maxConcurrency: settings.maxConcurrency,
         }),
       );
     }
 
-    this.addAlarms(settings);
+    this.addAlarms(settings, bus, logGroup);
     this.addOutputs(secret);
     this.acknowledgeReviewedFindings();
   }
 
-  private addAlarms(settings: FlowMetricsSettings): void {
+  /**
+   * An alarm for every way an event can disappear or stall, each named in the README's runbooks:
+   * failures are alarmed when sustained, losses at once.
+   */
+  private addAlarms(settings: FlowMetricsSettings, bus: events.IEventBus, logGroup: logs.ILogGroup): void {
     const period = Duration.minutes(5);
-    const alarm = (id: string, description: string, metric: cloudwatch.IMetric, threshold = 0) =>
+    const alarm = (
+      id: string,
+      description: string,
+      metric: cloudwatch.IMetric,
+      options: { threshold?: number; sustained?: boolean } = {},
+    ) =>
       new cloudwatch.Alarm(this, id, {
         alarmDescription: description,
         metric,
-        threshold,
+        threshold: options.threshold ?? 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
+        evaluationPeriods: options.sustained ? 3 : 1,
+        datapointsToAlarm: options.sustained ? 3 : 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+    const ruleMetric = (metricName: string, statistic: string, metricPeriod: Duration) =>
+      new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName,
+        dimensionsMap: { EventBusName: bus.eventBusName, RuleName: this.rule.ruleName },
+        statistic,
+        period: metricPeriod,
+      });
+    // The function logs these lines when DataDog refuses or cannot be reached: counted here, in
+    // CloudWatch, since the self-metrics that would tell DataDog fail along with the points.
+    const pushFailures = new logs.MetricFilter(this, 'DataDogPushFailures', {
+      logGroup,
+      filterPattern: logs.FilterPattern.anyTerm('push failed', 'self-metrics not sent'),
+      metricNamespace: 'GenesysFlowMetrics',
+      metricName: 'DataDogPushFailures',
+      metricValue: '1',
+      defaultValue: 0,
+    });
     const alarms = [
       alarm(
         'FunctionErrorsAlarm',
-        'The function failed: events are being retried or dead-lettered',
+        'The function has failed for 15 minutes: events are being retried, then dead-lettered',
         this.function.metricErrors({ period, statistic: 'Sum' }),
+        { sustained: true },
       ),
       alarm(
         'FunctionThrottlesAlarm',
-        'The function is throttled: raise its reserved concurrency',
+        'The function has been throttled for 15 minutes: raise its concurrency',
         this.function.metricThrottles({ period, statistic: 'Sum' }),
+        { sustained: true },
+      ),
+      alarm(
+        'DataDogPushFailuresAlarm',
+        'Pushes to DataDog have failed for 15 minutes: check the API key, the site and DataDog status',
+        pushFailures.metric({ period, statistic: 'Sum' }),
+        { sustained: true },
       ),
       alarm(
         'DeadLetterQueueAlarm',
         'Events reached the dead-letter queue: inspect and redrive them',
         this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
       ),
+      alarm(
+        'DeadLetterSendFailuresAlarm',
+        'EventBridge could neither deliver events nor put them in the dead-letter queue: they are lost',
+        ruleMetric('InvocationsFailedToBeSentToDlq', 'Sum', period),
+      ),
     ];
+    if (settings.apiKeySecretArn !== undefined) {
+      // Missing data is breaching: an integration disabled or a topic changed sends nothing.
+      alarms.push(
+        new cloudwatch.Alarm(this, 'NoEventsAlarm', {
+          alarmDescription: `The rule matched no Genesys event for ${settings.noEventsAlarmHours} hour(s): is the integration active, and its topic subscribed?`,
+          metric: ruleMetric('MatchedEvents', 'Sum', Duration.hours(1)),
+          threshold: 1,
+          comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+          evaluationPeriods: settings.noEventsAlarmHours,
+          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        }),
+      );
+    }
+    if (settings.mode === 'direct') {
+      alarms.push(
+        alarm(
+          'DestinationDeliveryFailuresAlarm',
+          'Failed invocations could not be sent to the dead-letter queue: those events are lost',
+          new cloudwatch.Metric({
+            namespace: 'AWS/Lambda',
+            metricName: 'DestinationDeliveryFailures',
+            dimensionsMap: { FunctionName: this.function.functionName },
+            statistic: 'Sum',
+            period,
+          }),
+        ),
+        alarm(
+          'AsyncEventAgeAlarm',
+          'Events wait more than five minutes in Lambda\'s queue: retries or throttling are delaying them',
+          new cloudwatch.Metric({
+            namespace: 'AWS/Lambda',
+            metricName: 'AsyncEventAge',
+            dimensionsMap: { FunctionName: this.function.functionName },
+            statistic: 'Maximum',
+            period,
+          }),
+          { threshold: 5 * 60 * 1000 },
+        ),
+      );
+    }
     if (this.eventQueue) {
       alarms.push(
         alarm(
           'EventQueueAgeAlarm',
           'Events wait in the queue for more than five minutes',
           this.eventQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
-          300,
+          { threshold: 300 },
         ),
       );
     }

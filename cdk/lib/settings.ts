@@ -1,9 +1,12 @@
 import { MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from './timing';
 
 /**
- * The deployment's inputs: read from CDK context (`-c key=value`) and checked, each with a
- * message naming the key.
+ * The deployment's inputs: stored in `settings.json` beside the cdk app, so that `cdk deploy`
+ * and `cdk destroy` with no flags reproduce the last deployment; `-c key=value` overrides a
+ * stored value and is stored in turn. Each value is checked, with a message naming the key.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 
 /** The topic the rule forwards. Genesys keeps the literal `{id}` in `detail-type`. */
 export const ATTRIBUTES_DETAIL_TYPE = 'v2.detail.events.conversation.{id}.attributes';
@@ -13,6 +16,8 @@ export type Architecture = 'arm64' | 'x86_64';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface FlowMetricsSettings {
+  /** The CloudFormation stack's name. */
+  readonly stackName: string;
   /** `aws.partner/genesys.com/cloud/<org-id>/<integration-name>` */
   readonly eventSourceName: string;
   /** DataDog site, e.g. `datadoghq.com`, `datadoghq.eu`. */
@@ -30,10 +35,46 @@ export interface FlowMetricsSettings {
   readonly mode: Mode;
   readonly memorySize: number;
   readonly timeoutSeconds: number;
+  /** Direct mode: a cap on the function's concurrent executions. */
   readonly reservedConcurrency?: number;
+  /** Queued mode: a cap on concurrent batches, set on the queue's event source (throttled
+   * receives would count toward the dead-letter queue's receive limit under reserved
+   * concurrency). */
+  readonly maxConcurrency?: number;
   /** An address to notify of alarms (an SNS topic is created for it). */
   readonly alarmEmail?: string;
+  /** The name of an event bus already associated with the partner event source (in the console
+   * or by an earlier stack): the stack then creates no bus. */
+  readonly existingBus?: string;
+  /** Alarm when the rule matches no event for this many hours (Genesys stopped sending). */
+  readonly noEventsAlarmHours: number;
 }
+
+/** Every key the settings file may hold, in the order it is written. */
+export const SETTING_KEYS = [
+  'stackName',
+  'eventSourceName',
+  'existingBus',
+  'datadogSite',
+  'apiKeySecretArn',
+  'tags',
+  'metricName',
+  'retentionDays',
+  'logLevel',
+  'logRetentionDays',
+  'architecture',
+  'mode',
+  'memorySize',
+  'timeoutSeconds',
+  'reservedConcurrency',
+  'maxConcurrency',
+  'alarmEmail',
+  'noEventsAlarmHours',
+] as const;
+
+/** Where the settings are stored: beside the cdk app, one per checkout (not committed), or
+ * where `FLOW_METRICS_SETTINGS` points (the test script's synths use a file of their own). */
+export const SETTINGS_FILE = process.env.FLOW_METRICS_SETTINGS ?? path.join(__dirname, '..', 'settings.json');
 
 /** The Rust code's stale age: retention must exceed it. */
 export const MAX_KEY_AGE_DAYS = 7;
@@ -43,7 +84,7 @@ const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
 
 export class SettingsError extends Error {
   constructor(key: string, problem: string) {
-    super(`context ${key}: ${problem}`);
+    super(`setting ${key}: ${problem}`);
     this.name = 'SettingsError';
   }
 }
@@ -79,7 +120,8 @@ export function readSettings(context: Context): FlowMetricsSettings {
     throw new SettingsError(
       'eventSourceName',
       'is required: the partner event source of your Genesys Cloud EventBridge integration, ' +
-        'aws.partner/genesys.com/cloud/<org-id>/<integration-name>',
+        'aws.partner/genesys.com/cloud/<org-id>/<integration-name> (store it in cdk/settings.json, ' +
+        'or give it once with -c eventSourceName=…)',
     );
   }
   if (!/^aws\.partner\/genesys\.com\/cloud\/[0-9a-fA-F-]{36}\/[A-Za-z0-9._-]+$/.test(eventSourceName)) {
@@ -88,6 +130,10 @@ export function readSettings(context: Context): FlowMetricsSettings {
       `${JSON.stringify(eventSourceName)} is not a Genesys partner event source ` +
         '(aws.partner/genesys.com/cloud/<org-id>/<integration-name>)',
     );
+  }
+  const stackName = text('stackName') ?? 'GenesysFlowMetrics';
+  if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
+    throw new SettingsError('stackName', `${JSON.stringify(stackName)} is not a CloudFormation stack name`);
   }
   const datadogSite = text('datadogSite') ?? 'datadoghq.com';
   if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(datadogSite)) {
@@ -119,11 +165,26 @@ export function readSettings(context: Context): FlowMetricsSettings {
       ? integer('timeoutSeconds', TIMING.defaultTimeoutSeconds, 5, MAX_DIRECT_TIMEOUT_SECONDS)
       : integer('timeoutSeconds', TIMING.defaultTimeoutSeconds, 5, 300);
   const reserved = text('reservedConcurrency');
+  const maxConcurrency = text('maxConcurrency');
+  if (mode === 'queued' && reserved !== undefined) {
+    throw new SettingsError(
+      'reservedConcurrency',
+      'is for direct mode: in queued mode set maxConcurrency, or throttled receives count toward the dead-letter queue',
+    );
+  }
+  if (mode === 'direct' && maxConcurrency !== undefined) {
+    throw new SettingsError('maxConcurrency', 'is for queued mode: in direct mode set reservedConcurrency');
+  }
+  const existingBus = text('existingBus');
+  if (existingBus !== undefined && !/^[A-Za-z0-9._\-/]{1,256}$/.test(existingBus)) {
+    throw new SettingsError('existingBus', `${JSON.stringify(existingBus)} is not an event bus name`);
+  }
   const alarmEmail = text('alarmEmail');
   if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail)) {
     throw new SettingsError('alarmEmail', `${JSON.stringify(alarmEmail)} is not an email address`);
   }
   return {
+    stackName,
     eventSourceName,
     datadogSite,
     apiKeySecretArn,
@@ -137,6 +198,52 @@ export function readSettings(context: Context): FlowMetricsSettings {
     memorySize: integer('memorySize', 256, 128, 256),
     timeoutSeconds: timeoutSeconds(),
     reservedConcurrency: reserved === undefined ? undefined : integer('reservedConcurrency', 0, 1, 1000),
+    // The event source mapping's own bounds.
+    maxConcurrency: maxConcurrency === undefined ? undefined : integer('maxConcurrency', 0, 2, 1000),
     alarmEmail,
+    existingBus,
+    noEventsAlarmHours: integer('noEventsAlarmHours', 6, 1, 24 * 7),
   };
+}
+
+/** The values stored in `file`, or none if there is no file yet. */
+export function loadStoredSettings(file: string = SETTINGS_FILE): Record<string, unknown> {
+  if (!fs.existsSync(file)) return {};
+  let stored: unknown;
+  try {
+    stored = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
+    throw new Error(`${file}: must hold one JSON object of settings`);
+  }
+  const unknown = Object.keys(stored).filter((key) => !(SETTING_KEYS as readonly string[]).includes(key));
+  if (unknown.length > 0) {
+    throw new Error(`${file}: unknown setting(s) ${unknown.join(', ')}; the settings are ${SETTING_KEYS.join(', ')}`);
+  }
+  return stored as Record<string, unknown>;
+}
+
+/**
+ * The app's settings: the stored ones, overridden by any given with `-c`; checked, then stored
+ * (so the next `cdk deploy` or `cdk destroy` with no flags reproduces this one).
+ */
+export function appSettings(context: Context, file: string = SETTINGS_FILE): FlowMetricsSettings {
+  const stored = loadStoredSettings(file);
+  const given: Record<string, unknown> = {};
+  for (const key of SETTING_KEYS) {
+    const value = context(key);
+    if (value !== undefined && value !== null) given[key] = value;
+  }
+  const merged: Record<string, unknown> = { ...stored, ...given };
+  const settings = readSettings((key) => merged[key]);
+  if (Object.keys(given).length > 0) {
+    const ordered: Record<string, unknown> = {};
+    for (const key of SETTING_KEYS) {
+      if (merged[key] !== undefined && merged[key] !== '') ordered[key] = merged[key];
+    }
+    fs.writeFileSync(file, `${JSON.stringify(ordered, null, 2)}\n`);
+  }
+  return settings;
 }

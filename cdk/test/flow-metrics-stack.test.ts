@@ -9,7 +9,9 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { FlowMetricsStack } from '../lib/flow-metrics-stack';
 import { ledgerSchema } from '../lib/ledger-schema';
 import { awsSolutionsFindings, describeFinding } from '../lib/nag';
-import { ATTRIBUTES_DETAIL_TYPE, readSettings } from '../lib/settings';
+import * as fs from 'fs';
+import * as os from 'os';
+import { appSettings, ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings, readSettings } from '../lib/settings';
 import { TIMING } from '../lib/timing';
 
 const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
@@ -18,7 +20,10 @@ const PLACEHOLDER_DIR = path.join(__dirname, 'placeholder-asset');
 
 function synth(context: Record<string, string> = {}): { stack: FlowMetricsStack; template: Template } {
   const values: Record<string, string> = { eventSourceName: SOURCE, ...context };
-  const settings = readSettings((key) => values[key]);
+  return synthSettings(readSettings((key) => values[key]));
+}
+
+function synthSettings(settings: FlowMetricsSettings): { stack: FlowMetricsStack; template: Template } {
   const app = new App();
   const stack = new FlowMetricsStack(app, 'Test', { settings, prebuiltCode: lambda.Code.fromAsset(PLACEHOLDER_DIR) });
   return { stack, template: Template.fromStack(stack) };
@@ -43,6 +48,49 @@ function policyStatements(template: Template): unknown[] {
   }));
 }
 
+describe('stored settings', () => {
+  const file = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flow-metrics-settings-')), 'settings.json');
+  const flags = (values: Record<string, string>) => (key: string) => values[key];
+
+  test('a deploy with no flags reproduces the last one', () => {
+    const stored = file();
+    const first = appSettings(
+      flags({ eventSourceName: SOURCE, mode: 'queued', apiKeySecretArn: SECRET_ARN, maxConcurrency: '4', tags: 'env:prod' }),
+      stored,
+    );
+    const second = appSettings(flags({}), stored);
+    expect(second).toEqual(first);
+    expect(synthSettings(second).template.toJSON()).toEqual(synthSettings(first).template.toJSON());
+    // The queue, the key and the concurrency cap are all still there.
+    expect(second).toEqual(expect.objectContaining({ mode: 'queued', apiKeySecretArn: SECRET_ARN, maxConcurrency: 4 }));
+  });
+
+  test('a flag overrides one stored setting and is stored in turn', () => {
+    const stored = file();
+    appSettings(flags({ eventSourceName: SOURCE, logLevel: 'debug' }), stored);
+    appSettings(flags({ logLevel: 'warn' }), stored);
+    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ eventSourceName: SOURCE, logLevel: 'warn' });
+    expect(appSettings(flags({}), stored).logLevel).toBe('warn');
+  });
+
+  test('without stored settings, the message says where to put them', () => {
+    expect(() => appSettings(flags({}), file())).toThrow(/^setting eventSourceName: is required.*cdk\/settings\.json/);
+  });
+
+  test('a settings file with an unknown key is refused, naming it', () => {
+    const stored = file();
+    fs.writeFileSync(stored, JSON.stringify({ eventSourceName: SOURCE, eventSource: 'typo' }));
+    expect(() => appSettings(flags({}), stored)).toThrow(/unknown setting\(s\) eventSource;/);
+  });
+
+  test('a bad stored value is refused, naming it, and nothing is overwritten', () => {
+    const stored = file();
+    fs.writeFileSync(stored, JSON.stringify({ eventSourceName: SOURCE, mode: 'batch' }));
+    expect(() => appSettings(flags({ logLevel: 'info' }), stored)).toThrow(/^setting mode: /);
+    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ eventSourceName: SOURCE, mode: 'batch' });
+  });
+});
+
 describe('the event bus and rule', () => {
   const { template } = synth();
 
@@ -50,12 +98,33 @@ describe('the event bus and rule', () => {
     template.hasResourceProperties('AWS::Events::EventBus', { Name: SOURCE, EventSourceName: SOURCE });
   });
 
-  test('the rule takes attribute updates from this organisation only', () => {
-    template.hasResourceProperties('AWS::Events::Rule', {
-      EventBusName: { Ref: logicalId(template, 'AWS::Events::EventBus') },
+  test('the rule takes attribute updates from this organisation only, once a key is configured', () => {
+    const withKey = synth({ apiKeySecretArn: SECRET_ARN }).template;
+    withKey.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: logicalId(withKey, 'AWS::Events::EventBus') },
       EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE] },
       State: 'ENABLED',
     });
+  });
+
+  test('without a real key the rule is off: Genesys events would all fail', () => {
+    template.hasResourceProperties('AWS::Events::Rule', { State: 'DISABLED' });
+  });
+
+  test('the retained resources wait for the bus, so a failed bus leaves nothing behind', () => {
+    const bus = logicalId(template, 'AWS::Events::EventBus');
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::SecretsManager::Secret']) {
+      const [resource] = Object.values(template.findResources(type));
+      expect((resource as { DependsOn?: string[] }).DependsOn).toContain(bus);
+    }
+    const queues = Object.values(template.findResources('AWS::SQS::Queue'));
+    expect(queues.every((queue) => (queue as { DependsOn?: string[] }).DependsOn?.includes(bus))).toBe(true);
+  });
+
+  test('an existing bus is used, not created', () => {
+    const { template: existing } = synth({ existingBus: SOURCE, apiKeySecretArn: SECRET_ARN });
+    existing.resourceCountIs('AWS::Events::EventBus', 0);
+    existing.hasResourceProperties('AWS::Events::Rule', { EventBusName: SOURCE, State: 'ENABLED' });
   });
 });
 
@@ -310,35 +379,97 @@ describe('queued mode', () => {
   });
 
   test('a queue age alarm joins the others', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateAgeOfOldestMessage',
       Threshold: 300,
     });
   });
+
+  test('concurrency is capped on the event source, not reserved', () => {
+    const capped = synth({ mode: 'queued', maxConcurrency: '5' }).template;
+    capped.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 5 } });
+    const [fn] = Object.values(capped.findResources('AWS::Lambda::Function'));
+    expect((fn as { Properties: Record<string, unknown> }).Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
 });
 
 describe('alarms and outputs', () => {
-  test('errors, throttles and a non-empty dead-letter queue raise alarms', () => {
+  /** Alarm metric names in a template. */
+  const alarmMetrics = (template: Template): string[] =>
+    Object.values(template.findResources('AWS::CloudWatch::Alarm'))
+      .map((alarm) => (alarm as { Properties: { MetricName: string } }).Properties.MetricName)
+      .sort();
+
+  test.each([
+    [
+      'direct',
+      [
+        'ApproximateNumberOfMessagesVisible',
+        'AsyncEventAge',
+        'DataDogPushFailures',
+        'DestinationDeliveryFailures',
+        'Errors',
+        'InvocationsFailedToBeSentToDlq',
+        'MatchedEvents',
+        'Throttles',
+      ],
+    ],
+    [
+      'queued',
+      [
+        'ApproximateAgeOfOldestMessage',
+        'ApproximateNumberOfMessagesVisible',
+        'DataDogPushFailures',
+        'Errors',
+        'InvocationsFailedToBeSentToDlq',
+        'MatchedEvents',
+        'Throttles',
+      ],
+    ],
+  ])('%s mode alarms on every way an event can disappear or stall', (mode, expected) => {
+    const { template } = synth({ mode, apiKeySecretArn: SECRET_ARN });
+    expect(alarmMetrics(template)).toEqual(expected);
+  });
+
+  test('failures alarm when sustained, losses at once, and silence is breaching', () => {
+    const { template } = synth({ apiKeySecretArn: SECRET_ARN, noEventsAlarmHours: '4' });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 3,
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'DestinationDeliveryFailures',
+      EvaluationPeriods: 1,
+      Threshold: 0,
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'MatchedEvents',
+      Namespace: 'AWS/Events',
+      Period: 3600,
+      EvaluationPeriods: 4,
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 1,
+      TreatMissingData: 'breaching',
+    });
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '?"push failed" ?"self-metrics not sent"',
+      MetricTransformations: [Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'DataDogPushFailures' })],
+    });
+  });
+
+  test('without a key there is no silence alarm: the rule is off', () => {
     const { template } = synth();
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
-    for (const metric of ['Errors', 'Throttles', 'ApproximateNumberOfMessagesVisible']) {
-      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-        MetricName: metric,
-        Threshold: 0,
-        ComparisonOperator: 'GreaterThanThreshold',
-        TreatMissingData: 'notBreaching',
-      });
-    }
+    expect(alarmMetrics(template)).not.toContain('MatchedEvents');
     template.resourceCountIs('AWS::SNS::Topic', 0);
   });
 
   test('an alarm email gets a topic that every alarm notifies', () => {
-    const { template } = synth({ alarmEmail: 'ivr-team@example.com' });
+    const { template } = synth({ alarmEmail: 'ivr-team@example.com', apiKeySecretArn: SECRET_ARN });
     const topic = logicalId(template, 'AWS::SNS::Topic');
     template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ivr-team@example.com' });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(8);
     for (const alarm of alarms) {
       expect((alarm as { Properties: { AlarmActions: unknown } }).Properties.AlarmActions).toEqual([{ Ref: topic }]);
     }

@@ -8,6 +8,7 @@ const read = (context: Record<string, unknown>) => readSettings((key) => context
 
 test('only the event source is required', () => {
   expect(read({ eventSourceName: SOURCE })).toEqual({
+    stackName: 'GenesysFlowMetrics',
     eventSourceName: SOURCE,
     datadogSite: 'datadoghq.com',
     apiKeySecretArn: undefined,
@@ -21,7 +22,10 @@ test('only the event source is required', () => {
     memorySize: 256,
     timeoutSeconds: 30,
     reservedConcurrency: undefined,
+    maxConcurrency: undefined,
     alarmEmail: undefined,
+    existingBus: undefined,
+    noEventsAlarmHours: 6,
   });
 });
 
@@ -34,7 +38,7 @@ test('in direct mode the lease of the longest timeout ends before Lambda retries
   expect(read({ eventSourceName: SOURCE, timeoutSeconds: MAX_DIRECT_TIMEOUT_SECONDS }).timeoutSeconds).toBe(MAX_DIRECT_TIMEOUT_SECONDS);
   expect(leaseSeconds(MAX_DIRECT_TIMEOUT_SECONDS)).toBeLessThan(TIMING.asyncFirstRetrySeconds);
   expect(() => read({ eventSourceName: SOURCE, timeoutSeconds: MAX_DIRECT_TIMEOUT_SECONDS + 1 })).toThrow(
-    new RegExp(`^context timeoutSeconds: .* from 5 to ${MAX_DIRECT_TIMEOUT_SECONDS}`),
+    new RegExp(`^setting timeoutSeconds: .* from 5 to ${MAX_DIRECT_TIMEOUT_SECONDS}`),
   );
   // Queued mode has no such bound: the visibility timeout covers the lease instead.
   expect(read({ eventSourceName: SOURCE, mode: 'queued', timeoutSeconds: '300' }).timeoutSeconds).toBe(300);
@@ -63,9 +67,15 @@ test.each([
   [{ timeoutSeconds: 'thirty' }, 'timeoutSeconds', 'must be a whole number'],
   [{ reservedConcurrency: '0' }, 'reservedConcurrency', 'from 1 to 1000'],
   [{ alarmEmail: 'team' }, 'alarmEmail', 'is not an email address'],
+  [{ mode: 'queued', reservedConcurrency: '5' }, 'reservedConcurrency', 'in queued mode set maxConcurrency'],
+  [{ maxConcurrency: '5' }, 'maxConcurrency', 'is for queued mode'],
+  [{ mode: 'queued', maxConcurrency: '1' }, 'maxConcurrency', 'from 2 to 1000'],
+  [{ existingBus: 'my bus' }, 'existingBus', 'is not an event bus name'],
+  [{ noEventsAlarmHours: '0' }, 'noEventsAlarmHours', 'from 1 to 168'],
+  [{ stackName: '1stack' }, 'stackName', 'is not a CloudFormation stack name'],
 ])('%j is refused, naming %s', (context, key, problem) => {
   const values = { eventSourceName: SOURCE, ...context };
   if (key === 'eventSourceName' && !('eventSourceName' in context)) delete (values as Record<string, unknown>).eventSourceName;
   expect(() => read(values)).toThrow(SettingsError);
-  expect(() => read(values)).toThrow(new RegExp(`^context ${key}: .*${problem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  expect(() => read(values)).toThrow(new RegExp(`^setting ${key}: .*${problem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
 });
