@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use crate::attribute::{Attribute, classify};
 use crate::count::{Occurrence, Tally};
@@ -124,7 +124,7 @@ pub fn generate(shape: TraceShape) -> impl Iterator<Item = String> {
                     json!(format!("value-{}", rng.u32(..))),
                 );
             }
-            let event = event_json(&conversation, time, &attributes);
+            let event = crate::event::attributes_event_json(&conversation, time, &attributes);
             if rng.f64() < shape.duplicate_rate {
                 out.push(event.clone());
             }
@@ -132,35 +132,6 @@ pub fn generate(shape: TraceShape) -> impl Iterator<Item = String> {
         }
         out
     })
-}
-
-fn event_json(conversation: &str, time: Timestamp, attributes: &Map<String, Value>) -> String {
-    json!({
-        "version": "0",
-        "id": format!("{conversation}-{}", time.as_millisecond()),
-        "detail-type": "v2.detail.events.conversation.{id}.attributes",
-        "source": "aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics",
-        "account": "123456789012",
-        "time": time.to_string(),
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": {
-            "topicName": format!("v2.detail.events.conversation.{conversation}.attributes"),
-            "version": "2",
-            "eventBody": {
-                "eventTime": time.as_millisecond(),
-                "conversationId": conversation,
-                "participantId": "0d9a3e44-1c3b-4f0e-8f6e-2f4b5c6d7e8f",
-                "attributes": attributes,
-                "conversationExternalContactIds": [],
-                "conversationExternalOrganizationIds": [],
-                "communications": [{"id": "c3d2a1b0-0000-4000-8000-000000000001", "mediaType": "VOICE"}]
-            },
-            "metadata": {"CorrelationId": "5f6c8f0e-2b7d-4f7e-b3c1-0f4a2b8d9c11"},
-            "timestamp": time.to_string()
-        }
-    })
-    .to_string()
 }
 
 /// DynamoDB units spent.

@@ -238,3 +238,27 @@ proptest! {
         prop_assert_eq!(counted, expected);
     }
 }
+
+#[test]
+fn a_sample_event_for_testing_a_deployment_counts_one_fresh_key() {
+    let sample = flow_metrics(&["sample-event", "--flow", "IVR", "--metric", "Hello"], None);
+    assert!(sample.status.success());
+    let event = String::from_utf8(sample.stdout).expect("utf-8");
+    let output = flow_metrics(&["replay", "-"], Some(&event));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line: Value = serde_json::from_slice(&output.stdout).expect("one occurrence");
+    assert_eq!(
+        (line["flow"].as_str(), line["metric"].as_str()),
+        (Some("IVR"), Some("Hello"))
+    );
+    // Fresh: within a minute of now, so DataDog plots it where it happened.
+    let time: jiff::Timestamp = line["time"].as_str().expect("time").parse().expect("a time");
+    assert!((jiff::Timestamp::now() - time).abs() < jiff::SignedDuration::from_secs(60));
+    // Every run is a new conversation, so each deployment test counts.
+    let again = flow_metrics(&["sample-event", "--flow", "IVR", "--metric", "Hello"], None);
+    assert_ne!(String::from_utf8_lossy(&again.stdout), event);
+}

@@ -56,6 +56,24 @@ enum Command {
     /// Estimate costs: run a generated month-like trace through the pipeline with DynamoDB
     /// units metered, beside the snapshot-diff design, and print $ per million events.
     Simulate(SimulateArgs),
+    /// Print an attributes event of now, carrying one metric key: to test a deployment end to
+    /// end (`aws lambda invoke --payload file://event.json`).
+    SampleEvent(SampleEventArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SampleEventArgs {
+    /// The flow name of the key.
+    #[arg(long, default_value = "DeployTest")]
+    flow: String,
+
+    /// The metric name of the key.
+    #[arg(long, default_value = "Start")]
+    metric: String,
+
+    /// The conversation id (default: a new random one, so that the key counts once).
+    #[arg(long)]
+    conversation: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +269,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args).await,
         Command::Audit(args) => run_audit(args).await,
         Command::Redrive(args) => run_redrive(args).await,
+        Command::SampleEvent(args) => sample_event(&args),
         Command::Simulate(args) => {
             let shape = TraceShape {
                 conversations: args.conversations,
@@ -528,6 +547,32 @@ async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
         }
     };
     Ok(DataDogSink::new(config.with_key(api_key))?)
+}
+
+fn sample_event(args: &SampleEventArgs) -> anyhow::Result<ExitCode> {
+    // Milliseconds, as Genesys writes them.
+    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())?;
+    let key = format!("{}Metric_{}({now})", args.flow, args.metric);
+    if let flow_metrics::attribute::Attribute::Invalid(reason) = flow_metrics::attribute::classify(&key) {
+        anyhow::bail!("{key:?} is not a valid metric key: {reason}");
+    }
+    let conversation = args.conversation.clone().unwrap_or_else(|| {
+        let hex = format!("{:032x}", fastrand::u128(..));
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    });
+    let attributes = serde_json::Map::from_iter([(key, serde_json::json!("1"))]);
+    println!(
+        "{}",
+        flow_metrics::event::attributes_event_json(&conversation, now, &attributes)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_sources(files: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
