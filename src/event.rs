@@ -63,6 +63,28 @@ pub enum EventError {
     TooOld { event_time: Timestamp, limit: String },
 }
 
+/// What Lambda sends to an on-failure destination (the dead-letter queue, in direct mode): the
+/// event that failed, as `requestPayload`, with why.
+#[derive(Deserialize)]
+struct OnFailureRecord<'a> {
+    #[serde(rename = "requestContext")]
+    _request_context: IgnoredAny,
+    #[serde(rename = "requestPayload", borrow)]
+    request_payload: &'a RawValue,
+}
+
+/// The event inside a Lambda on-failure record, or the text itself if it is not one (a record is
+/// recognised by its two top-level fields, looked for only when the text names them).
+fn unwrap_on_failure_record(json: &str) -> &str {
+    if !json.contains("\"requestPayload\"") {
+        return json;
+    }
+    match serde_json::from_str::<OnFailureRecord<'_>>(json) {
+        Ok(record) => record.request_payload.get(),
+        Err(_) => json,
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "detail-type", borrow)]
@@ -119,8 +141,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for AttributeKeys<'a> {
     }
 }
 
-/// Decodes one EventBridge event from its JSON text.
+/// Decodes one EventBridge event from its JSON text, or the event inside a Lambda on-failure
+/// record (a dead-letter queue message of direct mode).
 pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
+    let json = unwrap_on_failure_record(json);
     let envelope: Envelope = serde_json::from_str(json).map_err(classify_json_error)?;
     if envelope.detail_type != ATTRIBUTES_DETAIL_TYPE {
         return Ok(Event::OtherTopic {

@@ -203,3 +203,31 @@ fn a_topic_naming_another_conversation_is_rejected() {
         other => panic!("expected a topic mismatch, got {other:?}"),
     }
 }
+
+#[test]
+fn a_lambda_on_failure_record_is_read_as_the_event_it_carries() {
+    // What Lambda puts in the dead-letter queue after its retries, in direct mode.
+    let event = attributes_event(body());
+    let record = json!({
+        "version": "1.0",
+        "timestamp": "2026-03-07T04:12:20.000Z",
+        "requestContext": {
+            "requestId": "7b1c0f43-3f5e-4a3e-9d4b-2b6f1d0c8a11",
+            "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:flow-metrics:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "NotDelivered", "errorMessage": "could not count the event's keys"}
+    });
+    assert_eq!(
+        decoded(&record).expect("decoded"),
+        decoded(&event).expect("decoded")
+    );
+    // An event that merely mentions the word is still itself.
+    let mut mentioning = body();
+    mentioning["attributes"]["requestPayload"] = json!("1");
+    let text = attributes_event(mentioning).to_string();
+    assert!(matches!(decode(&text), Ok(Event::Attributes(_))));
+}
