@@ -11,10 +11,10 @@ EXAMPLE_SOURCE="aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a
 EXAMPLE_SECRET="arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf"
 export CDK_DISABLE_VERSION_CHECK=true
 
-step "tools: dynalite (npm, locked), cargo-lambda and cfn-lint (PyPI, pinned), cdk node modules (locked)"
+step "tools: dynalite (npm, locked), cargo-lambda, cfn-lint and moto's server (PyPI, pinned), cdk node modules (locked)"
 npm ci --prefix tests/emulator --no-audit --no-fund --loglevel=error
 python3 -m venv .tools/venv
-.tools/venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2' 'cfn-lint==1.58.0'
+.tools/venv/bin/pip install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2' 'cfn-lint==1.58.0' 'moto[server]==5.2.5'
 export PATH="$PWD/.tools/venv/bin:$PATH"
 npm ci --prefix cdk --no-audit --no-fund --loglevel=error
 

@@ -4,13 +4,14 @@
 //! [`event`] (decode a Genesys EventBridge event) → [`attribute`] (read each key with the
 //! metric grammar) → [`count`] (what counts: fresh, stale, invalid) → [`ledger`] (claim each
 //! key once) → [`sink`] (deliver what was claimed). [`pipeline`] runs that flow for a batch of
-//! events; [`input`] frames event files for replays.
+//! events; [`input`] frames event files for replays, [`drain`] reads dead-letter queues.
 
 pub mod attribute;
 pub mod audit;
 pub mod aws;
 pub mod config;
 pub mod count;
+pub mod drain;
 pub mod error_text;
 pub mod event;
 pub mod input;

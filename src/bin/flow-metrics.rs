@@ -14,7 +14,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_metrics::audit::{self, Audit, Bucket};
 use flow_metrics::config::{ApiKeySource, DataDogConfig, check_retention, parse_duration, process_env};
-use flow_metrics::count::Tally;
+use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
+use flow_metrics::drain::{DeadLetterQueue, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
@@ -56,9 +57,46 @@ enum Command {
     /// Estimate costs: run a generated month-like trace through the pipeline with DynamoDB
     /// units metered, beside the snapshot-diff design, and print $ per million events.
     Simulate(SimulateArgs),
+    /// Send a dead-letter queue's events through the pipeline again, deleting each message once
+    /// its event is acknowledged.
+    ///
+    /// Reads both shapes a dead-letter queue holds (EventBridge events, Lambda on-failure
+    /// records). A rejected event (poison) or one not delivered stays in the queue, with why.
+    /// Safe to run twice: keys already counted are skipped. Exit status: 0 when the queue was
+    /// emptied, 1 when messages were kept, 2 on bad usage, 3 on error.
+    Drain(DrainArgs),
     /// Print an attributes event of now, carrying one metric key: to test a deployment end to
     /// end (`aws lambda invoke --payload file://event.json`).
     SampleEvent(SampleEventArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DrainArgs {
+    /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
+    #[arg(long)]
+    queue_url: String,
+
+    /// The ledger table the Lambda uses. `--endpoint-url` applies to SQS too; to point each
+    /// service at its own emulator, set AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_SQS.
+    #[command(flatten)]
+    table: TableArgs,
+
+    /// Where the events' keys go (required unless --dry-run): the table records them as
+    /// delivered.
+    #[arg(long, value_enum)]
+    sink: Option<SinkKind>,
+
+    /// How long the drain's own claims hold (as the Lambda's, by default).
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    lease: SignedDuration,
+
+    /// The table's item retention, as deployed: events too old for it are kept, not counted.
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    retention: SignedDuration,
+
+    /// List what would be done with each message (one JSON line each); change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -270,6 +308,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => run_audit(args).await,
         Command::Redrive(args) => run_redrive(args).await,
         Command::SampleEvent(args) => sample_event(&args),
+        Command::Drain(args) => run_drain(args).await,
         Command::Simulate(args) => {
             let shape = TraceShape {
                 conversations: args.conversations,
@@ -547,6 +586,78 @@ async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
         }
     };
     Ok(DataDogSink::new(config.with_key(api_key))?)
+}
+
+async fn run_drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
+    let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
+    let (client, table) = args.table.client().await?;
+    let aws = flow_metrics::aws::load_config(args.table.endpoint_url.as_deref()).await?;
+    let queue = DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), &args.queue_url);
+    let ledger = DynamoDbLedger::new(client, table)
+        .with_lease(args.lease)
+        .with_retention(args.retention);
+    let drained = match sink {
+        Some(SinkKind::Datadog) => {
+            drain_into(ledger, datadog_sink(&args.table).await?, &queue, args.dry_run).await?
+        }
+        _ => drain_into(ledger, JsonLinesSink::stdout(), &queue, args.dry_run).await?,
+    };
+    for kept in &drained.kept {
+        eprintln!(
+            "kept message {}: {}",
+            kept.message_id,
+            kept.reason.as_deref().unwrap_or("not delivered")
+        );
+    }
+    if args.dry_run {
+        eprintln!(
+            "dry run: {} message(s) received; nothing changed",
+            drained.received
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "drain: {} message(s) received, {} deleted, {} kept; keys counted {}, already counted {}",
+        drained.received,
+        drained.deleted,
+        drained.kept.len(),
+        drained.tally.keys_counted,
+        drained.tally.keys_already_counted
+    );
+    Ok(if drained.kept.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn drain_into<S: Sink>(
+    ledger: DynamoDbLedger,
+    sink: S,
+    queue: &DeadLetterQueue,
+    dry_run: bool,
+) -> anyhow::Result<Drained> {
+    let pipeline = Pipeline::new(ledger, sink);
+    let total = queue.approximate_length().await.unwrap_or_default();
+    let progress = if io::stderr().is_terminal() && !dry_run {
+        let bar = ProgressBar::new(total).with_message("draining");
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} messages ({per_sec})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let drained = drain(&pipeline, queue, dry_run, DEFAULT_MAX_KEY_AGE, |plan| {
+        progress.inc(1);
+        if dry_run {
+            println!("{}", serde_json::to_string(plan).unwrap_or_default());
+        }
+    })
+    .await?;
+    progress.finish_and_clear();
+    Ok(drained)
 }
 
 fn sample_event(args: &SampleEventArgs) -> anyhow::Result<ExitCode> {

@@ -177,3 +177,31 @@ pub fn replay_into_dynamodb(endpoint: &str, table: &str, args: &[&str]) -> Comma
         .envs(environment_for(endpoint));
     command
 }
+
+/// A running moto server (SQS and more, from PyPI's `moto[server]`), killed when dropped.
+pub struct Moto {
+    _process: Running,
+    pub endpoint: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server");
+        assert!(
+            installed.exists(),
+            "moto is not installed: run scripts/test.sh (pip install 'moto[server]' into .tools/venv)"
+        );
+        let (process, port) = start_listening("moto_server", |port| {
+            let mut command = Command::new(&installed);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        });
+        Moto {
+            _process: process,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
