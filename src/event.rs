@@ -111,8 +111,10 @@ struct EventBody<'a> {
     event_time: Option<i64>,
     #[serde(rename = "conversationId", default, borrow)]
     conversation_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    attributes: AttributeKeys<'a>,
+    /// Optional in Genesys's schema, like every field of the body: absent or null is an event
+    /// with no attributes.
+    #[serde(default, borrow)]
+    attributes: Option<AttributeKeys<'a>>,
 }
 
 /// The keys of the `attributes` object; values are skipped unread.
@@ -161,7 +163,11 @@ pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
         check_topic(topic, &conversation_id)?;
     }
     let event_time = event_time(detail.event_body.event_time, detail.timestamp, envelope.time)?;
-    let AttributeKeys(mut attribute_keys) = detail.event_body.attributes;
+    let mut attribute_keys = detail
+        .event_body
+        .attributes
+        .map(|AttributeKeys(keys)| keys)
+        .unwrap_or_default();
     attribute_keys.sort_unstable();
     attribute_keys.dedup();
     Ok(Event::Attributes(AttributesEvent {

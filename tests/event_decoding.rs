@@ -171,13 +171,6 @@ fn broken_events_are_rejected_with_a_reason() {
         Err(EventError::BadConversationId(..))
     ));
 
-    let mut no_attributes = attributes_event(body());
-    no_attributes["detail"]["eventBody"]
-        .as_object_mut()
-        .expect("object")
-        .remove("attributes");
-    assert!(matches!(decoded(&no_attributes), Err(EventError::Shape(_))));
-
     let mut attributes_not_an_object = attributes_event(body());
     attributes_not_an_object["detail"]["eventBody"]["attributes"] = json!(["a", "b"]);
     let error = decoded(&attributes_not_an_object).expect_err("rejected");
@@ -189,6 +182,24 @@ fn broken_events_are_rejected_with_a_reason() {
     let mut wrong_time = attributes_event(body());
     wrong_time["detail"]["eventBody"]["eventTime"] = json!(i64::MAX);
     assert!(matches!(decoded(&wrong_time), Err(EventError::BadTime(_))));
+}
+
+#[test]
+fn an_event_without_attributes_is_an_event_with_no_attributes() {
+    // Every field of eventBody is optional in Genesys's schema: such an event is processed and
+    // counts nothing, rather than being rejected, retried and dead-lettered.
+    let mut missing = attributes_event(body());
+    missing["detail"]["eventBody"]
+        .as_object_mut()
+        .expect("object")
+        .remove("attributes");
+    let mut null = attributes_event(body());
+    null["detail"]["eventBody"]["attributes"] = Value::Null;
+    for event in [missing, null] {
+        let decoded = decoded(&event).expect("decoded");
+        assert_eq!(decoded.conversation_id, "12341234-1234-1234-1234-123456789012");
+        assert!(decoded.attribute_keys.is_empty());
+    }
 }
 
 #[test]
