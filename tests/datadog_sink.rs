@@ -260,7 +260,7 @@ async fn a_rate_limit_is_waited_out_as_datadog_says_within_the_deadline() {
     assert_eq!(intake.statuses(), [429, 202]);
     // The quick retry policy's backoff is 5 ms: only the header can make it wait a second.
     assert!(
-        (Duration::from_secs(1)..Duration::from_secs(3)).contains(&took),
+        (Duration::from_secs(1)..Duration::from_secs(10)).contains(&took),
         "took {took:?}: the seconds X-RateLimit-Reset named, not a blind backoff"
     );
 }
