@@ -565,13 +565,19 @@ fn report_scan(table: &str, args: &ScanArgs, totals: ScanTotals) {
 }
 
 impl TableArgs {
-    /// A DynamoDB client from the standard AWS chain, and the table name.
-    async fn client(&self) -> anyhow::Result<(aws_sdk_dynamodb::Client, &str)> {
+    /// The AWS configuration from the standard chain, and the table name.
+    async fn aws(&self) -> anyhow::Result<(aws_config::SdkConfig, &str)> {
         let table = self
             .table
             .as_deref()
             .context("--table (or FLOW_METRICS_TABLE) is required")?;
         let config = flow_metrics::aws::load_config(self.endpoint_url.as_deref()).await?;
+        Ok((config, table))
+    }
+
+    /// A DynamoDB client from the standard AWS chain, and the table name.
+    async fn client(&self) -> anyhow::Result<(aws_sdk_dynamodb::Client, &str)> {
+        let (config, table) = self.aws().await?;
         Ok((flow_metrics::aws::dynamodb_client(&config), table))
     }
 }
@@ -590,10 +596,9 @@ async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
 
 async fn run_drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
-    let (client, table) = args.table.client().await?;
-    let aws = flow_metrics::aws::load_config(args.table.endpoint_url.as_deref()).await?;
+    let (aws, table) = args.table.aws().await?;
     let queue = DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), &args.queue_url);
-    let ledger = DynamoDbLedger::new(client, table)
+    let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), table)
         .with_lease(args.lease)
         .with_retention(args.retention);
     let drained = match sink {

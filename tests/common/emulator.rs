@@ -104,33 +104,51 @@ pub struct Dynalite {
     pub endpoint: String,
 }
 
+/// Starts an emulator installed at `relative` (under the crate) on a port of its own, with the
+/// arguments `args` gives for that port; `hint` says how to install it.
+fn start_installed(
+    what: &str,
+    relative: &str,
+    hint: &str,
+    args: impl Fn(&str) -> Vec<String>,
+) -> (Running, String) {
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    assert!(binary.exists(), "{what} is not installed: {hint}");
+    let (process, port) = start_listening(what, |port| {
+        let mut command = Command::new(&binary);
+        command
+            .args(args(&port.to_string()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    });
+    (process, format!("http://127.0.0.1:{port}"))
+}
+
 impl Dynalite {
     pub fn start() -> Dynalite {
-        let binary =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/emulator/node_modules/.bin/dynalite");
-        assert!(
-            binary.exists(),
-            "dynalite is not installed: run `npm ci --prefix tests/emulator` (scripts/test.sh does)"
+        let (process, endpoint) = start_installed(
+            "dynalite",
+            "tests/emulator/node_modules/.bin/dynalite",
+            "run `npm ci --prefix tests/emulator` (scripts/test.sh does)",
+            |port| {
+                ["--host", "127.0.0.1", "--port", port]
+                    .into_iter()
+                    .chain([
+                        "--createTableMs",
+                        "0",
+                        "--deleteTableMs",
+                        "0",
+                        "--updateTableMs",
+                        "0",
+                    ])
+                    .map(str::to_owned)
+                    .collect()
+            },
         );
-        let (process, port) = start_listening("dynalite", |port| {
-            let mut command = Command::new(&binary);
-            command
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args([
-                    "--createTableMs",
-                    "0",
-                    "--deleteTableMs",
-                    "0",
-                    "--updateTableMs",
-                    "0",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            command
-        });
         Dynalite {
             _process: process,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
         }
     }
 
@@ -186,22 +204,20 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/moto_server");
-        assert!(
-            installed.exists(),
-            "moto is not installed: run scripts/test.sh (pip install 'moto[server]' into .tools/venv)"
+        let (process, endpoint) = start_installed(
+            "moto_server",
+            ".tools/venv/bin/moto_server",
+            "run scripts/test.sh (pip install 'moto[server]' into .tools/venv)",
+            |port| {
+                ["-H", "127.0.0.1", "-p", port]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            },
         );
-        let (process, port) = start_listening("moto_server", |port| {
-            let mut command = Command::new(&installed);
-            command
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            command
-        });
         Moto {
             _process: process,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
         }
     }
 }
