@@ -73,16 +73,11 @@ struct OnFailureRecord<'a> {
     request_payload: &'a RawValue,
 }
 
-/// The event inside a Lambda on-failure record, or the text itself if it is not one (a record is
-/// recognised by its two top-level fields, looked for only when the text names them).
-fn unwrap_on_failure_record(json: &str) -> &str {
-    if !json.contains("\"requestPayload\"") {
-        return json;
-    }
-    match serde_json::from_str::<OnFailureRecord<'_>>(json) {
-        Ok(record) => record.request_payload.get(),
-        Err(_) => json,
-    }
+/// The event inside a Lambda on-failure record, if the text is one.
+fn on_failure_payload(json: &str) -> Option<&str> {
+    serde_json::from_str::<OnFailureRecord<'_>>(json)
+        .ok()
+        .map(|record| record.request_payload.get())
 }
 
 #[derive(Deserialize)]
@@ -146,8 +141,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for AttributeKeys<'a> {
 /// Decodes one EventBridge event from its JSON text, or the event inside a Lambda on-failure
 /// record (a dead-letter queue message of direct mode).
 pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
-    let json = unwrap_on_failure_record(json);
-    let envelope: Envelope = serde_json::from_str(json).map_err(classify_json_error)?;
+    // A record is looked for only when the text is no event: events pay nothing for it.
+    let envelope: Envelope = match serde_json::from_str(json) {
+        Ok(envelope) => envelope,
+        Err(error) => match on_failure_payload(json) {
+            Some(payload) => return decode(payload),
+            None => return Err(classify_json_error(error)),
+        },
+    };
     if envelope.detail_type != ATTRIBUTES_DETAIL_TYPE {
         return Ok(Event::OtherTopic {
             detail_type: envelope.detail_type,
