@@ -22,6 +22,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { ledgerSchema } from './ledger-schema';
+import { LOG_MARKERS } from './log-markers';
 import { ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings } from './settings';
 import { TIMING, leaseSeconds, visibilityTimeoutSeconds } from './timing';
 
@@ -245,7 +246,7 @@ export class FlowMetricsStack extends Stack {
     // CloudWatch, since the self-metrics that would tell DataDog fail along with the points.
     const pushFailures = new logs.MetricFilter(this, 'DataDogPushFailures', {
       logGroup,
-      filterPattern: logs.FilterPattern.anyTerm('push failed', 'self-metrics not sent'),
+      filterPattern: logs.FilterPattern.anyTerm(...LOG_MARKERS.dataDogPushFailures),
       metricNamespace: 'GenesysFlowMetrics',
       metricName: 'DataDogPushFailures',
       metricValue: '1',
