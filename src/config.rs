@@ -8,6 +8,7 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::count::DEFAULT_MAX_KEY_AGE;
 use crate::ledger::dynamodb::DEFAULT_RETENTION;
+use crate::sink::datadog::payload::ELAPSED_SUFFIX;
 use crate::sink::datadog::{ApiKey, Compression, DEFAULT_METRIC, DataDogSettings, tags};
 use crate::timing::DEFAULT_LEASE;
 
@@ -98,7 +99,9 @@ impl DataDogConfig {
             }
         };
         let metric = set(env, "FLOW_METRICS_METRIC").unwrap_or_else(|| DEFAULT_METRIC.to_owned());
-        tags::check_metric_name(&metric).map_err(|error| ConfigError::new("FLOW_METRICS_METRIC", error))?;
+        tags::check_metric_name(&metric)
+            .and_then(|()| tags::check_metric_name(&format!("{metric}{ELAPSED_SUFFIX}")))
+            .map_err(|error| ConfigError::new("FLOW_METRICS_METRIC", error))?;
         let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
             .map_err(|error| ConfigError::new("DD_TAGS", error))?;
         let self_metrics = match set(env, "FLOW_METRICS_SELF_METRICS").as_deref() {
@@ -367,6 +370,12 @@ mod tests {
         assert_eq!(
             variable_of(&[("FLOW_METRICS_SELF_METRICS", "yes")], ""),
             "FLOW_METRICS_SELF_METRICS"
+        );
+        // The elapsed metric's name (`<metric>.elapsed`) must fit DataDog's 200 characters too.
+        let long_name = format!("m{}", "x".repeat(194));
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_METRIC", long_name.as_str())], ""),
+            "FLOW_METRICS_METRIC"
         );
         assert_eq!(
             variable_of(&[("FLOW_METRICS_COMPRESSION", "gzip")], ""),

@@ -25,6 +25,9 @@ pub struct Occurrence<'a> {
     pub key: &'a str,
     #[serde(serialize_with = "serialize_utc")]
     pub time: Timestamp,
+    /// How long after the first key of its flow in the conversation this key came, when known.
+    #[serde(skip)]
+    pub elapsed: Option<SignedDuration>,
 }
 
 /// RFC 3339 in UTC with at least millisecond digits (as Genesys writes them), more if the key
@@ -42,13 +45,14 @@ fn serialize_utc<S: serde::Serializer>(time: &Timestamp, serializer: S) -> Resul
 }
 
 impl<'a> Occurrence<'a> {
-    pub fn new(conversation_id: &'a str, metric: &MetricKey<'a>) -> Self {
+    pub fn new(conversation_id: &'a str, metric: &MetricKey<'a>, elapsed: Option<SignedDuration>) -> Self {
         Occurrence {
             conversation_id,
             flow: metric.flow,
             metric: metric.metric,
             key: metric.key,
             time: metric.time,
+            elapsed,
         }
     }
 }
@@ -62,12 +66,24 @@ pub struct Extracted<'a> {
     pub stale: Vec<MetricKey<'a>>,
     /// Candidates that break the grammar: never counted.
     pub invalid: Vec<(&'a str, InvalidKey)>,
+    /// Per flow, the time of its first valid key, if the event carries all the conversation's
+    /// attributes.
+    pub flow_starts: Vec<(&'a str, Timestamp)>,
 }
 
-impl Extracted<'_> {
+impl<'a> Extracted<'a> {
     /// Metric candidates in the event, valid or not.
     pub fn seen(&self) -> usize {
         self.fresh.len() + self.stale.len() + self.invalid.len()
+    }
+
+    /// How long after the first key of its flow `metric` came: a pure function of an event
+    /// that carries all the conversation's attributes; unknown otherwise.
+    pub fn elapsed(&self, metric: &MetricKey<'a>) -> Option<SignedDuration> {
+        self.flow_starts
+            .iter()
+            .find(|(flow, _)| *flow == metric.flow)
+            .map(|(_, start)| metric.time.duration_since(*start))
     }
 }
 
@@ -85,6 +101,18 @@ pub fn extract<'a>(event: &'a AttributesEvent<'_>, max_key_age: SignedDuration) 
             Attribute::Metric(metric) if metric.time < oldest => extracted.stale.push(metric),
             Attribute::Metric(metric) => extracted.fresh.push(metric),
             Attribute::Invalid(reason) => extracted.invalid.push((key, reason)),
+        }
+    }
+    if event.complete {
+        for metric in extracted.fresh.iter().chain(&extracted.stale) {
+            match extracted
+                .flow_starts
+                .iter_mut()
+                .find(|(flow, _)| *flow == metric.flow)
+            {
+                Some((_, start)) => *start = (*start).min(metric.time),
+                None => extracted.flow_starts.push((metric.flow, metric.time)),
+            }
         }
     }
     extracted

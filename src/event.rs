@@ -36,6 +36,9 @@ pub struct AttributesEvent<'a> {
     pub event_time: Timestamp,
     /// Every attribute key of the participant, sorted, each once.
     pub attribute_keys: Vec<Cow<'a, str>>,
+    /// Whether these are all the conversation's attributes, as Genesys sends them (a redrive
+    /// builds events of some keys only): only then are times between keys known.
+    pub complete: bool,
 }
 
 /// Why an event is rejected.
@@ -175,6 +178,7 @@ pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
         conversation_id,
         event_time,
         attribute_keys,
+        complete: true,
     }))
 }
 

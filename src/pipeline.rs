@@ -437,7 +437,9 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                 won.keys
                     .iter()
                     .filter_map(|&index| event.extracted.fresh.get(index))
-                    .map(|metric| Occurrence::new(event.conversation_id, metric))
+                    .map(|metric| {
+                        Occurrence::new(event.conversation_id, metric, event.extracted.elapsed(metric))
+                    })
             })
             .collect();
         // No push may outlive its claims: it ends before their lease (less a margin), and

@@ -58,6 +58,8 @@ pub async fn redrive<L: Ledger, S: Sink>(
                 conversation_id: Cow::Borrowed(conversation_id),
                 event_time,
                 attribute_keys,
+                // Only the stuck keys: how long after its flow's first key each came is unknown.
+                complete: false,
             }))
         })
         .collect();

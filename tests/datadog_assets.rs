@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use flow_metrics::sink::datadog::payload::ELAPSED_SUFFIX;
 use flow_metrics::sink::datadog::{DEFAULT_METRIC, SELF_METRIC_PREFIX, SELF_METRICS};
 use serde_json::Value;
 
@@ -32,7 +33,10 @@ fn check_query(query: &str) {
     let known_metrics: BTreeSet<String> = SELF_METRICS
         .iter()
         .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
-        .chain([DEFAULT_METRIC.to_owned()])
+        .chain([
+            DEFAULT_METRIC.to_owned(),
+            format!("{DEFAULT_METRIC}{ELAPSED_SUFFIX}"),
+        ])
         .collect();
     let known_outcomes: BTreeSet<&str> = SELF_METRICS.iter().map(|(_, outcome)| *outcome).collect();
     let words = query.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '_' || c == ':'));
@@ -69,6 +73,12 @@ fn the_dashboard_is_importable_and_queries_our_metrics() {
         queries
             .iter()
             .any(|query| query.contains("count:genesys.flow.metric") && query.contains("by {flow,metric}"))
+    );
+    assert!(
+        queries
+            .iter()
+            .any(|query| query.starts_with("p95:genesys.flow.metric.elapsed")),
+        "time-to-step percentiles"
     );
 }
 

@@ -69,6 +69,7 @@ async fn the_key_never_reaches_the_logs() {
         metric: "M",
         key: "a",
         time: "2026-03-07T11:59:30Z".parse().expect("timestamp"),
+        elapsed: None,
     }];
     let context = PushContext { now, deadline: None };
     let failure = sink.push(&occurrences, &context).await.expect_err("unavailable");

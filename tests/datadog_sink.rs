@@ -68,6 +68,7 @@ fn occurrence<'a>(flow: &'a str, metric: &'a str, key: &'a str, time: &str) -> O
         metric,
         key,
         time: time.parse().expect("timestamp"),
+        elapsed: None,
     }
 }
 
@@ -582,4 +583,57 @@ mod secret {
             Err(ApiKeyError::Empty)
         ));
     }
+}
+
+#[tokio::test]
+async fn the_time_since_the_flows_first_key_travels_with_each_count() {
+    let intake = intake(Rules {
+        refused_tag: Some("metric:poison".to_owned()),
+        ..Rules::default()
+    })
+    .await;
+    let at = now().as_second();
+    let timed = |metric: &'static str, key: &'static str, time: &str, elapsed_ms: i64| Occurrence {
+        elapsed: Some(jiff::SignedDuration::from_millis(elapsed_ms)),
+        ..occurrence("Routing", metric, key, time)
+    };
+    let occurrences = [
+        timed("Start", "a", "2026-03-07T11:59:30Z", 0),
+        timed("Menu", "b", "2026-03-07T11:59:40Z", 10_000),
+        timed("Menu", "c", "2026-03-07T11:59:40Z", 12_500),
+        timed("Poison", "p", "2026-03-07T11:59:45Z", 15_000),
+    ];
+    let failure = sink(&intake, false)
+        .push(&occurrences, &context())
+        .await
+        .expect_err("the poison metric is refused");
+    let undelivered: Vec<usize> = failure.undelivered.iter().map(|(index, _)| *index).collect();
+    assert_eq!(undelivered, [3]);
+    let series: Vec<serde_json::Value> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .collect();
+    let of = |metric: &str, tag: &str| {
+        series
+            .iter()
+            .find(|series| series["metric"] == metric && series["tags"][1] == tag)
+            .map(|series| series["points"].clone())
+    };
+    assert_eq!(
+        of("genesys.flow.metric", "metric:menu"),
+        Some(json!([[at - 20, [1.0, 1.0]]]))
+    );
+    assert_eq!(
+        of("genesys.flow.metric.elapsed", "metric:menu"),
+        Some(json!([[at - 20, [10.0, 12.5]]])),
+        "seconds since the flow's first key, at the key's time"
+    );
+    assert_eq!(
+        of("genesys.flow.metric.elapsed", "metric:start"),
+        Some(json!([[at - 30, [0.0]]]))
+    );
+    // The refused metric's count and elapsed series were refused together: neither was sent.
+    assert!(of("genesys.flow.metric", "metric:poison").is_none());
+    assert!(of("genesys.flow.metric.elapsed", "metric:poison").is_none());
 }

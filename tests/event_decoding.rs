@@ -50,6 +50,7 @@ fn decoded(event: &Value) -> Result<AttributesEvent<'static>, EventError> {
                 .into_iter()
                 .map(|key| key.into_owned().into())
                 .collect(),
+            complete: event.complete,
         }),
         Event::OtherTopic { detail_type } => panic!("expected an attributes event, got {detail_type}"),
     }

@@ -390,3 +390,47 @@ fn a_batch_can_run_on_any_runtime_thread() {
     let batch = pipeline.process_batch(&[], now());
     assert_send(&batch);
 }
+
+#[test]
+fn the_time_from_a_flows_first_key_is_a_pure_function_of_a_complete_event() {
+    let event = attributes_event(
+        C1,
+        "2026-03-07T04:08:31Z",
+        &[
+            START,      // Routing, 04:08:00
+            MENU,       // Routing, 04:08:10
+            MENU_AGAIN, // Routing, 04:08:20
+            "BillingMetric_Start(2026-03-07T04:08:25.500Z)",
+            "BillingMetric_Paid(2026-03-07T04:08:30Z)",
+            "RoutingMetric_X(bad)",
+        ],
+    );
+    let Ok(flow_metrics::event::Event::Attributes(decoded)) = flow_metrics::event::decode(&event) else {
+        panic!("an attributes event");
+    };
+    let extracted = flow_metrics::count::extract(&decoded, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let elapsed: Vec<(&str, &str, Option<SignedDuration>)> = extracted
+        .fresh
+        .iter()
+        .map(|key| (key.flow, key.metric, extracted.elapsed(key)))
+        .collect();
+    let seconds = |ms: i64| Some(SignedDuration::from_millis(ms));
+    assert_eq!(
+        elapsed,
+        [
+            ("Billing", "Paid", seconds(4_500)),
+            ("Billing", "Start", seconds(0)),
+            ("Routing", "Menu", seconds(10_000)),
+            ("Routing", "Menu", seconds(20_000)),
+            ("Routing", "Start", seconds(0)),
+        ]
+    );
+
+    // A redrive's event carries some keys only: the times between keys are unknown, not wrong.
+    let partial = flow_metrics::event::AttributesEvent {
+        complete: false,
+        ..decoded
+    };
+    let extracted = flow_metrics::count::extract(&partial, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    assert!(extracted.fresh.iter().all(|key| extracted.elapsed(key).is_none()));
+}

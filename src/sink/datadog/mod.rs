@@ -7,7 +7,9 @@
 //! Distributions, not `count` series: DataDog keeps only the last count point per (metric,
 //! tags, second), so two Lambda instances posting `1` in the same second would undercount;
 //! distribution values aggregate on DataDog's side. Query them as
-//! `count:genesys.flow.metric{*} by {flow,metric}`.
+//! `count:genesys.flow.metric{*} by {flow,metric}`. Beside each count, `<metric>.elapsed` holds
+//! the seconds since the first key of the same flow in the conversation, for time-to-step
+//! percentiles; the two series of a (flow, metric) always travel in the same request.
 //!
 //! Each answer the specification lists is handled:
 //! - 202: delivered.
@@ -15,8 +17,8 @@
 //!   after the time DataDog names (`X-RateLimit-Reset`, else `X-RateLimit-Period`); always within
 //!   the push's deadline, which ends before the claims' lease, and no attempt starts with less
 //!   than [`MIN_ATTEMPT`] left.
-//! - 400 and 413: the request is split in halves and each half sent, down to single series, so
-//!   that only the series DataDog refuses fail (with DataDog's message) and the rest are
+//! - 400 and 413: the request is split in halves and each half sent, down to a single (flow,
+//!   metric), so that only what DataDog refuses fails (with DataDog's message) and the rest is
 //!   delivered: one bad series never fails the other events of a batch.
 //! - 403: permanent, for the whole push (the key is wrong).
 //!
@@ -39,7 +41,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 pub use api_key::{ApiKey, ApiKeyError};
-use payload::{Payload, Series};
+use payload::{Payload, Series, Unit};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
@@ -122,14 +124,6 @@ struct SelfMetrics {
     late: u64,
     push_failures: u64,
     oldest: Option<Timestamp>,
-}
-
-/// One series on its way, and what it carries.
-#[derive(Debug)]
-struct Outgoing {
-    series: Series,
-    /// Indexes of the push's occurrences it carries (none for self-metrics).
-    occurrences: Vec<usize>,
 }
 
 /// A failed attempt, and what may help.
@@ -263,9 +257,12 @@ impl DataDogSink {
 
     /// Sends one request, retrying what may pass later while the deadline allows: after the
     /// wait DataDog names for a 429, else with exponential backoff and jitter.
-    async fn send(&self, series: &[Outgoing], deadline: Option<Instant>) -> Result<(), AttemptError> {
+    async fn send(&self, units: &[Unit], deadline: Option<Instant>) -> Result<(), AttemptError> {
         let payload = Payload {
-            series: series.iter().map(|outgoing| outgoing.series.clone()).collect(),
+            series: units
+                .iter()
+                .flat_map(|unit| unit.series.iter().cloned())
+                .collect(),
         };
         let (body, encoding) = self.encode(&payload).map_err(AttemptError::final_error)?;
         let mut backoff = self.retry.min_delay;
@@ -367,18 +364,18 @@ impl DataDogSink {
     }
 
     /// Sends every request, isolating what DataDog refuses: a request refused for its content
-    /// is split in halves, down to single series. Returns the occurrences not delivered, and
-    /// whether the self-metrics were.
+    /// is split in halves, down to single units (a flow and metric's series). Returns the
+    /// occurrences not delivered, and whether the self-metrics (the unit carrying none) were.
     async fn deliver(
         &self,
-        requests: Vec<Vec<Outgoing>>,
+        requests: Vec<Vec<Unit>>,
         deadline: Option<Instant>,
     ) -> (Vec<(usize, SinkError)>, bool) {
         let mut undelivered = Vec::new();
         let mut self_metrics_sent = true;
         // A failure that is not about content (an outage, a bad key) fails what is left alike.
         let mut outage: Option<SinkError> = None;
-        let mut stack: Vec<Vec<Outgoing>> = requests.into_iter().rev().collect();
+        let mut stack: Vec<Vec<Unit>> = requests.into_iter().rev().collect();
         while let Some(mut part) = stack.pop() {
             let result = match &outage {
                 Some(error) => Err(AttemptError::final_error(error.clone())),
@@ -399,13 +396,12 @@ impl DataDogSink {
             if !failure.content_refused {
                 outage.get_or_insert_with(|| failure.error.clone());
             }
-            for outgoing in part {
-                if outgoing.occurrences.is_empty() {
+            for unit in part {
+                if unit.occurrences.is_empty() {
                     self_metrics_sent = false;
                 }
                 undelivered.extend(
-                    outgoing
-                        .occurrences
+                    unit.occurrences
                         .into_iter()
                         .map(|index| (index, failure.error.clone())),
                 );
@@ -453,25 +449,13 @@ impl Sink for DataDogSink {
             }
             return Ok(());
         }
-        let mut requests: Vec<Vec<Outgoing>> = plan
-            .requests
-            .into_iter()
-            .map(|request| {
-                request
-                    .payload
-                    .series
-                    .into_iter()
-                    .zip(request.carried)
-                    .map(|(series, occurrences)| Outgoing { series, occurrences })
-                    .collect()
-            })
-            .collect();
+        let mut requests: Vec<Vec<Unit>> = plan.requests.into_iter().map(|request| request.units).collect();
         let (taken, self_series) = self.take_self_metrics(context.now, plan.late, true);
-        if let Some(last) = requests.last_mut() {
-            last.extend(self_series.into_iter().map(|series| Outgoing {
-                series,
+        if let (Some(last), false) = (requests.last_mut(), self_series.is_empty()) {
+            last.push(Unit {
+                series: self_series,
                 occurrences: Vec::new(),
-            }));
+            });
         }
         let (undelivered, self_metrics_sent) = self.deliver(requests, context.deadline).await;
         if !self_metrics_sent || !undelivered.is_empty() {

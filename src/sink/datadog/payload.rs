@@ -52,14 +52,24 @@ impl Series {
     }
 }
 
+/// The series of one (flow, metric): the count, and the time since the flow's first key, which
+/// stand or fall together so that a key is never counted in one and retried for the other.
+#[derive(Debug, PartialEq)]
+pub struct Unit {
+    pub series: Vec<Series>,
+    /// Indexes (into the push) of the occurrences it carries: what is not delivered if DataDog
+    /// refuses it.
+    pub occurrences: Vec<usize>,
+}
+
 /// One request's worth of occurrences.
 #[derive(Debug, PartialEq)]
 pub struct Request {
-    pub payload: Payload,
-    /// For each series of the payload, in order, the indexes (into the push) of the
-    /// occurrences it carries: what is not delivered if DataDog refuses that series.
-    pub carried: Vec<Vec<usize>>,
+    pub units: Vec<Unit>,
 }
+
+/// What the time since the flow's first key is sent as: `<metric>.elapsed`, in seconds.
+pub const ELAPSED_SUFFIX: &str = ".elapsed";
 
 /// The requests for a push and how many of its occurrences were late.
 #[derive(Debug, PartialEq)]
@@ -96,11 +106,13 @@ impl PointTime {
     }
 }
 
-/// A series being built: its tags, values per second, and the occurrences it carries.
+/// A (flow, metric) being built: its tags, counts and elapsed seconds per second, and the
+/// occurrences it carries.
 #[derive(Default)]
 struct Grouped {
     tags: Vec<String>,
-    points: BTreeMap<i64, usize>,
+    counts: BTreeMap<i64, usize>,
+    elapsed: BTreeMap<i64, Vec<f64>>,
     occurrences: Vec<usize>,
 }
 
@@ -144,30 +156,41 @@ pub fn plan(
                 if matches!(time, PointTime::Late(_)) {
                     late += 1;
                 }
-                let series = &mut grouped[index];
-                *series.points.entry(time.second()).or_default() += 1;
-                series.occurrences.push(first + offset);
+                let group = &mut grouped[index];
+                *group.counts.entry(time.second()).or_default() += 1;
+                if let Some(elapsed) = occurrence.elapsed {
+                    group
+                        .elapsed
+                        .entry(time.second())
+                        .or_default()
+                        .push(elapsed.as_secs_f64());
+                }
+                group.occurrences.push(first + offset);
             }
             grouped.sort_by(|a, b| a.tags.cmp(&b.tags));
-            let carried = grouped
-                .iter_mut()
-                .map(|series| std::mem::take(&mut series.occurrences))
-                .collect();
-            let series = grouped
+            let units = grouped
                 .into_iter()
-                .map(|grouped| {
-                    let points = grouped
-                        .points
+                .map(|group| {
+                    let counts = group
+                        .counts
                         .into_iter()
                         .map(|(second, count)| (second, vec![1.0; count]))
                         .collect();
-                    Series::distribution(metric, grouped.tags, points)
+                    let mut series = vec![Series::distribution(metric, group.tags.clone(), counts)];
+                    if !group.elapsed.is_empty() {
+                        series.push(Series::distribution(
+                            &format!("{metric}{ELAPSED_SUFFIX}"),
+                            group.tags,
+                            group.elapsed.into_iter().collect(),
+                        ));
+                    }
+                    Unit {
+                        series,
+                        occurrences: group.occurrences,
+                    }
                 })
                 .collect();
-            Request {
-                payload: Payload { series },
-                carried,
-            }
+            Request { units }
         })
         .collect();
     Plan { requests, late }
