@@ -222,6 +222,35 @@ fn plan(message: &Received, max_key_age: jiff::SignedDuration) -> MessagePlan {
     }
 }
 
+/// What the pipeline did with a message: deleted once acknowledged, else kept, with why.
+fn done_with(message: &Received, outcome: EventOutcome) -> MessagePlan {
+    let (action, conversation_id, fresh_keys, reason) = match outcome {
+        EventOutcome::Processed(report) => (
+            "delete",
+            Some(report.conversation_id),
+            report.counted + report.already_counted,
+            None,
+        ),
+        EventOutcome::Ignored { detail_type } => {
+            ("delete", None, 0, Some(format!("another topic: {detail_type}")))
+        }
+        EventOutcome::Rejected(error) => ("keep", None, 0, Some(format!("rejected: {error}"))),
+        EventOutcome::Failed { report, error } => (
+            "keep",
+            Some(report.conversation_id),
+            report.counted + report.already_counted + report.pending,
+            Some(format!("not delivered (drain again later): {error}")),
+        ),
+    };
+    MessagePlan {
+        message_id: message.id.clone(),
+        action,
+        conversation_id,
+        fresh_keys,
+        reason,
+    }
+}
+
 /// Drains `queue` through `pipeline`; `progress` hears of every message handled. With `dry_run`,
 /// lists what would be done (`each` hears every plan) and changes nothing.
 pub async fn drain<L: Ledger, S: Sink>(
@@ -257,23 +286,14 @@ pub async fn drain<L: Ledger, S: Sink>(
         drained.tally += report.tally;
         let mut acknowledged = Vec::new();
         for (message, outcome) in fresh.iter().zip(report.outcomes) {
-            let mut message_plan = plan(message, max_key_age);
-            match outcome {
-                EventOutcome::Processed(_) | EventOutcome::Ignored { .. } => acknowledged.push(message),
-                EventOutcome::Rejected(error) => {
-                    message_plan.action = "keep";
-                    message_plan.reason = Some(format!("rejected: {error}"));
-                    drained.kept.push(message_plan.clone());
-                    held.push(message.clone());
-                }
-                EventOutcome::Failed { error, .. } => {
-                    message_plan.action = "keep";
-                    message_plan.reason = Some(format!("not delivered (drain again later): {error}"));
-                    drained.kept.push(message_plan.clone());
-                    held.push(message.clone());
-                }
+            let done = done_with(message, outcome);
+            if done.action == "keep" {
+                drained.kept.push(done.clone());
+                held.push(message.clone());
+            } else {
+                acknowledged.push(message);
             }
-            each(&message_plan);
+            each(&done);
         }
         queue.delete(&acknowledged).await?;
         drained.deleted += acknowledged.len() as u64;

@@ -25,7 +25,7 @@ use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
 use crate::event::{self, Event, EventError};
 use crate::ledger::{ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
 use crate::sink::{PushContext, Sink, SinkError};
-use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT};
+use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT, jittered};
 
 /// How many events of a batch talk to the ledger at once.
 const EVENT_CONCURRENCY: usize = 8;
@@ -188,6 +188,14 @@ impl EventKeys<'_> {
     }
 }
 
+/// What becomes of keys after a push.
+enum Settle {
+    /// Delivered: confirm them, retrying until the deadline.
+    Confirm { deadline: Option<Instant> },
+    /// Not delivered, for this reason: give them back.
+    Release(SinkError),
+}
+
 /// Keys one event won in a round.
 struct Won {
     /// Position among the batch's attributes events.
@@ -344,8 +352,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             pause = if confirmed_any {
                 Duration::ZERO
             } else {
-                let next = pause.saturating_mul(2).clamp(FIRST_POLL, LONGEST_POLL);
-                next.mul_f64(0.5 + fastrand::f64() / 2.0)
+                jittered(pause.saturating_mul(2).clamp(FIRST_POLL, LONGEST_POLL))
             };
             if !pause.is_zero() {
                 tokio::time::sleep_until((now + pause).min(give_up)).await;
@@ -470,67 +477,64 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         };
 
         // Occurrences were laid out in the order of `won`: the n-th is the n-th key won.
-        let mut confirms = Vec::new();
-        let mut releases = Vec::new();
+        let confirm_deadline = clock
+            .deadline
+            .or(lease_expires.map(|lease| clock.instant_at(lease)));
+        let mut settles: Vec<(usize, Vec<&str>, Settle)> = Vec::new();
         let mut index = 0usize;
         for won in won {
             let event = &events[won.event];
-            let (mut accepted, mut refused_keys) = (Vec::new(), Vec::new());
+            let mut accepted = Vec::new();
+            let mut refused_keys = Vec::new();
+            let mut first_refusal = None;
             for metric in won.keys.iter().filter_map(|&key| event.extracted.fresh.get(key)) {
                 match refused.get(&index) {
                     None => accepted.push(metric.key),
-                    Some(error) => refused_keys.push((metric.key, error.clone())),
+                    Some(error) => {
+                        refused_keys.push(metric.key);
+                        first_refusal.get_or_insert_with(|| error.clone());
+                    }
                 }
                 index += 1;
             }
             if !accepted.is_empty() {
-                confirms.push((won.event, accepted));
+                let confirm = Settle::Confirm {
+                    deadline: confirm_deadline,
+                };
+                settles.push((won.event, accepted, confirm));
             }
-            if !refused_keys.is_empty() {
-                releases.push((won.event, refused_keys));
+            if let Some(error) = first_refusal {
+                settles.push((won.event, refused_keys, Settle::Release(error)));
             }
         }
-        let confirm_deadline = clock
-            .deadline
-            .or(lease_expires.map(|lease| clock.instant_at(lease)));
-        let confirmed_any = !confirms.is_empty();
-        let released: Vec<(usize, Vec<&str>)> = releases
+        let work: Vec<_> = settles
             .iter()
-            .map(|(event, keys)| (*event, keys.iter().map(|(key, _)| *key).collect()))
+            .map(|(event, keys, settle)| self.settle(&events[*event], keys, clock, settle))
             .collect();
-        let settles: Vec<_> = confirms
-            .iter()
-            .map(|(event, keys)| (event, keys, Some(confirm_deadline)))
-            .chain(released.iter().map(|(event, keys)| (event, keys, None)))
-            .map(|(event, keys, confirm)| self.settle(&events[*event], keys, clock, confirm))
-            .collect();
-        stream::iter(settles)
+        stream::iter(work)
             .buffer_unordered(EVENT_CONCURRENCY)
             .collect::<Vec<()>>()
             .await;
-        for (event, keys) in &confirms {
-            events[*event].counted += keys.len();
-        }
-        for (event, keys) in releases {
-            // The event fails with why its first key was not delivered (DataDog's message).
-            if let Some((_, error)) = keys.into_iter().next() {
-                events[event].error.get_or_insert(error.into());
+        let mut confirmed_any = false;
+        for (event, keys, settle) in settles {
+            match settle {
+                Settle::Confirm { .. } => {
+                    events[event].counted += keys.len();
+                    confirmed_any = true;
+                }
+                // The event fails with why its first key was not delivered (DataDog's message).
+                Settle::Release(error) => {
+                    events[event].error.get_or_insert(error.into());
+                }
             }
         }
         confirmed_any
     }
 
-    /// Confirms the keys (`confirm` holds the deadline for retries) or releases them.
-    async fn settle(
-        &self,
-        event: &EventKeys<'_>,
-        keys: &[&str],
-        clock: &Clock,
-        confirm: Option<Option<Instant>>,
-    ) {
-        match confirm {
-            Some(deadline) => self.confirm(event, keys, clock, deadline).await,
-            None => self.release(event, keys, clock).await,
+    async fn settle(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, settle: &Settle) {
+        match settle {
+            Settle::Confirm { deadline } => self.confirm(event, keys, clock, *deadline).await,
+            Settle::Release(_) => self.release(event, keys, clock).await,
         }
     }
 
@@ -538,60 +542,56 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
     /// accepted, so the event succeeds either way; an unconfirmed key stays claimed until its
     /// lease ends, and may be counted again by a later event.
     async fn confirm(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, deadline: Option<Instant>) {
-        {
-            let mut pause = FIRST_CONFIRM_RETRY;
-            loop {
-                let held = Held {
-                    conversation_id: event.conversation_id,
-                    keys,
-                    token: &event.token,
-                    now: clock.now(),
-                };
-                match self.ledger.confirm(held).await {
-                    Ok(lost) if lost.is_empty() => return,
-                    Ok(lost) => {
-                        tracing::warn!(
-                            conversation_id = event.conversation_id,
-                            ?lost,
-                            "claims expired before they were confirmed and were taken by another \
-                             holder; these keys may have been pushed twice"
-                        );
-                        return;
-                    }
-                    Err(error) => {
-                        let retry_at = Instant::now() + pause.mul_f64(0.5 + fastrand::f64() / 2.0);
-                        if !error.is_transient() || deadline.is_none_or(|deadline| retry_at >= deadline) {
-                            tracing::error!(
-                                conversation_id = event.conversation_id,
-                                %error,
-                                "pushed keys could not be confirmed; they stay claimed until the \
-                                 lease ends, and a later event of the conversation may count them again"
-                            );
-                            return;
-                        }
-                        tokio::time::sleep_until(retry_at).await;
-                        pause = (pause * 2).min(LONGEST_CONFIRM_RETRY);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn release(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock) {
-        {
+        let mut pause = FIRST_CONFIRM_RETRY;
+        loop {
             let held = Held {
                 conversation_id: event.conversation_id,
                 keys,
                 token: &event.token,
                 now: clock.now(),
             };
-            if let Err(error) = self.ledger.release(held).await {
-                tracing::warn!(
-                    conversation_id = event.conversation_id,
-                    %error,
-                    "claims could not be released; they will be re-claimed when the lease ends"
-                );
+            match self.ledger.confirm(held).await {
+                Ok(lost) if lost.is_empty() => return,
+                Ok(lost) => {
+                    tracing::warn!(
+                        conversation_id = event.conversation_id,
+                        ?lost,
+                        "claims expired before they were confirmed and were taken by another \
+                         holder; these keys may have been pushed twice"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    let retry_at = Instant::now() + jittered(pause);
+                    if !error.is_transient() || deadline.is_none_or(|deadline| retry_at >= deadline) {
+                        tracing::error!(
+                            conversation_id = event.conversation_id,
+                            %error,
+                            "pushed keys could not be confirmed; they stay claimed until the \
+                             lease ends, and a later event of the conversation may count them again"
+                        );
+                        return;
+                    }
+                    tokio::time::sleep_until(retry_at).await;
+                    pause = (pause * 2).min(LONGEST_CONFIRM_RETRY);
+                }
             }
+        }
+    }
+
+    async fn release(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock) {
+        let held = Held {
+            conversation_id: event.conversation_id,
+            keys,
+            token: &event.token,
+            now: clock.now(),
+        };
+        if let Err(error) = self.ledger.release(held).await {
+            tracing::warn!(
+                conversation_id = event.conversation_id,
+                %error,
+                "claims could not be released; they will be re-claimed when the lease ends"
+            );
         }
     }
 }

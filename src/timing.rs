@@ -1,5 +1,5 @@
-//! How long things may take: the Lambda's timeout and retries, the claim lease, and the margins
-//! that keep every push inside its claim. Pure numbers and their relations.
+//! How long things may take: the Lambda's timeout and retries, the claim lease, the margins
+//! that keep every push inside its claim, and the jitter of retries.
 //!
 //! A claim must outlive the invocation that holds it (or a slow holder's push could overlap a
 //! second holder's), and must end before Lambda retries the event (or the retry would find the
@@ -33,6 +33,12 @@ pub const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The shared definition itself.
 pub const TIMING_JSON: &str = include_str!("timing.json");
+
+/// A pause of between half and all of `pause`, at random: so that processes retrying alike do
+/// not retry in step.
+pub fn jittered(pause: std::time::Duration) -> std::time::Duration {
+    pause.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
 
 /// The lease for a function with this timeout.
 pub fn lease_for(timeout: SignedDuration) -> SignedDuration {

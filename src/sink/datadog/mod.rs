@@ -46,7 +46,7 @@ use payload::{Payload, Series, Unit};
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 use crate::error_text::with_causes;
-use crate::timing::MIN_ATTEMPT;
+use crate::timing::{MIN_ATTEMPT, jittered};
 
 /// The metric counted occurrences are submitted as, by default.
 pub const DEFAULT_METRIC: &str = "genesys.flow.metric";
@@ -238,7 +238,7 @@ impl DataDogSink {
     }
 
     /// The body as sent, with its `Content-Encoding`.
-    fn encode(&self, payload: &Payload) -> Result<(Vec<u8>, Option<&'static str>), SinkError> {
+    fn encode(&self, payload: &Payload<'_>) -> Result<(Vec<u8>, Option<&'static str>), SinkError> {
         let json = serde_json::to_vec(payload)
             .map_err(|error| SinkError::Permanent(format!("cannot encode: {error}")))?;
         match self.settings.compression {
@@ -259,10 +259,7 @@ impl DataDogSink {
     /// wait DataDog names for a 429, else with exponential backoff and jitter.
     async fn send(&self, units: &[Unit], deadline: Option<Instant>) -> Result<(), AttemptError> {
         let payload = Payload {
-            series: units
-                .iter()
-                .flat_map(|unit| unit.series.iter().cloned())
-                .collect(),
+            series: units.iter().flat_map(|unit| &unit.series).collect(),
         };
         let (body, encoding) = self.encode(&payload).map_err(AttemptError::final_error)?;
         let mut backoff = self.retry.min_delay;
@@ -275,9 +272,7 @@ impl DataDogSink {
             if !failure.retryable || attempt >= self.retry.attempts {
                 return Err(failure);
             }
-            let wait = failure
-                .retry_after
-                .unwrap_or_else(|| backoff.mul_f64(0.5 + fastrand::f64() / 2.0));
+            let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
             if deadline.is_some_and(|deadline| Instant::now() + wait + MIN_ATTEMPT > deadline) {
                 return Err(AttemptError {
                     error: SinkError::Transient(format!(
@@ -413,7 +408,9 @@ impl DataDogSink {
 
     /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
     async fn send_self_metrics(&self, taken: SelfMetrics, series: Vec<Series>, context: &PushContext) {
-        let sent = match self.encode(&Payload { series }) {
+        let sent = match self.encode(&Payload {
+            series: series.iter().collect(),
+        }) {
             Ok((body, encoding)) => self
                 .attempt(&body, encoding, context.deadline)
                 .await

@@ -24,14 +24,14 @@ pub const MAX_POINT_LEAD: SignedDuration = SignedDuration::from_mins(5);
 /// Occurrences per request: with 200-byte names this keeps a body under DataDog's limits.
 pub const DEFAULT_OCCURRENCES_PER_REQUEST: usize = 5000;
 
-/// `{"series": [...]}`.
+/// `{"series": [...]}`: the body of one request, borrowing the series it sends.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct Payload {
-    pub series: Vec<Series>,
+pub struct Payload<'a> {
+    pub series: Vec<&'a Series>,
 }
 
 /// One distribution series: a metric name, its tags and its points.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct Series {
     pub metric: String,
     /// `[[timestamp, [1.0, 1.0, …]], …]`, one entry per second.
