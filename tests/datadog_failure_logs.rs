@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::attributes_event;
 use common::intake::{Intake, Rules};
 use flow_metrics::count::Tally;
@@ -15,19 +13,6 @@ use flow_metrics::pipeline::Pipeline;
 use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::{SignedDuration, Timestamp};
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn markers() -> Vec<String> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/log_markers.json"))
@@ -51,13 +36,7 @@ async fn failed_pushes_log_the_words_the_cloudwatch_alarm_counts() {
         ..Rules::default()
     })
     .await;
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let logs = Arc::clone(&logs);
-        move || LogWriter(Arc::clone(&logs))
-    };
-    let subscriber = tracing_subscriber::fmt().json().with_writer(writer).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::logs::capture();
     let sink = DataDogSink::new(DataDogSettings {
         base_url: intake.uri(),
         api_key: ApiKey::new("wrong").expect("key"),
@@ -74,10 +53,7 @@ async fn failed_pushes_log_the_words_the_cloudwatch_alarm_counts() {
         &["RoutingMetric_Start(2026-03-07T04:08:00Z)"],
     );
     pipeline.process_batch(&[&event], now).await;
-    let taken = |logs: &Arc<Mutex<Vec<u8>>>| {
-        String::from_utf8(std::mem::take(&mut *logs.lock().expect("lock"))).expect("utf-8")
-    };
-    let push_logs = taken(&logs);
+    let push_logs = logs.take();
     let markers = markers();
     assert!(
         markers.iter().any(|marker| push_logs.contains(marker.as_str())),
@@ -91,7 +67,7 @@ async fn failed_pushes_log_the_words_the_cloudwatch_alarm_counts() {
         deadline: None,
     };
     pipeline.sink().push(&[], &later).await.expect("never fails");
-    let alone_logs = taken(&logs);
+    let alone_logs = logs.take();
     assert!(
         markers.iter().any(|marker| alone_logs.contains(marker.as_str())),
         "failed self-metrics log one of {markers:?}: {alone_logs}"

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::intake::{Intake, Rules};
@@ -15,19 +14,6 @@ use jiff::Timestamp;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_key_never_reaches_the_logs() {
     let now: Timestamp = "2026-03-07T12:00:00Z".parse().expect("timestamp");
@@ -37,16 +23,7 @@ async fn the_key_never_reaches_the_logs() {
         ..Rules::default()
     })
     .await;
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let writer = {
-        let logs = Arc::clone(&logs);
-        move || LogWriter(Arc::clone(&logs))
-    };
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(writer)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::logs::capture();
     let settings = DataDogSettings {
         base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
@@ -73,7 +50,7 @@ async fn the_key_never_reaches_the_logs() {
     }];
     let context = PushContext { now, deadline: None };
     let failure = sink.push(&occurrences, &context).await.expect_err("unavailable");
-    let logs = String::from_utf8(logs.lock().expect("lock").clone()).expect("utf-8");
+    let logs = logs.take();
     assert!(logs.contains("retrying"), "the retries were logged: {logs}");
     assert!(!logs.contains(KEY), "{logs}");
     assert!(!failure.to_string().contains(KEY));

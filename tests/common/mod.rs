@@ -4,6 +4,7 @@
 pub mod emulator;
 pub mod fault_proxy;
 pub mod intake;
+pub mod logs;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
