@@ -15,24 +15,13 @@ use winnow::combinator::{eof, opt};
 use winnow::error::{ContextError, StrContext, StrContextValue};
 use winnow::token::{one_of, take_while};
 
+use crate::key::{MetricKey, Source};
+
 /// What marks an attribute key as a metric candidate, and splits flow from metric.
 pub const METRIC_MARKER: &str = "Metric_";
 
 /// Longest flow or metric name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 200;
-
-/// A valid metric attribute key, borrowing its parts from the key string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricKey<'a> {
-    /// The whole attribute key: with the conversation id, the identity of one occurrence.
-    pub key: &'a str,
-    /// Text before the first `Metric_`.
-    pub flow: &'a str,
-    /// Text after the first `Metric_`, up to the last `(`.
-    pub metric: &'a str,
-    /// The key's datetime, in UTC.
-    pub time: Timestamp,
-}
 
 /// How one attribute key reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +51,9 @@ pub enum InvalidKey {
     DateTimeSyntax { text: String, reason: String },
     #[error("datetime {text:?} does not exist: {reason}")]
     ImpossibleDateTime { text: String, reason: String },
+    /// A milestone or outcome whose event lacks a field its key needs.
+    #[error("the event has no {0} for it")]
+    MissingField(&'static str),
 }
 
 /// Which name of a key a rule is about.
@@ -117,6 +109,7 @@ fn parse_candidate<'a>(key: &'a str, flow: &'a str, rest: &'a str) -> Result<Met
         flow,
         metric,
         time,
+        source: Source::Attribute,
     })
 }
 

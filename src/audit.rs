@@ -195,6 +195,9 @@ mod tests {
             first_seen_ms: 0,
             state: state.to_owned(),
             lease_expires_ms: lease_ms,
+            source: None,
+            outcome_value: None,
+            duration_ms: None,
         }
     }
 

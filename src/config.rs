@@ -8,8 +8,8 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::count::DEFAULT_MAX_KEY_AGE;
 use crate::ledger::dynamodb::DEFAULT_RETENTION;
-use crate::sink::datadog::payload::ELAPSED_SUFFIX;
-use crate::sink::datadog::{ApiKey, Compression, DEFAULT_METRIC, DataDogSettings, tags};
+use crate::sink::datadog::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX};
+use crate::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, tags};
 use crate::timing::DEFAULT_LEASE;
 
 /// Looks a variable up; the entry points pass the process environment, tests a map.
@@ -51,7 +51,7 @@ pub enum ApiKeySource {
 pub struct DataDogConfig {
     pub base_url: String,
     pub api_key: ApiKeySource,
-    pub metric: String,
+    pub metrics: MetricNames,
     pub static_tags: Vec<String>,
     pub self_metrics: bool,
     pub compression: Compression,
@@ -98,10 +98,19 @@ impl DataDogConfig {
                 ));
             }
         };
-        let metric = set(env, "FLOW_METRICS_METRIC").unwrap_or_else(|| DEFAULT_METRIC.to_owned());
-        tags::check_metric_name(&metric)
-            .and_then(|()| tags::check_metric_name(&format!("{metric}{ELAPSED_SUFFIX}")))
-            .map_err(|error| ConfigError::new("FLOW_METRICS_METRIC", error))?;
+        let defaults = MetricNames::default();
+        let metric_name = |variable: &'static str, default: String, suffix: &str| {
+            let name = set(env, variable).unwrap_or(default);
+            tags::check_metric_name(&name)
+                .and_then(|()| tags::check_metric_name(&format!("{name}{suffix}")))
+                .map(|()| name)
+                .map_err(|error| ConfigError::new(variable, error))
+        };
+        let metrics = MetricNames {
+            attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
+            milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
+            outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
+        };
         let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
             .map_err(|error| ConfigError::new("DD_TAGS", error))?;
         let self_metrics = match set(env, "FLOW_METRICS_SELF_METRICS").as_deref() {
@@ -127,7 +136,7 @@ impl DataDogConfig {
         Ok(DataDogConfig {
             base_url,
             api_key,
-            metric,
+            metrics,
             static_tags,
             self_metrics,
             compression,
@@ -139,7 +148,7 @@ impl DataDogConfig {
         DataDogSettings {
             base_url: self.base_url,
             api_key,
-            metric: self.metric,
+            metrics: self.metrics,
             static_tags: self.static_tags,
             self_metrics: self.self_metrics,
             compression: self.compression,
@@ -286,7 +295,7 @@ mod tests {
         let config = lambda_config(&[("FLOW_METRICS_TABLE", "ledger"), ("DD_API_KEY", "k")]).expect("config");
         assert_eq!(config.table, "ledger");
         assert_eq!(config.datadog.base_url, "https://api.datadoghq.com");
-        assert_eq!(config.datadog.metric, "genesys.flow.metric");
+        assert_eq!(config.datadog.metrics, MetricNames::default());
         assert!(config.datadog.self_metrics);
         assert_eq!(config.datadog.compression, Compression::Deflate);
         assert_eq!(config.max_key_age, DEFAULT_MAX_KEY_AGE);
@@ -315,7 +324,7 @@ mod tests {
         assert_eq!(config.datadog.base_url, "https://api.datadoghq.eu");
         assert!(matches!(config.datadog.api_key, ApiKeySource::SecretArn(_)));
         assert_eq!(config.datadog.static_tags, ["env:prod", "team:contact_centre"]);
-        assert_eq!(config.datadog.metric, "ivr.flow");
+        assert_eq!(config.datadog.metrics.attribute, "ivr.flow");
         assert!(!config.datadog.self_metrics);
         assert_eq!(config.datadog.compression, Compression::None);
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
@@ -371,11 +380,20 @@ mod tests {
             variable_of(&[("FLOW_METRICS_SELF_METRICS", "yes")], ""),
             "FLOW_METRICS_SELF_METRICS"
         );
-        // The elapsed metric's name (`<metric>.elapsed`) must fit DataDog's 200 characters too.
+        // The elapsed metric's name (`<metric>.elapsed`) and the duration's
+        // (`<outcome>.duration`) must fit DataDog's 200 characters too.
         let long_name = format!("m{}", "x".repeat(194));
         assert_eq!(
             variable_of(&[("FLOW_METRICS_METRIC", long_name.as_str())], ""),
             "FLOW_METRICS_METRIC"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_OUTCOME_METRIC", long_name.as_str())], ""),
+            "FLOW_METRICS_OUTCOME_METRIC"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_MILESTONE_METRIC", "bad milestone")], ""),
+            "FLOW_METRICS_MILESTONE_METRIC"
         );
         assert_eq!(
             variable_of(&[("FLOW_METRICS_COMPRESSION", "gzip")], ""),

@@ -1,4 +1,4 @@
-//! What counts: from one attributes event to the metric keys the ledger should be asked about.
+//! What counts: from one event to the keys the ledger should be asked about.
 //!
 //! Pure rules, no I/O: a key is counted once per conversation if it is a valid metric key that
 //! is not stale. Stale means its datetime is more than `max_key_age` older than the event's own
@@ -10,8 +10,9 @@ use jiff::fmt::temporal::DateTimePrinter;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::attribute::{Attribute, InvalidKey, MetricKey, classify};
-use crate::event::AttributesEvent;
+use crate::attribute::{Attribute, InvalidKey, classify};
+use crate::event::Event;
+use crate::key::{MetricKey, Source};
 
 /// Default for how old a key may be, relative to its event, and still count.
 pub const DEFAULT_MAX_KEY_AGE: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -28,6 +29,8 @@ pub struct Occurrence<'a> {
     /// How long after the first key of its flow in the conversation this key came, when known.
     #[serde(skip)]
     pub elapsed: Option<SignedDuration>,
+    #[serde(flatten)]
+    pub source: Source<'a>,
 }
 
 /// RFC 3339 in UTC with at least millisecond digits (as Genesys writes them), more if the key
@@ -53,6 +56,7 @@ impl<'a> Occurrence<'a> {
             key: metric.key,
             time: metric.time,
             elapsed,
+            source: metric.source,
         }
     }
 }
@@ -87,35 +91,59 @@ impl<'a> Extracted<'a> {
     }
 }
 
-/// Sorts the event's attribute keys into fresh, stale and invalid metric keys; other keys are
-/// left out.
-pub fn extract<'a>(event: &'a AttributesEvent<'_>, max_key_age: SignedDuration) -> Extracted<'a> {
-    let oldest = event
-        .event_time
-        .checked_sub(max_key_age)
-        .unwrap_or(Timestamp::MIN);
+/// Sorts the event's keys into fresh, stale and invalid ones; attributes that are no metric
+/// keys are left out, and other topics have none.
+pub fn extract<'a>(event: &'a Event<'_>, max_key_age: SignedDuration) -> Extracted<'a> {
+    let Some((_, event_time)) = event.conversation() else {
+        return Extracted::default();
+    };
+    let oldest = event_time.checked_sub(max_key_age).unwrap_or(Timestamp::MIN);
     let mut extracted = Extracted::default();
-    for key in &event.attribute_keys {
-        match classify(key) {
-            Attribute::Other => {}
-            Attribute::Metric(metric) if metric.time < oldest => extracted.stale.push(metric),
-            Attribute::Metric(metric) => extracted.fresh.push(metric),
-            Attribute::Invalid(reason) => extracted.invalid.push((key, reason)),
+    let mut sort = |key: MetricKey<'a>| {
+        if key.time < oldest {
+            extracted.stale.push(key);
+        } else {
+            extracted.fresh.push(key);
         }
-    }
-    if event.complete {
-        for metric in extracted.fresh.iter().chain(&extracted.stale) {
-            match extracted
-                .flow_starts
-                .iter_mut()
-                .find(|(flow, _)| *flow == metric.flow)
-            {
-                Some((_, start)) => *start = (*start).min(metric.time),
-                None => extracted.flow_starts.push((metric.flow, metric.time)),
+    };
+    match event {
+        Event::Attributes(event) => {
+            let mut invalid = Vec::new();
+            for key in &event.attribute_keys {
+                match classify(key) {
+                    Attribute::Other => {}
+                    Attribute::Metric(metric) => sort(metric),
+                    Attribute::Invalid(reason) => invalid.push((key.as_ref(), reason)),
+                }
+            }
+            extracted.invalid = invalid;
+            if event.complete {
+                extracted.flow_starts = flow_starts(extracted.fresh.iter().chain(&extracted.stale));
             }
         }
+        Event::FlowOutcome(event) => {
+            event.marks.iter().for_each(|mark| sort(mark.metric_key()));
+            extracted.invalid = event
+                .invalid
+                .iter()
+                .map(|(key, reason)| (key.as_str(), reason.clone()))
+                .collect();
+        }
+        Event::OtherTopic { .. } => {}
     }
     extracted
+}
+
+/// Per flow, the time of its earliest key.
+fn flow_starts<'a, 'k: 'a>(keys: impl Iterator<Item = &'a MetricKey<'k>>) -> Vec<(&'k str, Timestamp)> {
+    let mut starts: Vec<(&'k str, Timestamp)> = Vec::new();
+    for key in keys {
+        match starts.iter_mut().find(|(flow, _)| *flow == key.flow) {
+            Some((_, start)) => *start = (*start).min(key.time),
+            None => starts.push((key.flow, key.time)),
+        }
+    }
+    starts
 }
 
 /// The oldest an event may be, relative to now, for its keys to be judged safely: a key counts

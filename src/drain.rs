@@ -207,10 +207,11 @@ fn plan(message: &Received, max_key_age: jiff::SignedDuration) -> MessagePlan {
         Ok(Event::OtherTopic { detail_type }) => {
             ("delete", None, 0, Some(format!("another topic: {detail_type}")))
         }
-        Ok(Event::Attributes(attributes)) => {
-            let fresh = count::extract(&attributes, max_key_age).fresh.len();
+        Ok(event) => {
+            let fresh = count::extract(&event, max_key_age).fresh.len();
             let action = if fresh > 0 { "deliver" } else { "delete" };
-            (action, Some(attributes.conversation_id.into_owned()), fresh, None)
+            let conversation_id = event.conversation().map(|(id, _)| id.to_owned());
+            (action, conversation_id, fresh, None)
         }
     };
     MessagePlan {

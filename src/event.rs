@@ -12,6 +12,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use crate::attribute::excerpt;
+use crate::flow_outcome::{FLOW_OUTCOME_DETAIL_TYPE, FlowOutcomeBody, FlowOutcomeEvent};
 
 /// The `detail-type` of an attributes event. Genesys keeps the literal `{id}` in it.
 pub const ATTRIBUTES_DETAIL_TYPE: &str = "v2.detail.events.conversation.{id}.attributes";
@@ -24,8 +25,21 @@ pub const MAX_CONVERSATION_ID_BYTES: usize = 256;
 pub enum Event<'a> {
     /// A conversation's attributes changed: it carries all of them.
     Attributes(AttributesEvent<'a>),
+    /// A flow reported milestones reached and its outcome.
+    FlowOutcome(FlowOutcomeEvent<'a>),
     /// Another topic of the same integration (`….customer.start`, `….flow.end`, …): ignored.
     OtherTopic { detail_type: Cow<'a, str> },
+}
+
+impl Event<'_> {
+    /// The conversation and time of an event that carries keys; `None` for other topics.
+    pub fn conversation(&self) -> Option<(&str, Timestamp)> {
+        match self {
+            Event::Attributes(event) => Some((&event.conversation_id, event.event_time)),
+            Event::FlowOutcome(event) => Some((&event.conversation_id, event.event_time)),
+            Event::OtherTopic { .. } => None,
+        }
+    }
 }
 
 /// A `v2.detail.events.conversation.{id}.attributes` event.
@@ -48,7 +62,7 @@ pub enum EventError {
     NotJson(#[source] serde_json::Error),
     #[error("not a Genesys EventBridge event: {0}")]
     Shape(#[source] serde_json::Error),
-    #[error("the attributes event has no eventBody.conversationId")]
+    #[error("the event has no eventBody.conversationId")]
     MissingConversationId,
     #[error("conversation id {0:?} is not usable: {1}")]
     BadConversationId(String, &'static str),
@@ -94,17 +108,17 @@ struct Envelope<'a> {
 }
 
 #[derive(Deserialize)]
-struct Detail<'a> {
+struct Detail<'a, B> {
     #[serde(rename = "topicName", default, borrow)]
     topic_name: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "eventBody", borrow)]
-    event_body: EventBody<'a>,
+    #[serde(rename = "eventBody")]
+    event_body: B,
 }
 
 #[derive(Deserialize)]
-struct EventBody<'a> {
+struct AttributesBody<'a> {
     #[serde(rename = "eventTime", default)]
     event_time: Option<i64>,
     #[serde(rename = "conversationId", default, borrow)]
@@ -113,6 +127,24 @@ struct EventBody<'a> {
     /// with no attributes.
     #[serde(default, borrow)]
     attributes: Option<AttributeKeys<'a>>,
+}
+
+/// What every `v2.detail.events.conversation.*` body has (each optional): the conversation id
+/// and the event's time in epoch milliseconds.
+trait ConversationBody<'a>: Deserialize<'a> {
+    fn take_common(&mut self) -> (Option<Cow<'a, str>>, Option<i64>);
+}
+
+impl<'a> ConversationBody<'a> for AttributesBody<'a> {
+    fn take_common(&mut self) -> (Option<Cow<'a, str>>, Option<i64>) {
+        (self.conversation_id.take(), self.event_time)
+    }
+}
+
+impl<'a> ConversationBody<'a> for FlowOutcomeBody<'a> {
+    fn take_common(&mut self) -> (Option<Cow<'a, str>>, Option<i64>) {
+        (self.conversation_id.take(), self.event_time)
+    }
 }
 
 /// The keys of the `attributes` object; values are skipped unread.
@@ -152,34 +184,57 @@ pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
             None => return Err(classify_json_error(error)),
         },
     };
-    if envelope.detail_type != ATTRIBUTES_DETAIL_TYPE {
-        return Ok(Event::OtherTopic {
-            detail_type: envelope.detail_type,
-        });
+    let topic_suffix = match envelope.detail_type.as_ref() {
+        ATTRIBUTES_DETAIL_TYPE => ".attributes",
+        FLOW_OUTCOME_DETAIL_TYPE => ".flow.outcome",
+        _ => {
+            return Ok(Event::OtherTopic {
+                detail_type: envelope.detail_type,
+            });
+        }
+    };
+    if topic_suffix == ".attributes" {
+        let (body, conversation_id, event_time) =
+            conversation_detail::<AttributesBody>(&envelope, topic_suffix)?;
+        let mut attribute_keys = body
+            .attributes
+            .map(|AttributeKeys(keys)| keys)
+            .unwrap_or_default();
+        attribute_keys.sort_unstable();
+        attribute_keys.dedup();
+        return Ok(Event::Attributes(AttributesEvent {
+            conversation_id,
+            event_time,
+            attribute_keys,
+            complete: true,
+        }));
     }
-    let detail: Detail = serde_json::from_str(envelope.detail.get()).map_err(classify_json_error)?;
-    let conversation_id = detail
-        .event_body
-        .conversation_id
-        .ok_or(EventError::MissingConversationId)?;
-    check_conversation_id(&conversation_id)?;
-    if let Some(topic) = &detail.topic_name {
-        check_topic(topic, &conversation_id)?;
-    }
-    let event_time = event_time(detail.event_body.event_time, detail.timestamp, envelope.time)?;
-    let mut attribute_keys = detail
-        .event_body
-        .attributes
-        .map(|AttributeKeys(keys)| keys)
-        .unwrap_or_default();
-    attribute_keys.sort_unstable();
-    attribute_keys.dedup();
-    Ok(Event::Attributes(AttributesEvent {
+    let (body, conversation_id, event_time) =
+        conversation_detail::<FlowOutcomeBody>(&envelope, topic_suffix)?;
+    let (marks, invalid) = body.into_marks();
+    Ok(Event::FlowOutcome(FlowOutcomeEvent {
         conversation_id,
         event_time,
-        attribute_keys,
-        complete: true,
+        marks,
+        invalid,
     }))
+}
+
+/// The body of a conversation topic's event, with its conversation id (checked against the
+/// topic name) and time.
+fn conversation_detail<'a, B: ConversationBody<'a>>(
+    envelope: &Envelope<'a>,
+    topic_suffix: &str,
+) -> Result<(B, Cow<'a, str>, Timestamp), EventError> {
+    let mut detail: Detail<B> = serde_json::from_str(envelope.detail.get()).map_err(classify_json_error)?;
+    let (conversation_id, event_time_ms) = detail.event_body.take_common();
+    let conversation_id = conversation_id.ok_or(EventError::MissingConversationId)?;
+    check_conversation_id(&conversation_id)?;
+    if let Some(topic) = &detail.topic_name {
+        check_topic(topic, topic_suffix, &conversation_id)?;
+    }
+    let event_time = event_time(event_time_ms, detail.timestamp, envelope.time.clone())?;
+    Ok((detail.event_body, conversation_id, event_time))
 }
 
 fn classify_json_error(error: serde_json::Error) -> EventError {
@@ -206,10 +261,10 @@ fn check_conversation_id(id: &str) -> Result<(), EventError> {
     }
 }
 
-fn check_topic(topic: &str, conversation_id: &str) -> Result<(), EventError> {
+fn check_topic(topic: &str, suffix: &str, conversation_id: &str) -> Result<(), EventError> {
     let named = topic
         .strip_prefix("v2.detail.events.conversation.")
-        .and_then(|rest| rest.strip_suffix(".attributes"));
+        .and_then(|rest| rest.strip_suffix(suffix));
     if named == Some(conversation_id) {
         Ok(())
     } else {

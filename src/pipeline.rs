@@ -20,9 +20,10 @@ use futures::stream;
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
-use crate::attribute::{InvalidKey, MetricKey};
+use crate::attribute::InvalidKey;
 use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
 use crate::event::{self, Event, EventError};
+use crate::key::MetricKey;
 use crate::ledger::{ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
 use crate::sink::{PushContext, Sink, SinkError};
 use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT, jittered};
@@ -251,22 +252,25 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             ..Tally::default()
         };
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());
-        let mut attributes = Vec::new();
+        // Events that carry keys, with their place in the batch.
+        let mut counted = Vec::new();
         for (index, decoded) in events.into_iter().enumerate() {
             let outcome = match decoded {
-                Ok(Event::Attributes(event)) => match oldest_safe {
-                    Some(oldest) if event.event_time < oldest => EventOutcome::Rejected(EventError::TooOld {
-                        event_time: event.event_time,
-                        limit: format!("{:#}", time.now.duration_since(oldest)),
-                    }),
+                Ok(Event::OtherTopic { detail_type }) => EventOutcome::Ignored {
+                    detail_type: detail_type.into_owned(),
+                },
+                Ok(event) => match (event.conversation(), oldest_safe) {
+                    (Some((_, event_time)), Some(oldest)) if event_time < oldest => {
+                        EventOutcome::Rejected(EventError::TooOld {
+                            event_time,
+                            limit: format!("{:#}", time.now.duration_since(oldest)),
+                        })
+                    }
                     _ => {
-                        attributes.push((index, event));
+                        counted.push((index, event));
                         outcomes.push(None);
                         continue;
                     }
-                },
-                Ok(Event::OtherTopic { detail_type }) => EventOutcome::Ignored {
-                    detail_type: detail_type.into_owned(),
                 },
                 Err(error) => EventOutcome::Rejected(error),
             };
@@ -276,14 +280,15 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             }
             outcomes.push(Some(outcome));
         }
-        let mut events: Vec<EventKeys<'_>> = attributes
+        let mut events: Vec<EventKeys<'_>> = counted
             .iter()
-            .map(|(index, event)| {
+            .filter_map(|(index, event)| {
+                let (conversation_id, event_time) = event.conversation()?;
                 let extracted = count::extract(event, self.max_key_age);
-                EventKeys {
+                Some(EventKeys {
                     index: *index,
-                    conversation_id: &event.conversation_id,
-                    event_time: event.event_time,
+                    conversation_id,
+                    event_time,
                     asking: (0..extracted.fresh.len()).collect(),
                     extracted,
                     token: ClaimToken::random(),
@@ -291,7 +296,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     counted: 0,
                     already_counted: 0,
                     error: None,
-                }
+                })
             })
             .collect();
 
@@ -307,7 +312,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         }
         self.sink.record(&tally, clock.now());
         BatchReport {
-            // Every slot was filled: by decoding, or by its attributes event just above.
+            // Every slot was filled: by decoding, or by its event's keys just above.
             outcomes: outcomes.into_iter().flatten().collect(),
             tally,
         }

@@ -1,67 +1,95 @@
 //! Redrive: delivering keys whose claims were left stuck (claimed, lease expired, never
 //! confirmed), with the same protocol as live events.
 //!
-//! Each stuck key goes back through the pipeline as an attributes event of its conversation,
-//! timed at the event that first claimed it (so the stale rule judges it as it did then). The
-//! ledger's conditional claim decides: a key that the Lambda re-claims or delivers meanwhile is
-//! skipped, so a redrive is safe while the Lambda runs and a second redrive sends nothing.
+//! Each stuck key goes back through the pipeline in an event of its conversation, timed at the
+//! event that first claimed it (so the stale rule judges it as it did then): attribute keys in an
+//! attributes event, milestones and outcomes in a flow outcome event rebuilt from what the item
+//! recorded. The ledger's conditional claim decides: a key that the Lambda re-claims or delivers
+//! meanwhile is skipped, so a redrive is safe while the Lambda runs and a second redrive sends
+//! nothing.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::event::{AttributesEvent, Event};
+use crate::flow_outcome::{FlowMark, FlowOutcomeEvent, OutcomeFacts};
+use crate::key::Source;
 use crate::ledger::Ledger;
 use crate::ledger::dynamodb::LedgerItem;
 use crate::pipeline::{BatchReport, BatchTime, Pipeline};
 use crate::sink::Sink;
 
-/// A key whose claim is stuck.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StuckKey {
-    pub conversation_id: String,
-    pub key: String,
-    /// The time of the event that first claimed it.
-    pub first_seen: Timestamp,
+/// The keys of one rebuilt event.
+#[derive(Default)]
+struct Rebuilt<'a> {
+    attribute_keys: Vec<Cow<'a, str>>,
+    marks: Vec<FlowMark<'a>>,
 }
 
-impl From<&LedgerItem> for StuckKey {
-    fn from(item: &LedgerItem) -> Self {
-        StuckKey {
-            conversation_id: item.conversation_id.clone(),
-            key: item.attribute_key.clone(),
-            first_seen: Timestamp::from_millisecond(item.first_seen_ms).unwrap_or(Timestamp::UNIX_EPOCH),
-        }
-    }
+/// The milestone or outcome a ledger item recorded; `None` for an attribute key.
+fn flow_mark(item: &LedgerItem) -> Option<FlowMark<'_>> {
+    let outcome = match item.source.as_deref() {
+        Some(source) if source == Source::Milestone.name() => None,
+        Some(_) => Some(OutcomeFacts {
+            value: item.outcome_value.as_deref().map(Cow::Borrowed),
+            duration: item.duration_ms.map(SignedDuration::from_millis),
+        }),
+        None => return None,
+    };
+    Some(FlowMark {
+        key: item.attribute_key.clone(),
+        flow_id: Cow::Borrowed(&item.flow),
+        id: Cow::Borrowed(&item.metric),
+        time: millis(item.key_time_ms),
+        outcome,
+    })
 }
 
-/// Claims, pushes and confirms the stuck keys; one event per (conversation, first-seen time).
+fn millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Claims, pushes and confirms the stuck keys; per (conversation, first-seen time), one event
+/// of attribute keys and one of milestones and outcomes.
 pub async fn redrive<L: Ledger, S: Sink>(
     pipeline: &Pipeline<L, S>,
-    stuck: &[StuckKey],
+    stuck: &[LedgerItem],
     time: BatchTime,
 ) -> BatchReport {
-    let mut events: BTreeMap<(&str, Timestamp), Vec<Cow<'_, str>>> = BTreeMap::new();
-    for key in stuck {
-        events
-            .entry((key.conversation_id.as_str(), key.first_seen))
-            .or_default()
-            .push(Cow::Borrowed(key.key.as_str()));
+    let mut rebuilt: BTreeMap<(&str, Timestamp), Rebuilt<'_>> = BTreeMap::new();
+    for item in stuck {
+        let event = rebuilt
+            .entry((item.conversation_id.as_str(), millis(item.first_seen_ms)))
+            .or_default();
+        match flow_mark(item) {
+            Some(mark) if event.marks.iter().all(|known| known.key != mark.key) => event.marks.push(mark),
+            Some(_) => {}
+            None => event.attribute_keys.push(Cow::Borrowed(&item.attribute_key)),
+        }
     }
-    let events = events
-        .into_iter()
-        .map(|((conversation_id, event_time), mut attribute_keys)| {
-            attribute_keys.sort_unstable();
-            attribute_keys.dedup();
-            Ok(Event::Attributes(AttributesEvent {
+    let mut events = Vec::new();
+    for ((conversation_id, event_time), mut keys) in rebuilt {
+        if !keys.attribute_keys.is_empty() {
+            keys.attribute_keys.sort_unstable();
+            keys.attribute_keys.dedup();
+            events.push(Ok(Event::Attributes(AttributesEvent {
                 conversation_id: Cow::Borrowed(conversation_id),
                 event_time,
-                attribute_keys,
+                attribute_keys: keys.attribute_keys,
                 // Only the stuck keys: how long after its flow's first key each came is unknown.
                 complete: false,
-            }))
-        })
-        .collect();
+            })));
+        }
+        if !keys.marks.is_empty() {
+            events.push(Ok(Event::FlowOutcome(FlowOutcomeEvent {
+                conversation_id: Cow::Borrowed(conversation_id),
+                event_time,
+                marks: keys.marks,
+                invalid: Vec::new(),
+            })));
+        }
+    }
     pipeline.process_decoded(events, time).await
 }

@@ -1,6 +1,7 @@
 //! The metric attribute grammar, rule by rule, both ways.
 
-use flow_metrics::attribute::{Attribute, InvalidKey, MetricKey, NamePart, classify};
+use flow_metrics::attribute::{Attribute, InvalidKey, NamePart, classify};
+use flow_metrics::key::{MetricKey, Source};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
@@ -32,6 +33,7 @@ fn the_documented_example() {
             flow: "CustomerRouting",
             metric: "Unknown",
             time: utc("2023-03-05T08:18:04.568Z"),
+            source: Source::Attribute,
         }
     );
 }

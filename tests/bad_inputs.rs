@@ -292,7 +292,7 @@ async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_
     let sink = flow_metrics::sink::DataDogSink::new(flow_metrics::sink::datadog::DataDogSettings {
         base_url: intake.uri(),
         api_key: flow_metrics::sink::datadog::ApiKey::new("k").expect("key"),
-        metric: "genesys.flow.metric".to_owned(),
+        metrics: flow_metrics::sink::datadog::MetricNames::default(),
         static_tags: Vec::new(),
         self_metrics: false,
         compression: flow_metrics::sink::datadog::Compression::Deflate,

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use flow_metrics::sink::datadog::payload::ELAPSED_SUFFIX;
-use flow_metrics::sink::datadog::{DEFAULT_METRIC, SELF_METRIC_PREFIX, SELF_METRICS};
+use flow_metrics::sink::datadog::{MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
@@ -33,10 +32,7 @@ fn check_query(query: &str) {
     let known_metrics: BTreeSet<String> = SELF_METRICS
         .iter()
         .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
-        .chain([
-            DEFAULT_METRIC.to_owned(),
-            format!("{DEFAULT_METRIC}{ELAPSED_SUFFIX}"),
-        ])
+        .chain(MetricNames::default().all())
         .collect();
     let known_outcomes: BTreeSet<&str> = SELF_METRICS.iter().map(|(_, outcome)| *outcome).collect();
     let words = query.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '_' || c == ':'));

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::intake::{Intake, Rules};
 use flow_metrics::count::Occurrence;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy};
+use flow_metrics::key::Source;
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, RetryPolicy};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::Timestamp;
 
@@ -27,7 +28,7 @@ async fn the_key_never_reaches_the_logs() {
     let settings = DataDogSettings {
         base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
-        metric: "genesys.flow.metric".to_owned(),
+        metrics: MetricNames::default(),
         static_tags: Vec::new(),
         self_metrics: true,
         compression: Compression::Deflate,
@@ -47,6 +48,7 @@ async fn the_key_never_reaches_the_logs() {
         key: "a",
         time: "2026-03-07T11:59:30Z".parse().expect("timestamp"),
         elapsed: None,
+        source: Source::Attribute,
     }];
     let context = PushContext { now, deadline: None };
     let failure = sink.push(&occurrences, &context).await.expect_err("unavailable");

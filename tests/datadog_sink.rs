@@ -11,7 +11,10 @@ mod common;
 
 use common::intake::{Intake, Rules};
 use flow_metrics::count::{Occurrence, Tally};
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
+use flow_metrics::key::Source;
+use flow_metrics::sink::datadog::{
+    ApiKey, Compression, DataDogSettings, MetricNames, RetryPolicy, USER_AGENT,
+};
 use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
@@ -39,7 +42,7 @@ fn settings(intake: &Intake, self_metrics: bool) -> DataDogSettings {
     DataDogSettings {
         base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
-        metric: "genesys.flow.metric".to_owned(),
+        metrics: MetricNames::default(),
         static_tags: vec!["env:test".to_owned()],
         self_metrics,
         compression: Compression::Deflate,
@@ -69,6 +72,7 @@ fn occurrence<'a>(flow: &'a str, metric: &'a str, key: &'a str, time: &str) -> O
         key,
         time: time.parse().expect("timestamp"),
         elapsed: None,
+        source: Source::Attribute,
     }
 }
 

@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use common::{RecordingSink, attributes_event};
-use flow_metrics::attribute::{Attribute, MetricKey, classify};
+use flow_metrics::attribute::{Attribute, classify};
+use flow_metrics::key::MetricKey;
 use flow_metrics::ledger::{ClaimRequest, ClaimToken, DynamoDbLedger, Held, Ledger, LedgerError};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use jiff::{SignedDuration, Timestamp};

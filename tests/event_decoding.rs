@@ -52,7 +52,7 @@ fn decoded(event: &Value) -> Result<AttributesEvent<'static>, EventError> {
                 .collect(),
             complete: event.complete,
         }),
-        Event::OtherTopic { detail_type } => panic!("expected an attributes event, got {detail_type}"),
+        other => panic!("expected an attributes event, got {other:?}"),
     }
 }
 

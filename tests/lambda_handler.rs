@@ -11,7 +11,7 @@ use flow_metrics::lambda::{InvocationError, Response, handle};
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::pipeline::Pipeline;
 use flow_metrics::sink::DataDogSink;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings};
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
 use jiff::Timestamp;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -182,7 +182,7 @@ async fn a_series_datadog_refuses_fails_only_the_records_that_carry_it() {
     let sink = DataDogSink::new(DataDogSettings {
         base_url: intake.uri(),
         api_key: ApiKey::new("k").expect("key"),
-        metric: "genesys.flow.metric".to_owned(),
+        metrics: MetricNames::default(),
         static_tags: Vec::new(),
         self_metrics: false,
         compression: Compression::Deflate,

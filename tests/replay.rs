@@ -80,7 +80,7 @@ fn the_readme_command_replays_the_samples() {
     assert!(!counted.is_empty());
     let summary = stderr.lines().last().expect("a summary line");
     assert!(
-        summary.starts_with("summary: events read 37, ignored 12, rejected 0"),
+        summary.starts_with("summary: events read 41, ignored 12, rejected 0"),
         "{summary}"
     );
     assert!(
@@ -121,8 +121,9 @@ fn every_occurrence_has_the_documented_fields() {
         .collect();
     assert_eq!(
         fields,
-        BTreeSet::from(["conversation_id", "flow", "metric", "key", "time"])
+        BTreeSet::from(["conversation_id", "flow", "metric", "key", "time", "source"])
     );
+    assert_eq!(first["source"], "attribute");
     let key = first["key"].as_str().expect("key");
     assert!(key.starts_with(first["flow"].as_str().expect("flow")));
     assert!(key.ends_with(&format!("({})", first["time"].as_str().expect("time"))));
@@ -228,7 +229,7 @@ proptest! {
 
     #[test]
     fn any_shuffled_duplicated_trace_prints_each_key_exactly_once(
-        copies in prop::collection::vec(1u8..=3, 37),
+        copies in prop::collection::vec(1u8..=3, 41),
         order in prop::collection::vec(0usize..1000, 0..120),
     ) {
         let lines = common::sample_lines();

@@ -19,7 +19,7 @@ use flow_metrics::drain::{DeadLetterQueue, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
-use flow_metrics::redrive::{StuckKey, redrive};
+use flow_metrics::redrive::redrive;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
 use flow_metrics::simulate::{self, TraceShape};
 use flow_metrics::sink::datadog::ApiKey;
@@ -459,7 +459,6 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let caveat = what_redrive_cannot_know(&stuck);
-    let stuck: Vec<StuckKey> = stuck.iter().map(StuckKey::from).collect();
     let tally = match sink {
         Some(SinkKind::Datadog) => redrive_into(ledger, datadog_sink(&args.table).await?, &stuck).await,
         _ => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
@@ -479,7 +478,7 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[StuckKey]) -> Tally {
+async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[LedgerItem]) -> Tally {
     // Stuck keys were fresh when first claimed: judge them at that time, with no age limit
     // beyond the table's own retention.
     let pipeline = Pipeline::new(ledger, sink).with_max_key_age(SignedDuration::MAX);

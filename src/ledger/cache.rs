@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 use lru::LruCache;
 
 use super::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms};
-use crate::attribute::MetricKey;
+use crate::key::MetricKey;
 
 /// Keys remembered by default: a few megabytes.
 pub const DEFAULT_CAPACITY: NonZeroUsize = NonZeroUsize::new(50_000).expect("not zero");

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
 use super::{ClaimToken, LedgerError};
 use crate::error_text::with_causes;
+use crate::key::Source;
 
 /// Attribute names of the ledger table. `table.json` is the shared definition; a test checks
 /// that these and the item layout match it.
@@ -46,6 +47,9 @@ pub mod schema {
     pub const CLAIM_TOKEN: &str = "claim_token";
     pub const LEASE_EXPIRES_MS: &str = "lease_expires_ms";
     pub const DELIVERED_AT_MS: &str = "delivered_at_ms";
+    pub const SOURCE: &str = "source";
+    pub const OUTCOME_VALUE: &str = "outcome_value";
+    pub const DURATION_MS: &str = "duration_ms";
     pub const CLAIMED: &str = "claimed";
     pub const DELIVERED: &str = "delivered";
     /// The shared definition itself.
@@ -79,7 +83,7 @@ pub struct DynamoDbStore {
 }
 
 /// A claim as written by `PutItem`.
-#[derive(Serialize)]
+#[derive(Clone, Copy, Serialize)]
 struct ClaimItem<'a> {
     conversation_id: &'a str,
     attribute_key: &'a str,
@@ -91,6 +95,13 @@ struct ClaimItem<'a> {
     claim_token: &'a str,
     lease_expires_ms: i64,
     expires_at: i64,
+    /// Left out for attribute keys, as in items written before milestones and outcomes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome_value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<i64>,
 }
 
 /// What the protocol reads of an item.
@@ -260,6 +271,18 @@ impl ItemStore for DynamoDbStore {
             claim_token: &claim.token.0,
             lease_expires_ms: claim.lease_expires_ms,
             expires_at: metric.time.as_second().saturating_add(self.retention.as_secs()),
+            source: match metric.source {
+                Source::Attribute => None,
+                other => Some(other.name()),
+            },
+            outcome_value: match metric.source {
+                Source::Outcome { value, .. } => value,
+                _ => None,
+            },
+            duration_ms: match metric.source {
+                Source::Outcome { duration, .. } => duration.map(|duration| duration.as_millis() as i64),
+                _ => None,
+            },
         };
         let item = serde_dynamo::to_item(item).map_err(|error| LedgerError::Permanent {
             operation: "PutItem",
@@ -373,6 +396,13 @@ pub struct LedgerItem {
     pub first_seen_ms: i64,
     pub state: String,
     pub lease_expires_ms: Option<i64>,
+    /// `milestone` or `outcome`; absent for attribute keys.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub outcome_value: Option<String>,
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 /// Which items a scan returns: DynamoDB applies it as a filter expression, so only matching
@@ -415,6 +445,9 @@ impl ScanExpression {
             ("#metric", schema::METRIC),
             ("#time", schema::KEY_TIME_MS),
             ("#seen", schema::FIRST_SEEN_MS),
+            ("#source", schema::SOURCE),
+            ("#value", schema::OUTCOME_VALUE),
+            ("#duration", schema::DURATION_MS),
             ("#state", schema::STATE),
             ("#lease", schema::LEASE_EXPIRES_MS),
         ] {
@@ -509,7 +542,9 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .segment(to_i32(segment))
             .total_segments(to_i32(segments))
-            .projection_expression("#pk, #sk, #flow, #metric, #time, #seen, #state, #lease")
+            .projection_expression(
+                "#pk, #sk, #flow, #metric, #time, #seen, #state, #lease, #source, #value, #duration",
+            )
             .set_filter_expression(expression.filter.clone())
             .set_expression_attribute_names(Some(expression.names.clone()))
             .set_expression_attribute_values(
@@ -684,13 +719,37 @@ mod tests {
         assert_eq!(attributes["claimToken"], schema::CLAIM_TOKEN);
         assert_eq!(attributes["leaseExpiresMs"], schema::LEASE_EXPIRES_MS);
         assert_eq!(attributes["deliveredAtMs"], schema::DELIVERED_AT_MS);
+        assert_eq!(attributes["source"], schema::SOURCE);
+        assert_eq!(attributes["outcomeValue"], schema::OUTCOME_VALUE);
+        assert_eq!(attributes["durationMs"], schema::DURATION_MS);
         assert_eq!(table["states"]["claimed"], schema::CLAIMED);
         assert_eq!(table["states"]["delivered"], schema::DELIVERED);
     }
 
+    fn written(item: ClaimItem<'_>) -> BTreeSet<String> {
+        let item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(item).expect("item");
+        item.into_keys().collect()
+    }
+
+    /// Every attribute the shared definition names, but those in `absent`.
+    fn defined_but(absent: &[&str]) -> BTreeSet<String> {
+        let table = shared_definition();
+        let mut defined: BTreeSet<String> = table["attributes"]
+            .as_object()
+            .expect("attributes")
+            .values()
+            .filter_map(Value::as_str)
+            .filter(|name| !absent.contains(name))
+            .map(str::to_owned)
+            .collect();
+        defined.extend([schema::PARTITION_KEY, schema::SORT_KEY, schema::TIME_TO_LIVE].map(str::to_owned));
+        defined
+    }
+
     #[test]
     fn a_claim_item_writes_exactly_the_defined_attributes() {
-        let item = ClaimItem {
+        let attribute = ClaimItem {
             conversation_id: "c",
             attribute_key: "FMetric_M(2026-03-07T04:08:28Z)",
             flow: "F",
@@ -701,19 +760,27 @@ mod tests {
             claim_token: "t",
             lease_expires_ms: 3,
             expires_at: 4,
+            source: None,
+            outcome_value: None,
+            duration_ms: None,
         };
-        let item: std::collections::HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(item).expect("item");
-        let written: BTreeSet<&str> = item.keys().map(String::as_str).collect();
-        let table = shared_definition();
-        let mut defined: BTreeSet<&str> = table["attributes"]
-            .as_object()
-            .expect("attributes")
-            .values()
-            .filter_map(Value::as_str)
-            .filter(|name| *name != schema::DELIVERED_AT_MS)
-            .collect();
-        defined.extend([schema::PARTITION_KEY, schema::SORT_KEY, schema::TIME_TO_LIVE]);
-        assert_eq!(written, defined);
+        // Attribute keys' items are as they were before milestones and outcomes existed.
+        assert_eq!(
+            written(attribute),
+            defined_but(&[
+                schema::DELIVERED_AT_MS,
+                schema::SOURCE,
+                schema::OUTCOME_VALUE,
+                schema::DURATION_MS
+            ])
+        );
+        let outcome = ClaimItem {
+            attribute_key: "outcome:o:1",
+            source: Some("outcome"),
+            outcome_value: Some("SUCCESS"),
+            duration_ms: Some(4395),
+            ..attribute
+        };
+        assert_eq!(written(outcome), defined_but(&[schema::DELIVERED_AT_MS]));
     }
 }

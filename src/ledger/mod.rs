@@ -20,7 +20,7 @@ use std::future::Future;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::attribute::MetricKey;
+use crate::key::MetricKey;
 
 pub use cache::DeliveredCache;
 pub use dynamodb::DynamoDbLedger;

@@ -14,7 +14,7 @@ use futures::{StreamExt, stream};
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError, LedgerTerms};
-use crate::attribute::MetricKey;
+use crate::key::MetricKey;
 
 /// Per-key requests of one event in flight at once.
 const KEY_CONCURRENCY: usize = 16;

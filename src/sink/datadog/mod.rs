@@ -41,15 +41,13 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 pub use api_key::{ApiKey, ApiKeyError};
+pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 use crate::error_text::with_causes;
 use crate::timing::{MIN_ATTEMPT, jittered};
-
-/// The metric counted occurrences are submitted as, by default.
-pub const DEFAULT_METRIC: &str = "genesys.flow.metric";
 
 /// Prefix of the pipeline's own metrics.
 pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
@@ -76,8 +74,8 @@ pub struct DataDogSettings {
     /// `https://api.<DD_SITE>`, or `DD_URL` (any base URL, e.g. a local fake intake).
     pub base_url: String,
     pub api_key: ApiKey,
-    /// Validated with [`tags::check_metric_name`].
-    pub metric: String,
+    /// Each validated with [`tags::check_metric_name`].
+    pub metrics: MetricNames,
     /// Normalised with [`tags::parse_static_tags`].
     pub static_tags: Vec<String>,
     pub self_metrics: bool,
@@ -428,7 +426,7 @@ impl Sink for DataDogSink {
     async fn push(&self, occurrences: &[Occurrence<'_>], context: &PushContext) -> Result<(), PushFailure> {
         let plan = payload::plan(
             occurrences,
-            &self.settings.metric,
+            &self.settings.metrics,
             &self.settings.static_tags,
             context.now,
             self.occurrences_per_request,

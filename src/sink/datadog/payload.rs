@@ -1,8 +1,10 @@
 //! The body of a DataDog `POST /api/v1/distribution_points`: occurrences grouped per series.
 //!
 //! Each counted occurrence is one distribution value `1` at its key's time, in the series of its
-//! metric name and tags (`flow:…`, `metric:…`, static tags); values at the same second share a
-//! point. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
+//! source's metric name and tags (attributes: `flow:…`, `metric:…`; milestones: `flow:…`,
+//! `milestone:…`; outcomes: `flow:…`, `outcome:…`, `outcome_value:…`; then static tags); values
+//! at the same second share a point. Beside a count, the seconds it carries go in a second series
+//! of the same tags: an attribute key's time since its flow's first key, an outcome's duration. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
 //! sent at the processing time (and counted as late) and a future one at now. A large push is cut
 //! into requests over contiguous runs of occurrences; every series knows which occurrences it
 //! carries, so a refusal can say exactly which were not delivered.
@@ -14,6 +16,7 @@ use serde::Serialize;
 
 use super::tags;
 use crate::count::Occurrence;
+use crate::key::Source;
 
 /// Points older than this are sent at the processing time: DataDog drops points over an hour old.
 pub const MAX_POINT_AGE: SignedDuration = SignedDuration::from_mins(50);
@@ -52,8 +55,8 @@ impl Series {
     }
 }
 
-/// The series of one (flow, metric): the count, and the time since the flow's first key, which
-/// stand or fall together so that a key is never counted in one and retried for the other.
+/// The series of one (flow, metric) of a source: the count, and its seconds, which stand or fall
+/// together so that a key is never counted in one and retried for the other.
 #[derive(Debug, PartialEq)]
 pub struct Unit {
     pub series: Vec<Series>,
@@ -70,6 +73,76 @@ pub struct Request {
 
 /// What the time since the flow's first key is sent as: `<metric>.elapsed`, in seconds.
 pub const ELAPSED_SUFFIX: &str = ".elapsed";
+
+/// What an outcome's duration is sent as: `<outcome metric>.duration`, in seconds.
+pub const DURATION_SUFFIX: &str = ".duration";
+
+/// The metric each source's occurrences are counted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricNames {
+    pub attribute: String,
+    pub milestone: String,
+    pub outcome: String,
+}
+
+impl Default for MetricNames {
+    fn default() -> Self {
+        MetricNames {
+            attribute: "genesys.flow.metric".to_owned(),
+            milestone: "genesys.flow.milestone".to_owned(),
+            outcome: "genesys.flow.outcome".to_owned(),
+        }
+    }
+}
+
+impl MetricNames {
+    /// Every metric name occurrences can be sent as.
+    pub fn all(&self) -> [String; 5] {
+        [
+            self.attribute.clone(),
+            format!("{}{ELAPSED_SUFFIX}", self.attribute),
+            self.milestone.clone(),
+            self.outcome.clone(),
+            format!("{}{DURATION_SUFFIX}", self.outcome),
+        ]
+    }
+
+    /// The count metric of a source, and the metric of the seconds it carries.
+    fn of(&self, source: &Source<'_>) -> (&str, Option<String>) {
+        match source {
+            Source::Attribute => (
+                &self.attribute,
+                Some(format!("{}{ELAPSED_SUFFIX}", self.attribute)),
+            ),
+            Source::Milestone => (&self.milestone, None),
+            Source::Outcome { .. } => (&self.outcome, Some(format!("{}{DURATION_SUFFIX}", self.outcome))),
+        }
+    }
+}
+
+/// The tags that name an occurrence's series, before the static ones.
+fn series_tags(occurrence: &Occurrence<'_>) -> Vec<String> {
+    let flow = tags::tag("flow", occurrence.flow);
+    match occurrence.source {
+        Source::Attribute => vec![flow, tags::tag("metric", occurrence.metric)],
+        Source::Milestone => vec![flow, tags::tag("milestone", occurrence.metric)],
+        Source::Outcome { value, .. } => {
+            let mut tags = vec![flow, tags::tag("outcome", occurrence.metric)];
+            tags.extend(value.map(|value| tags::tag("outcome_value", value)));
+            tags
+        }
+    }
+}
+
+/// The seconds an occurrence carries beside its count.
+fn seconds(occurrence: &Occurrence<'_>) -> Option<f64> {
+    match occurrence.source {
+        Source::Attribute => occurrence.elapsed,
+        Source::Milestone => None,
+        Source::Outcome { duration, .. } => duration,
+    }
+    .map(|seconds| seconds.as_secs_f64())
+}
 
 /// The requests for a push and how many of its occurrences were late.
 #[derive(Debug, PartialEq)]
@@ -106,20 +179,21 @@ impl PointTime {
     }
 }
 
-/// A (flow, metric) being built: its tags, counts and elapsed seconds per second, and the
-/// occurrences it carries.
-#[derive(Default)]
-struct Grouped {
+/// A (flow, metric) of a source being built: its metrics and tags, counts and seconds per
+/// second, and the occurrences it carries.
+struct Grouped<'m> {
+    count_metric: &'m str,
+    seconds_metric: Option<String>,
     tags: Vec<String>,
     counts: BTreeMap<i64, usize>,
-    elapsed: BTreeMap<i64, Vec<f64>>,
+    seconds: BTreeMap<i64, Vec<f64>>,
     occurrences: Vec<usize>,
 }
 
 /// Groups occurrences into requests of at most `per_request` occurrences each.
 pub fn plan(
     occurrences: &[Occurrence<'_>],
-    metric: &str,
+    metrics: &MetricNames,
     static_tags: &[String],
     now: Timestamp,
     per_request: usize,
@@ -131,43 +205,52 @@ pub fn plan(
         .enumerate()
         .map(|(chunk_number, chunk)| {
             let first = chunk_number * per_request;
-            // (flow, metric) → series; two pairs whose tags normalise alike share a series.
-            let mut series_of: HashMap<(&str, &str), usize> = HashMap::new();
-            let mut series_with_tags: HashMap<Vec<String>, usize> = HashMap::new();
-            let mut grouped: Vec<Grouped> = Vec::new();
+            // (source, flow, metric, value) → series; two whose metric and tags normalise
+            // alike share a series.
+            let mut series_of: HashMap<(&str, &str, &str, Option<&str>), usize> = HashMap::new();
+            let mut series_with_tags: HashMap<(&str, Vec<String>), usize> = HashMap::new();
+            let mut grouped: Vec<Grouped<'_>> = Vec::new();
             for (offset, occurrence) in chunk.iter().enumerate() {
-                let index = *series_of
-                    .entry((occurrence.flow, occurrence.metric))
-                    .or_insert_with(|| {
-                        let mut tags = vec![
-                            tags::tag("flow", occurrence.flow),
-                            tags::tag("metric", occurrence.metric),
-                        ];
-                        tags.extend(static_tags.iter().cloned());
-                        *series_with_tags.entry(tags.clone()).or_insert_with(|| {
+                let value = match occurrence.source {
+                    Source::Outcome { value, .. } => value,
+                    _ => None,
+                };
+                let identity = (
+                    occurrence.source.name(),
+                    occurrence.flow,
+                    occurrence.metric,
+                    value,
+                );
+                let index = *series_of.entry(identity).or_insert_with(|| {
+                    let (count_metric, seconds_metric) = metrics.of(&occurrence.source);
+                    let mut tags = series_tags(occurrence);
+                    tags.extend(static_tags.iter().cloned());
+                    *series_with_tags
+                        .entry((count_metric, tags.clone()))
+                        .or_insert_with(|| {
                             grouped.push(Grouped {
+                                count_metric,
+                                seconds_metric,
                                 tags,
-                                ..Grouped::default()
+                                counts: BTreeMap::new(),
+                                seconds: BTreeMap::new(),
+                                occurrences: Vec::new(),
                             });
                             grouped.len() - 1
                         })
-                    });
+                });
                 let time = PointTime::of(occurrence.time, now);
                 if matches!(time, PointTime::Late(_)) {
                     late += 1;
                 }
                 let group = &mut grouped[index];
                 *group.counts.entry(time.second()).or_default() += 1;
-                if let Some(elapsed) = occurrence.elapsed {
-                    group
-                        .elapsed
-                        .entry(time.second())
-                        .or_default()
-                        .push(elapsed.as_secs_f64());
+                if let Some(seconds) = seconds(occurrence) {
+                    group.seconds.entry(time.second()).or_default().push(seconds);
                 }
                 group.occurrences.push(first + offset);
             }
-            grouped.sort_by(|a, b| a.tags.cmp(&b.tags));
+            grouped.sort_by(|a, b| (a.count_metric, &a.tags).cmp(&(b.count_metric, &b.tags)));
             let units = grouped
                 .into_iter()
                 .map(|group| {
@@ -176,12 +259,16 @@ pub fn plan(
                         .into_iter()
                         .map(|(second, count)| (second, vec![1.0; count]))
                         .collect();
-                    let mut series = vec![Series::distribution(metric, group.tags.clone(), counts)];
-                    if !group.elapsed.is_empty() {
+                    let mut series = vec![Series::distribution(
+                        group.count_metric,
+                        group.tags.clone(),
+                        counts,
+                    )];
+                    if let Some(seconds_metric) = group.seconds_metric.filter(|_| !group.seconds.is_empty()) {
                         series.push(Series::distribution(
-                            &format!("{metric}{ELAPSED_SUFFIX}"),
+                            &seconds_metric,
                             group.tags,
-                            group.elapsed.into_iter().collect(),
+                            group.seconds.into_iter().collect(),
                         ));
                     }
                     Unit {
