@@ -121,8 +121,9 @@ async fn delivered_twice_it_counts_each_milestone_and_the_outcome_once_in_dynamo
         .scan(1, &ScanFilter::default(), |item| items.push(item))
         .await
         .expect("scan");
-    items.sort_by(|a, b| a.key_time_ms.cmp(&b.key_time_ms));
-    let described: Vec<(&str, Option<&str>, Option<&str>, Option<i64>)> = items
+    items.sort_by_key(|item| item.key_time_ms);
+    type Described<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<i64>);
+    let described: Vec<Described<'_>> = items
         .iter()
         .map(|item| {
             (
