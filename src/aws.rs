@@ -4,6 +4,9 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials as _;
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+
+use crate::error_text::with_causes;
 
 /// Why AWS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +18,27 @@ pub enum AwsSetupError {
          AWS_SECRET_ACCESS_KEY; an emulator accepts any values"
     )]
     NoCredentials(String),
+}
+
+/// A Secrets Manager secret's string (`None` if it holds binary), or why it cannot be read.
+pub async fn secret_string(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<Option<String>, String> {
+    let secret = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|error| match error.as_service_error() {
+            Some(service) => format!(
+                "{}: {}",
+                service.code().unwrap_or("service error"),
+                service.message().unwrap_or_default()
+            ),
+            None => with_causes(&error),
+        })?;
+    Ok(secret.secret_string().map(str::to_owned))
 }
 
 /// Loads the SDK configuration. `endpoint_url` (or the standard `AWS_ENDPOINT_URL`) points the

@@ -4,10 +4,14 @@
 //! Durations are written as jiff spans: `7d`, `36h`, `15m`, `90s`, `1h 30m`, or ISO 8601
 //! (`P7D`, `PT15M`). A day is always 24 hours here: these settings bound ages, not calendars.
 
+use std::collections::HashMap;
+
 use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::count::DEFAULT_MAX_KEY_AGE;
 use crate::ledger::dynamodb::DEFAULT_RETENTION;
+use crate::names::Names;
+use crate::names::genesys::{Credentials, GenesysSettings};
 use crate::sink::datadog::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX};
 use crate::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, tags};
 use crate::timing::DEFAULT_LEASE;
@@ -156,6 +160,123 @@ impl DataDogConfig {
     }
 }
 
+/// Where the names of flows, milestones and outcomes come from, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NamesConfig {
+    /// `FLOW_METRICS_NAMES`: a JSON object of id → name, used ahead of the API.
+    pub fixed: HashMap<String, String>,
+    pub genesys: Option<GenesysConfig>,
+}
+
+/// The Genesys Cloud Platform API, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesysConfig {
+    /// `https://login.<GENESYS_REGION>`, or `GENESYS_LOGIN_URL`.
+    pub login_url: String,
+    /// `https://api.<GENESYS_REGION>`, or `GENESYS_API_URL`.
+    pub api_url: String,
+    pub credentials: CredentialsSource,
+    /// `FLOW_METRICS_NAMES_TTL` (default 1h).
+    pub ttl: SignedDuration,
+}
+
+/// Where the OAuth client's credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsSource {
+    /// `GENESYS_CLIENT_ID` and `GENESYS_CLIENT_SECRET`.
+    Given(Credentials),
+    /// `GENESYS_CREDENTIALS_SECRET_ARN`: a secret of `{"clientId", "clientSecret"}`.
+    SecretArn(String),
+}
+
+/// How long a fetched name is used before it is fetched again, by default.
+pub const DEFAULT_NAMES_TTL: SignedDuration = SignedDuration::from_hours(1);
+
+impl NamesConfig {
+    pub fn from_env(env: Env<'_>) -> Result<NamesConfig, ConfigError> {
+        let fixed = match set(env, "FLOW_METRICS_NAMES") {
+            None => HashMap::new(),
+            Some(json) => {
+                Names::parse_fixed(&json).map_err(|error| ConfigError::new("FLOW_METRICS_NAMES", error))?
+            }
+        };
+        let urls = match (
+            set(env, "GENESYS_REGION"),
+            set(env, "GENESYS_LOGIN_URL"),
+            set(env, "GENESYS_API_URL"),
+        ) {
+            (None, None, None) => None,
+            (_, Some(login), Some(api)) => Some((login, api)),
+            (Some(region), login, api) => {
+                check_region(&region)?;
+                let (default_login, default_api) = GenesysSettings::region_urls(&region);
+                Some((login.unwrap_or(default_login), api.unwrap_or(default_api)))
+            }
+            (None, _, _) => {
+                return Err(ConfigError::new(
+                    "GENESYS_REGION",
+                    "is not set: set it (e.g. mypurecloud.ie), or both GENESYS_LOGIN_URL and GENESYS_API_URL",
+                ));
+            }
+        };
+        let credentials = match (
+            set(env, "GENESYS_CLIENT_ID"),
+            set(env, "GENESYS_CLIENT_SECRET"),
+            set(env, "GENESYS_CREDENTIALS_SECRET_ARN"),
+        ) {
+            (Some(client_id), Some(client_secret), None) => Some(CredentialsSource::Given(Credentials {
+                client_id,
+                client_secret,
+            })),
+            (None, None, Some(arn)) => Some(CredentialsSource::SecretArn(arn)),
+            (None, None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "GENESYS_CLIENT_ID",
+                    "give the OAuth client either as GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET, \
+                     or as GENESYS_CREDENTIALS_SECRET_ARN, not both and not half",
+                ));
+            }
+        };
+        let genesys = match (urls, credentials) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "GENESYS_CREDENTIALS_SECRET_ARN",
+                    "is not set: the Genesys API needs an OAuth client (or GENESYS_CLIENT_ID and \
+                     GENESYS_CLIENT_SECRET)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "GENESYS_REGION",
+                    "is not set: name the org's region domain (e.g. mypurecloud.ie) for its OAuth client",
+                ));
+            }
+            (Some((login_url, api_url)), Some(credentials)) => Some(GenesysConfig {
+                login_url,
+                api_url,
+                credentials,
+                ttl: duration_setting(env, "FLOW_METRICS_NAMES_TTL", DEFAULT_NAMES_TTL)?,
+            }),
+        };
+        Ok(NamesConfig { fixed, genesys })
+    }
+}
+
+fn check_region(region: &str) -> Result<(), ConfigError> {
+    if is_domain(region) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "GENESYS_REGION",
+            format!(
+                "{region:?} is not a Genesys Cloud region domain such as mypurecloud.com or euw2.pure.cloud"
+            ),
+        ))
+    }
+}
+
 /// Everything the Lambda reads at cold start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LambdaConfig {
@@ -168,6 +289,7 @@ pub struct LambdaConfig {
     pub lease: SignedDuration,
     /// `FLOW_METRICS_RETENTION` (default 30d, above the max key age).
     pub retention: SignedDuration,
+    pub names: NamesConfig,
 }
 
 impl LambdaConfig {
@@ -185,6 +307,7 @@ impl LambdaConfig {
             max_key_age,
             lease,
             retention,
+            names: NamesConfig::from_env(env)?,
         })
     }
 }
@@ -207,12 +330,16 @@ fn duration_setting(
     }
 }
 
-fn check_site(site: &str) -> Result<&str, ConfigError> {
-    let hostname = site.contains('.')
-        && site
+/// Whether `text` reads as a DNS domain (lowercase, with a dot).
+fn is_domain(text: &str) -> bool {
+    text.contains('.')
+        && text
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
-    if hostname {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+fn check_site(site: &str) -> Result<&str, ConfigError> {
+    if is_domain(site) {
         Ok(site)
     } else {
         Err(ConfigError::new(
@@ -330,6 +457,77 @@ mod tests {
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
         assert_eq!(config.lease, SignedDuration::from_secs(90));
         assert_eq!(config.retention, SignedDuration::from_hours(14 * 24));
+    }
+
+    fn names_config(variables: &[(&str, &str)]) -> Result<NamesConfig, ConfigError> {
+        let variables: HashMap<String, String> = variables
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        NamesConfig::from_env(&|name| variables.get(name).cloned())
+    }
+
+    #[test]
+    fn names_are_optional_and_read_from_a_map_a_region_and_a_client() {
+        assert_eq!(names_config(&[]).expect("none"), NamesConfig::default());
+        let config = names_config(&[
+            ("FLOW_METRICS_NAMES", r#"{"d2c1": "Customer Routing"}"#),
+            ("GENESYS_REGION", "mypurecloud.ie"),
+            (
+                "GENESYS_CREDENTIALS_SECRET_ARN",
+                "arn:aws:secretsmanager:eu-west-1:1:secret:genesys",
+            ),
+            ("FLOW_METRICS_NAMES_TTL", "15m"),
+        ])
+        .expect("config");
+        assert_eq!(config.fixed["d2c1"], "Customer Routing");
+        let genesys = config.genesys.expect("the API");
+        assert_eq!(genesys.login_url, "https://login.mypurecloud.ie");
+        assert_eq!(genesys.api_url, "https://api.mypurecloud.ie");
+        assert!(matches!(genesys.credentials, CredentialsSource::SecretArn(_)));
+        assert_eq!(genesys.ttl, SignedDuration::from_mins(15));
+
+        let given = names_config(&[
+            ("GENESYS_LOGIN_URL", "http://127.0.0.1:1"),
+            ("GENESYS_API_URL", "http://127.0.0.1:2"),
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "secret"),
+        ])
+        .expect("config")
+        .genesys
+        .expect("the API");
+        assert_eq!(
+            (given.login_url.as_str(), given.api_url.as_str()),
+            ("http://127.0.0.1:1", "http://127.0.0.1:2")
+        );
+        assert_eq!(given.ttl, DEFAULT_NAMES_TTL);
+        assert!(
+            !format!("{given:?}").contains("secret\""),
+            "the secret is never printed"
+        );
+    }
+
+    #[test]
+    fn half_configured_names_are_refused_with_the_variable_to_fix() {
+        let variable_of = |variables: &[(&str, &str)]| names_config(variables).expect_err("refused").variable;
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_NAMES", "[1]")]),
+            "FLOW_METRICS_NAMES"
+        );
+        assert_eq!(variable_of(&[("GENESYS_REGION", "Ireland")]), "GENESYS_REGION");
+        assert_eq!(
+            variable_of(&[("GENESYS_REGION", "mypurecloud.ie")]),
+            "GENESYS_CREDENTIALS_SECRET_ARN"
+        );
+        assert_eq!(
+            variable_of(&[("GENESYS_CLIENT_ID", "id"), ("GENESYS_CLIENT_SECRET", "s")]),
+            "GENESYS_REGION"
+        );
+        assert_eq!(
+            variable_of(&[("GENESYS_REGION", "mypurecloud.ie"), ("GENESYS_CLIENT_ID", "id")]),
+            "GENESYS_CLIENT_ID"
+        );
+        assert_eq!(variable_of(&[("GENESYS_API_URL", "http://x")]), "GENESYS_REGION");
     }
 
     #[test]

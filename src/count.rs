@@ -177,6 +177,9 @@ pub struct Tally {
     pub keys_pending: u64,
     pub keys_invalid: u64,
     pub keys_stale: u64,
+    /// Names of delivered milestones and outcomes (their flow's, their own) sent as ids, because
+    /// no name was known.
+    pub names_unresolved: u64,
 }
 
 impl AddAssign for Tally {
@@ -191,6 +194,7 @@ impl AddAssign for Tally {
         self.keys_pending += other.keys_pending;
         self.keys_invalid += other.keys_invalid;
         self.keys_stale += other.keys_stale;
+        self.names_unresolved += other.names_unresolved;
     }
 }
 
@@ -199,7 +203,7 @@ impl std::fmt::Display for Tally {
         write!(
             f,
             "events read {}, ignored {}, rejected {}, failed {}; metric keys seen {}, counted {}, \
-             already counted {}, pending {}, invalid {}, stale {}",
+             already counted {}, pending {}, invalid {}, stale {}; names unresolved {}",
             self.events_read,
             self.events_ignored,
             self.events_rejected,
@@ -209,7 +213,8 @@ impl std::fmt::Display for Tally {
             self.keys_already_counted,
             self.keys_pending,
             self.keys_invalid,
-            self.keys_stale
+            self.keys_stale,
+            self.names_unresolved
         )
     }
 }

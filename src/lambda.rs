@@ -157,6 +157,7 @@ fn log_summary(tally: &Tally, mode: &'static str) {
         keys_already_counted = tally.keys_already_counted,
         keys_invalid = tally.keys_invalid,
         keys_stale = tally.keys_stale,
+        names_unresolved = tally.names_unresolved,
         "invocation"
     );
 }

@@ -19,6 +19,7 @@ pub mod input;
 pub mod key;
 pub mod lambda;
 pub mod ledger;
+pub mod names;
 pub mod pipeline;
 pub mod redrive;
 pub mod replay;

@@ -13,6 +13,7 @@
 //! blocks the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,8 +24,9 @@ use tokio::time::Instant;
 use crate::attribute::InvalidKey;
 use crate::count::{self, DEFAULT_MAX_KEY_AGE, Extracted, Occurrence, Tally};
 use crate::event::{self, Event, EventError};
-use crate::key::MetricKey;
+use crate::key::{MetricKey, Source};
 use crate::ledger::{ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
+use crate::names::{Directory, NameKind, Names};
 use crate::sink::{PushContext, Sink, SinkError};
 use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT, jittered};
 
@@ -45,6 +47,7 @@ pub struct Pipeline<L, S> {
     ledger: L,
     sink: S,
     max_key_age: SignedDuration,
+    names: Arc<dyn Directory>,
 }
 
 /// What happened to one event of a batch.
@@ -180,6 +183,8 @@ struct EventKeys<'a> {
     waiting_until: Option<Timestamp>,
     counted: usize,
     already_counted: usize,
+    /// Names of delivered milestones and outcomes that went out as ids.
+    names_unresolved: usize,
     error: Option<DeliveryError>,
 }
 
@@ -197,6 +202,14 @@ enum Settle {
     Release(SinkError),
 }
 
+/// The names found for an occurrence's ids, and how many were not.
+#[derive(Default)]
+struct Resolved {
+    flow: Option<Arc<str>>,
+    metric: Option<Arc<str>>,
+    unresolved: usize,
+}
+
 /// Keys one event won in a round.
 struct Won {
     /// Position among the batch's attributes events.
@@ -211,7 +224,15 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             ledger,
             sink,
             max_key_age: DEFAULT_MAX_KEY_AGE,
+            names: Arc::new(Names::default()),
         }
+    }
+
+    /// Where the names of flows, milestones and outcomes come from (by default, nowhere: their
+    /// ids are shown).
+    pub fn with_names(mut self, names: Arc<dyn Directory>) -> Self {
+        self.names = names;
+        self
     }
 
     /// Keys older than this, relative to their event's time, are stale.
@@ -295,6 +316,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     waiting_until: None,
                     counted: 0,
                     already_counted: 0,
+                    names_unresolved: 0,
                     error: None,
                 })
             })
@@ -442,7 +464,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         lease_expires: Option<Timestamp>,
         clock: &Clock,
     ) -> bool {
-        let occurrences: Vec<Occurrence<'_>> = won
+        let by_id: Vec<Occurrence<'_>> = won
             .iter()
             .flat_map(|won| {
                 let event = &events[won.event];
@@ -452,6 +474,16 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     .map(|metric| {
                         Occurrence::new(event.conversation_id, metric, event.extracted.elapsed(metric))
                     })
+            })
+            .collect();
+        let names: Vec<Resolved> = by_id.iter().map(|occurrence| self.resolve(occurrence)).collect();
+        let occurrences: Vec<Occurrence<'_>> = by_id
+            .iter()
+            .zip(&names)
+            .map(|(occurrence, names)| Occurrence {
+                flow: names.flow.as_deref().unwrap_or(occurrence.flow),
+                metric: names.metric.as_deref().unwrap_or(occurrence.metric),
+                ..*occurrence
             })
             .collect();
         // No push may outlive its claims: it ends before their lease (less a margin), and
@@ -492,9 +524,13 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             let mut accepted = Vec::new();
             let mut refused_keys = Vec::new();
             let mut first_refusal = None;
+            let mut unresolved = 0;
             for metric in won.keys.iter().filter_map(|&key| event.extracted.fresh.get(key)) {
                 match refused.get(&index) {
-                    None => accepted.push(metric.key),
+                    None => {
+                        accepted.push(metric.key);
+                        unresolved += names.get(index).map_or(0, |names| names.unresolved);
+                    }
                     Some(error) => {
                         refused_keys.push(metric.key);
                         first_refusal.get_or_insert_with(|| error.clone());
@@ -502,6 +538,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                 }
                 index += 1;
             }
+            events[won.event].names_unresolved += unresolved;
             if !accepted.is_empty() {
                 let confirm = Settle::Confirm {
                     deadline: confirm_deadline,
@@ -534,6 +571,22 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             }
         }
         confirmed_any
+    }
+
+    /// The names of a milestone's or outcome's flow and id, where known.
+    fn resolve(&self, occurrence: &Occurrence<'_>) -> Resolved {
+        let kind = match occurrence.source {
+            Source::Attribute => return Resolved::default(),
+            Source::Milestone => NameKind::Milestone,
+            Source::Outcome { .. } => NameKind::Outcome,
+        };
+        let flow = self.names.name(NameKind::Flow, occurrence.flow);
+        let metric = self.names.name(kind, occurrence.metric);
+        Resolved {
+            unresolved: usize::from(flow.is_none()) + usize::from(metric.is_none()),
+            flow,
+            metric,
+        }
     }
 
     async fn settle(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, settle: &Settle) {
@@ -609,6 +662,7 @@ fn outcome(event: EventKeys<'_>, tally: &mut Tally) -> EventOutcome {
     tally.keys_stale += extracted.stale.len() as u64;
     tally.keys_counted += event.counted as u64;
     tally.keys_already_counted += event.already_counted as u64;
+    tally.names_unresolved += event.names_unresolved as u64;
     let pending = match event.error {
         Some(DeliveryError::Pending { keys }) => keys,
         _ => 0,

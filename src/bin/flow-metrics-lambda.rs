@@ -1,11 +1,14 @@
 //! The AWS Lambda function (`provided.al2023`, built with cargo-lambda). Configuration is read
-//! and checked, the API key fetched and the clients built once per cold start; each invocation
-//! then runs [`flow_metrics::lambda::handle`].
+//! and checked, the API key (and a Genesys OAuth client, if configured) fetched and the clients
+//! built once per cold start; each invocation then runs [`flow_metrics::lambda::handle`].
+
+use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
 use flow_metrics::lambda::time_left;
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
+use flow_metrics::names::Names;
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
 use flow_metrics::sink::datadog::ApiKey;
@@ -51,19 +54,21 @@ async fn main() -> Result<(), Error> {
 async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>, DataDogSink>> {
     let config = LambdaConfig::from_env(&process_env)?;
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let api_key = match &config.datadog.api_key {
         ApiKeySource::Key(key) => key.clone(),
-        ApiKeySource::SecretArn(arn) => {
-            ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(&aws), arn).await?
-        }
+        ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
     };
+    let names = Names::from_config(&config.names, Some(&secrets)).await?;
     let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), &config.table)
         .with_lease(config.lease)
         .with_retention(config.retention);
     let ledger = DeliveredCache::new(ledger, cache::DEFAULT_CAPACITY);
     let sink = DataDogSink::new(config.datadog.with_key(api_key))?;
     tracing::info!(table = config.table, "ready");
-    Ok(Pipeline::new(ledger, sink).with_max_key_age(config.max_key_age))
+    Ok(Pipeline::new(ledger, sink)
+        .with_max_key_age(config.max_key_age)
+        .with_names(Arc::new(names)))
 }
 
 /// The invocation's deadline as an `Instant`.

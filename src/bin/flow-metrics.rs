@@ -9,15 +9,19 @@ use std::io::{self, BufReader, IsTerminal as _};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_metrics::audit::{self, Audit, Bucket};
-use flow_metrics::config::{ApiKeySource, DataDogConfig, check_retention, parse_duration, process_env};
+use flow_metrics::config::{
+    ApiKeySource, CredentialsSource, DataDogConfig, NamesConfig, check_retention, parse_duration, process_env,
+};
 use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
 use flow_metrics::drain::{DeadLetterQueue, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
+use flow_metrics::names::{Directory, Names};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::redrive::redrive;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
@@ -399,7 +403,9 @@ async fn replay_with<L: Ledger, S: Sink>(
     sources: Vec<Source>,
     args: &ReplayArgs,
 ) -> anyhow::Result<Tally> {
-    let pipeline = Pipeline::new(ledger, sink).with_max_key_age(args.max_key_age);
+    let pipeline = Pipeline::new(ledger, sink)
+        .with_max_key_age(args.max_key_age)
+        .with_names(names(&args.table).await?);
     let replayed = replay::replay(&pipeline, sources, args.batch_size, &mut io::stderr()).await;
     eprintln!("summary: {}", replayed.tally);
     match replayed.stopped {
@@ -460,8 +466,11 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     }
     let caveat = what_redrive_cannot_know(&stuck);
     let tally = match sink {
-        Some(SinkKind::Datadog) => redrive_into(ledger, datadog_sink(&args.table).await?, &stuck).await,
-        _ => redrive_into(ledger, JsonLinesSink::stdout(), &stuck).await,
+        Some(SinkKind::Datadog) => {
+            let sink = datadog_sink(&args.table).await?;
+            redrive_into(ledger, sink, names(&args.table).await?, &stuck).await
+        }
+        _ => redrive_into(ledger, JsonLinesSink::stdout(), names(&args.table).await?, &stuck).await,
     };
     eprintln!(
         "redrive: {} stuck key(s); delivered {}, taken or delivered by another process {}, not delivered {}",
@@ -478,10 +487,17 @@ async fn run_redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn redrive_into<S: Sink>(ledger: DynamoDbLedger, sink: S, stuck: &[LedgerItem]) -> Tally {
+async fn redrive_into<S: Sink>(
+    ledger: DynamoDbLedger,
+    sink: S,
+    names: Arc<dyn Directory>,
+    stuck: &[LedgerItem],
+) -> Tally {
     // Stuck keys were fresh when first claimed: judge them at that time, with no age limit
     // beyond the table's own retention.
-    let pipeline = Pipeline::new(ledger, sink).with_max_key_age(SignedDuration::MAX);
+    let pipeline = Pipeline::new(ledger, sink)
+        .with_max_key_age(SignedDuration::MAX)
+        .with_names(names);
     let report = redrive(&pipeline, stuck, Timestamp::now().into()).await;
     for outcome in &report.outcomes {
         if let EventOutcome::Failed { report, error } = outcome {
@@ -581,6 +597,19 @@ impl TableArgs {
     }
 }
 
+/// Names of flows, milestones and outcomes, as the environment configures them.
+async fn names(table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
+    let config = NamesConfig::from_env(&process_env)?;
+    let secrets = match config.genesys.as_ref().map(|genesys| &genesys.credentials) {
+        Some(CredentialsSource::SecretArn(_)) => {
+            let aws = flow_metrics::aws::load_config(table.endpoint_url.as_deref()).await?;
+            Some(aws_sdk_secretsmanager::Client::new(&aws))
+        }
+        _ => None,
+    };
+    Ok(Arc::new(Names::from_config(&config, secrets.as_ref()).await?))
+}
+
 async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
     let config = DataDogConfig::from_env(&process_env)?;
     let api_key = match &config.api_key {
@@ -602,9 +631,13 @@ async fn run_drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
         .with_retention(args.retention);
     let drained = match sink {
         Some(SinkKind::Datadog) => {
-            drain_into(ledger, datadog_sink(&args.table).await?, &queue, args.dry_run).await?
+            let sink = datadog_sink(&args.table).await?;
+            drain_into(ledger, sink, names(&args.table).await?, &queue, args.dry_run).await?
         }
-        _ => drain_into(ledger, JsonLinesSink::stdout(), &queue, args.dry_run).await?,
+        _ => {
+            let names = names(&args.table).await?;
+            drain_into(ledger, JsonLinesSink::stdout(), names, &queue, args.dry_run).await?
+        }
     };
     for kept in &drained.kept {
         eprintln!(
@@ -638,10 +671,11 @@ async fn run_drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
 async fn drain_into<S: Sink>(
     ledger: DynamoDbLedger,
     sink: S,
+    names: Arc<dyn Directory>,
     queue: &DeadLetterQueue,
     dry_run: bool,
 ) -> anyhow::Result<Drained> {
-    let pipeline = Pipeline::new(ledger, sink);
+    let pipeline = Pipeline::new(ledger, sink).with_names(names);
     let total = queue.approximate_length().await.unwrap_or_default();
     let progress = if io::stderr().is_terminal() && !dry_run {
         let bar = ProgressBar::new(total).with_message("draining");

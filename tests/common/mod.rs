@@ -3,6 +3,7 @@
 
 pub mod emulator;
 pub mod fault_proxy;
+pub mod genesys;
 pub mod intake;
 pub mod logs;
 

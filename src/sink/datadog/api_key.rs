@@ -7,9 +7,6 @@
 use std::fmt;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
-
-use crate::error_text::with_causes;
 
 /// A DataDog API key. Printing it shows `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,26 +34,14 @@ impl ApiKey {
 
     /// Reads the key from a Secrets Manager secret's string.
     pub async fn from_secret(client: &Client, arn: &str) -> Result<ApiKey, ApiKeyError> {
-        let secret = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
+        let text = crate::aws::secret_string(client, arn)
             .await
-            .map_err(|error| ApiKeyError::Secret {
+            .map_err(|message| ApiKeyError::Secret {
                 arn: arn.to_owned(),
-                message: match error.as_service_error() {
-                    Some(service) => format!(
-                        "{}: {}",
-                        service.code().unwrap_or("service error"),
-                        service.message().unwrap_or_default()
-                    ),
-                    None => with_causes(&error),
-                },
-            })?;
-        let text = secret
-            .secret_string()
+                message,
+            })?
             .ok_or_else(|| ApiKeyError::NotAString(arn.to_owned()))?;
-        ApiKey::new(text)
+        ApiKey::new(&text)
     }
 
     pub(crate) fn expose(&self) -> &str {

@@ -487,7 +487,7 @@ impl Sink for DataDogSink {
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
 /// order of [`self_metric_values`].
-pub const SELF_METRICS: [(&str, &str); 11] = [
+pub const SELF_METRICS: [(&str, &str); 12] = [
     ("events", "read"),
     ("events", "ignored"),
     ("events", "rejected"),
@@ -499,9 +499,10 @@ pub const SELF_METRICS: [(&str, &str); 11] = [
     ("keys", "stale"),
     ("keys", "late"),
     ("push_failures", ""),
+    ("names_unresolved", ""),
 ];
 
-fn self_metric_values(pending: &SelfMetrics) -> [u64; 11] {
+fn self_metric_values(pending: &SelfMetrics) -> [u64; 12] {
     let tally = &pending.tally;
     [
         tally.events_read,
@@ -515,6 +516,7 @@ fn self_metric_values(pending: &SelfMetrics) -> [u64; 11] {
         tally.keys_stale,
         pending.late,
         pending.push_failures,
+        tally.names_unresolved,
     ]
 }
 

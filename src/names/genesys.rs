@@ -1,0 +1,478 @@
+//! Names from the Genesys Cloud Platform API, fetched in the background and cached.
+//!
+//! An OAuth client-credentials grant at `https://login.<region domain>/oauth/token` gives a
+//! bearer token, kept and refreshed before it expires; then `GET /api/v2/flows/{flowId}`,
+//! `/api/v2/flows/milestones/{milestoneId}` and `/api/v2/flows/outcomes/{flowOutcomeId}` at
+//! `https://api.<region domain>` give the names. A name is kept for a TTL (then refreshed, the
+//! old name used meanwhile). A failure is logged with why and not asked again for a while: a
+//! 429 for as long as `Retry-After` says; a 401 fetches a new token and tries once more. At most
+//! [`MAX_CACHED`] ids are remembered.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use lru::LruCache;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::{Directory, NameKind};
+use crate::error_text::with_causes;
+use crate::sink::datadog::USER_AGENT;
+
+/// Ids remembered at most (names and failures).
+pub const MAX_CACHED: usize = 10_000;
+
+/// Names fetched at once.
+const CONCURRENT_FETCHES: usize = 4;
+
+/// Longest wait for one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A token is renewed when less than this part of its life is left (at most five minutes).
+const TOKEN_RENEWAL: Duration = Duration::from_secs(300);
+
+/// Where the API is and who asks.
+#[derive(Debug, Clone)]
+pub struct GenesysSettings {
+    /// `https://login.<region domain>`.
+    pub login_url: String,
+    /// `https://api.<region domain>`.
+    pub api_url: String,
+    pub credentials: Credentials,
+    /// How long a name is used before it is fetched again.
+    pub ttl: Duration,
+    /// How long an id whose name could not be had is not asked again (unless a 429 says longer).
+    pub retry_after_failure: Duration,
+}
+
+/// An OAuth client of the org (client credentials grant). Printing it hides the secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credentials {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Reads `{"clientId": …, "clientSecret": …}` from a Secrets Manager secret.
+    pub async fn from_secret(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<Self, String> {
+        let text = crate::aws::secret_string(client, arn)
+            .await?
+            .ok_or_else(|| "the secret holds no string".to_owned())?;
+        serde_json::from_str::<Credentials>(&text)
+            .map_err(|error| {
+                // Where, not what: serde_json's own message can quote the secret's text.
+                format!(
+                    "the secret is not {{\"clientId\": …, \"clientSecret\": …}} (line {}, column {})",
+                    error.line(),
+                    error.column()
+                )
+            })
+            .and_then(|credentials| {
+                if credentials.client_id.trim().is_empty() || credentials.client_secret.trim().is_empty() {
+                    Err("clientId and clientSecret must not be empty".to_owned())
+                } else {
+                    Ok(credentials)
+                }
+            })
+    }
+}
+
+impl GenesysSettings {
+    /// The login and API hosts of a region, from its domain (`mypurecloud.com`,
+    /// `mypurecloud.ie`, `euw2.pure.cloud`, …).
+    pub fn region_urls(domain: &str) -> (String, String) {
+        (format!("https://login.{domain}"), format!("https://api.{domain}"))
+    }
+}
+
+/// Why a name could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("Genesys refused the OAuth client's credentials ({status}): {message}")]
+    Credentials { status: u16, message: String },
+    #[error("the OAuth client may not read {kind}s ({status}): give its role the {permission} permission")]
+    Forbidden {
+        kind: NameKind,
+        status: u16,
+        permission: &'static str,
+    },
+    #[error("Genesys has no {kind} with this id (404)")]
+    NotFound { kind: NameKind },
+    #[error("Genesys is rate-limiting requests (429); asking again in {}s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    #[error("Genesys answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("cannot reach Genesys: {0}")]
+    Unreachable(String),
+    #[error("the id is not one Genesys gives (letters, digits and '-' only)")]
+    UnusableId,
+    #[error("Genesys's answer has no name: {0}")]
+    NoName(String),
+}
+
+impl NameError {
+    /// How long to leave the id alone, if the error says.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            NameError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// What is known of one id.
+#[derive(Debug, Clone)]
+enum Entry {
+    Known {
+        name: Arc<str>,
+        fresh_until: Instant,
+    },
+    /// Being fetched; the name known before, if any, is used meanwhile.
+    Fetching {
+        previous: Option<Arc<str>>,
+    },
+    /// Not to be asked again before `retry_at`.
+    Failed {
+        retry_at: Instant,
+        previous: Option<Arc<str>>,
+    },
+}
+
+impl Entry {
+    fn previous(&self) -> Option<Arc<str>> {
+        match self {
+            Entry::Known { name, .. } => Some(name.clone()),
+            Entry::Fetching { previous } | Entry::Failed { previous, .. } => previous.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    renew_at: Instant,
+}
+
+/// The token, or why there is none (kept so that refused credentials are not tried for every id).
+#[derive(Debug, Default)]
+struct TokenState {
+    token: Option<Token>,
+    refused: Option<(Instant, NameError)>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: reqwest::Client,
+    settings: GenesysSettings,
+    entries: Mutex<LruCache<(NameKind, String), Entry>>,
+    token: tokio::sync::Mutex<TokenState>,
+    fetches: Semaphore,
+}
+
+/// Names from the Genesys Cloud Platform API.
+#[derive(Debug, Clone)]
+pub struct GenesysDirectory {
+    shared: Arc<Shared>,
+}
+
+impl GenesysDirectory {
+    pub fn new(settings: GenesysSettings) -> Result<Self, NameError> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
+        let capacity = NonZeroUsize::new(MAX_CACHED).unwrap_or(NonZeroUsize::MIN);
+        Ok(GenesysDirectory {
+            shared: Arc::new(Shared {
+                client,
+                settings,
+                entries: Mutex::new(LruCache::new(capacity)),
+                token: tokio::sync::Mutex::new(TokenState::default()),
+                fetches: Semaphore::new(CONCURRENT_FETCHES),
+            }),
+        })
+    }
+}
+
+impl Directory for GenesysDirectory {
+    fn name(&self, kind: NameKind, id: &str) -> Option<Arc<str>> {
+        let now = Instant::now();
+        let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (kind, id.to_owned());
+        let previous = match entries.get(&key) {
+            Some(Entry::Known { name, fresh_until }) if now < *fresh_until => return Some(name.clone()),
+            Some(entry @ Entry::Fetching { .. }) => return entry.previous(),
+            Some(Entry::Failed { retry_at, previous }) if now < *retry_at => return previous.clone(),
+            Some(entry) => entry.previous(),
+            None => None,
+        };
+        // Without a runtime nothing can be fetched; the id stands in.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return previous;
+        };
+        entries.put(
+            key,
+            Entry::Fetching {
+                previous: previous.clone(),
+            },
+        );
+        drop(entries);
+        let shared = self.shared.clone();
+        let id = id.to_owned();
+        runtime.spawn(async move { shared.fetch(kind, id).await });
+        previous
+    }
+}
+
+impl Shared {
+    async fn fetch(&self, kind: NameKind, id: String) {
+        let fetched = match self.fetches.acquire().await {
+            Ok(_permit) => self.fetch_name(kind, &id).await,
+            Err(_) => return,
+        };
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (kind, id);
+        let previous = entries.peek(&key).and_then(Entry::previous);
+        let entry = match fetched {
+            Ok(name) => Entry::Known {
+                name,
+                fresh_until: now + self.settings.ttl,
+            },
+            Err(error) => {
+                tracing::warn!(
+                    kind = %kind,
+                    id = key.1,
+                    %error,
+                    "name not resolved; the id is used in its place"
+                );
+                Entry::Failed {
+                    retry_at: now + error.retry_after().unwrap_or(self.settings.retry_after_failure),
+                    previous,
+                }
+            }
+        };
+        entries.put(key, entry);
+    }
+
+    async fn fetch_name(&self, kind: NameKind, id: &str) -> Result<Arc<str>, NameError> {
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(NameError::UnusableId);
+        }
+        let path = match kind {
+            NameKind::Flow => "flows",
+            NameKind::Milestone => "flows/milestones",
+            NameKind::Outcome => "flows/outcomes",
+        };
+        let url = format!(
+            "{}/api/v2/{path}/{id}",
+            self.settings.api_url.trim_end_matches('/')
+        );
+        // A token Genesys no longer takes (revoked, or expired early) is renewed once.
+        let mut renew = false;
+        loop {
+            let token = self.token(renew).await?;
+            let response = self
+                .client
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
+            let status = response.status();
+            match status {
+                StatusCode::OK => {
+                    let body = response
+                        .text()
+                        .await
+                        .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
+                    let named: Named =
+                        serde_json::from_str(&body).map_err(|error| NameError::NoName(error.to_string()))?;
+                    return named
+                        .name
+                        .filter(|name| !name.trim().is_empty())
+                        .map(Arc::from)
+                        .ok_or_else(|| NameError::NoName("no \"name\" field".to_owned()));
+                }
+                StatusCode::UNAUTHORIZED if !renew => renew = true,
+                StatusCode::UNAUTHORIZED => {
+                    return Err(NameError::Credentials {
+                        status: status.as_u16(),
+                        message: message(response).await,
+                    });
+                }
+                StatusCode::FORBIDDEN => {
+                    return Err(NameError::Forbidden {
+                        kind,
+                        status: status.as_u16(),
+                        permission: permission(kind),
+                    });
+                }
+                StatusCode::NOT_FOUND => return Err(NameError::NotFound { kind }),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    return Err(NameError::RateLimited {
+                        retry_after: retry_after(&response).unwrap_or(self.settings.retry_after_failure),
+                    });
+                }
+                _ => {
+                    return Err(NameError::Status {
+                        status: status.as_u16(),
+                        message: message(response).await,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The bearer token, fetched or renewed when needed (or when `renew` says Genesys refused it).
+    async fn token(&self, renew: bool) -> Result<String, NameError> {
+        let mut state = self.token.lock().await;
+        let now = Instant::now();
+        if let Some((until, error)) = &state.refused
+            && now < *until
+        {
+            return Err(error.clone());
+        }
+        if let Some(current) = state
+            .token
+            .as_ref()
+            .filter(|current| !renew && now < current.renew_at)
+        {
+            return Ok(current.value.clone());
+        }
+        match self.new_token().await {
+            Ok(token) => {
+                let value = token.value.clone();
+                *state = TokenState {
+                    token: Some(token),
+                    refused: None,
+                };
+                Ok(value)
+            }
+            Err(error) => {
+                let wait = error.retry_after().unwrap_or(self.settings.retry_after_failure);
+                state.token = None;
+                state.refused = Some((Instant::now() + wait, error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// A client-credentials grant.
+    async fn new_token(&self) -> Result<Token, NameError> {
+        let settings = &self.settings;
+        let response = self
+            .client
+            .post(format!(
+                "{}/oauth/token",
+                settings.login_url.trim_end_matches('/')
+            ))
+            .basic_auth(
+                &settings.credentials.client_id,
+                Some(&settings.credentials.client_secret),
+            )
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(NameError::RateLimited {
+                retry_after: retry_after(&response).unwrap_or(settings.retry_after_failure),
+            });
+        }
+        if !status.is_success() {
+            let message = message(response).await;
+            return Err(if status.is_client_error() {
+                NameError::Credentials {
+                    status: status.as_u16(),
+                    message,
+                }
+            } else {
+                NameError::Status {
+                    status: status.as_u16(),
+                    message,
+                }
+            });
+        }
+        let body = response
+            .text()
+            .await
+            .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
+        let answer: TokenAnswer = serde_json::from_str(&body).map_err(|error| NameError::Status {
+            status: status.as_u16(),
+            message: format!("the token answer is not understood: {error}"),
+        })?;
+        // Genesys's tokens last a day by default; renew one before its last tenth (or five
+        // minutes) so that no request carries an expired token.
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(0));
+        Ok(Token {
+            value: answer.access_token,
+            renew_at: Instant::now() + lifetime.saturating_sub((lifetime / 10).min(TOKEN_RENEWAL)),
+        })
+    }
+}
+
+/// The permission the OAuth client's role needs to read names of a kind.
+pub fn permission(kind: NameKind) -> &'static str {
+    match kind {
+        NameKind::Flow => "architect:flow:view",
+        NameKind::Milestone => "architect:flowMilestone:view",
+        NameKind::Outcome => "architect:flowOutcome:view",
+    }
+}
+
+/// `Retry-After` in seconds.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Genesys's error message (`{"message": …}`), or the start of the body.
+async fn message(response: reqwest::Response) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        message: String,
+    }
+    let body = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&body) {
+        Ok(error) => error.message,
+        Err(_) => body.chars().take(200).collect(),
+    }
+}

@@ -1,0 +1,382 @@
+//! Names for flow, milestone and outcome ids: the Genesys Cloud Platform API through a fake that
+//! keeps Genesys's rules (OAuth client credentials, bearer tokens that expire, 401, 404, 429 with
+//! Retry-After, 5xx), the fixed map that overrides it, and what a pipeline sends meanwhile.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
+use common::intake::{Intake, Rules};
+use flow_metrics::ledger::MemoryLedger;
+use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
+use flow_metrics::names::{Directory, NameKind, Names};
+use flow_metrics::pipeline::Pipeline;
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
+use flow_metrics::sink::{DataDogSink, JsonLinesSink, PushContext, Sink};
+use jiff::Timestamp;
+use serde_json::Value;
+
+const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
+const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
+const FIRST_MILESTONE: &str = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
+const SECOND_MILESTONE: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
+const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
+
+fn known() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("flows", FLOW, "Customer Routing"),
+        ("milestones", FIRST_MILESTONE, "Identified customer"),
+        ("milestones", SECOND_MILESTONE, "Billing menu"),
+        ("outcomes", OUTCOME, "Self service"),
+    ]
+}
+
+fn settings(genesys: &FakeGenesys, secret: &str, retry_after_failure: Duration) -> GenesysSettings {
+    GenesysSettings {
+        login_url: genesys.uri(),
+        api_url: genesys.uri(),
+        credentials: Credentials {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: secret.to_owned(),
+        },
+        ttl: Duration::from_secs(3600),
+        retry_after_failure,
+    }
+}
+
+fn directory(genesys: &FakeGenesys) -> GenesysDirectory {
+    GenesysDirectory::new(settings(genesys, CLIENT_SECRET, Duration::from_secs(60))).expect("client")
+}
+
+/// Waits (for readiness, not a set time) until `ready` gives a value.
+async fn eventually<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The name, once the background fetch has brought it.
+async fn resolved(directory: &dyn Directory, kind: NameKind, id: &str) -> Arc<str> {
+    eventually(&format!("the {kind} name of {id}"), || directory.name(kind, id)).await
+}
+
+#[tokio::test]
+async fn names_are_fetched_in_the_background_then_served_from_the_cache() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let directory = directory(&genesys);
+    // The first look never waits: no name yet, the id stands in.
+    assert_eq!(directory.name(NameKind::Flow, FLOW), None);
+    assert_eq!(
+        &*resolved(&directory, NameKind::Flow, FLOW).await,
+        "Customer Routing"
+    );
+    assert_eq!(
+        &*resolved(&directory, NameKind::Milestone, FIRST_MILESTONE).await,
+        "Identified customer"
+    );
+    assert_eq!(
+        &*resolved(&directory, NameKind::Outcome, OUTCOME).await,
+        "Self service"
+    );
+    let asked = genesys.api_requests().len();
+    for _ in 0..10 {
+        assert_eq!(
+            directory.name(NameKind::Flow, FLOW).as_deref(),
+            Some("Customer Routing")
+        );
+    }
+    assert_eq!(
+        genesys.api_requests().len(),
+        asked,
+        "cached names are not asked again"
+    );
+    let paths: Vec<String> = genesys.api_requests().into_iter().map(|(path, _)| path).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("/api/v2/flows/{FLOW}"),
+            format!("/api/v2/flows/milestones/{FIRST_MILESTONE}"),
+            format!("/api/v2/flows/outcomes/{OUTCOME}"),
+        ]
+    );
+    assert_eq!(genesys.tokens_issued(), 1, "one token serves every request");
+}
+
+#[tokio::test]
+async fn a_token_is_renewed_before_it_expires() {
+    // Genesys's tokens here last 2 s: the client renews after 1.8 s, never sending an expired one.
+    let genesys = FakeGenesys::start(Duration::from_secs(2), &known()).await;
+    let directory = directory(&genesys);
+    resolved(&directory, NameKind::Flow, FLOW).await;
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    resolved(&directory, NameKind::Outcome, OUTCOME).await;
+    assert_eq!(genesys.tokens_issued(), 2);
+    assert!(genesys.api_requests().iter().all(|(_, status)| *status == 200));
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_replaced_and_the_request_tried_again() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let directory = directory(&genesys);
+    resolved(&directory, NameKind::Flow, FLOW).await;
+    genesys.revoke_tokens();
+    assert_eq!(
+        &*resolved(&directory, NameKind::Milestone, SECOND_MILESTONE).await,
+        "Billing menu"
+    );
+    let statuses: Vec<u16> = genesys
+        .api_requests()
+        .into_iter()
+        .map(|(_, status)| status)
+        .collect();
+    assert_eq!(statuses, [200, 401, 200]);
+    assert_eq!(genesys.tokens_issued(), 2);
+}
+
+#[tokio::test]
+async fn a_rate_limited_name_keeps_the_id_and_waits_as_long_as_genesys_says() {
+    let (logs, _guard) = common::logs::capture();
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    // The directory's own pause after a failure is short; Genesys's Retry-After is not.
+    let directory =
+        GenesysDirectory::new(settings(&genesys, CLIENT_SECRET, Duration::from_millis(1))).expect("client");
+    genesys.force(&[(429, Some(120))]);
+    assert_eq!(directory.name(NameKind::Flow, FLOW), None);
+    let mut seen = String::new();
+    eventually("the log of the 429", || {
+        seen.push_str(&logs.take());
+        seen.contains("name not resolved").then_some(())
+    })
+    .await;
+    assert!(seen.contains("429") && seen.contains(FLOW), "{seen}");
+    // Well past the directory's own pause, but within Genesys's: the id is still not asked.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(directory.name(NameKind::Flow, FLOW), None);
+    resolved(&directory, NameKind::Outcome, OUTCOME).await;
+    let flow_requests = genesys
+        .api_requests()
+        .iter()
+        .filter(|(path, _)| path.ends_with(FLOW))
+        .count();
+    assert_eq!(flow_requests, 1, "not asked again before Retry-After");
+}
+
+#[tokio::test]
+async fn server_errors_and_unknown_ids_keep_the_id_say_why_and_are_tried_again_later() {
+    let (logs, _guard) = common::logs::capture();
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let directory =
+        GenesysDirectory::new(settings(&genesys, CLIENT_SECRET, Duration::from_millis(200))).expect("client");
+    genesys.force(&[(503, None)]);
+    assert_eq!(directory.name(NameKind::Flow, FLOW), None);
+    assert_eq!(directory.name(NameKind::Outcome, "0000-unknown"), None);
+    let mut seen = String::new();
+    eventually("both failures logged", || {
+        seen.push_str(&logs.take());
+        (seen.matches("name not resolved").count() == 2).then_some(())
+    })
+    .await;
+    assert!(seen.contains("Genesys answered 503"), "{seen}");
+    assert!(
+        seen.contains("Genesys has no outcome with this id (404)"),
+        "{seen}"
+    );
+    // Once the pause after a failure is over, the name is fetched again and found.
+    assert_eq!(
+        &*resolved(&directory, NameKind::Flow, FLOW).await,
+        "Customer Routing"
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_are_said_and_not_tried_for_every_id() {
+    let (logs, _guard) = common::logs::capture();
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let directory =
+        GenesysDirectory::new(settings(&genesys, "wrong secret", Duration::from_secs(60))).expect("client");
+    for id in [FLOW, "a-1", "a-2", "a-3"] {
+        assert_eq!(directory.name(NameKind::Flow, id), None);
+    }
+    let mut seen = String::new();
+    eventually("four failures logged", || {
+        seen.push_str(&logs.take());
+        (seen.matches("name not resolved").count() == 4).then_some(())
+    })
+    .await;
+    assert!(
+        seen.contains("Genesys refused the OAuth client's credentials (401)"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("wrong secret"),
+        "the secret is never logged: {seen}"
+    );
+    assert_eq!(genesys.token_requests(), 1);
+    assert!(genesys.api_requests().is_empty());
+}
+
+#[tokio::test]
+async fn ids_that_could_change_the_request_path_are_never_sent() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let directory = directory(&genesys);
+    let (logs, _guard) = common::logs::capture();
+    assert_eq!(directory.name(NameKind::Flow, "../../users/me"), None);
+    eventually("the refusal logged", || {
+        logs.take().contains("not one Genesys gives").then_some(())
+    })
+    .await;
+    assert!(genesys.api_requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_fixed_map_overrides_the_api() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let fixed = HashMap::from([(FLOW.to_owned(), "Routing (fixed)".to_owned())]);
+    let names = Names::new(fixed, Some(Arc::new(directory(&genesys))));
+    assert_eq!(
+        names.name(NameKind::Flow, FLOW).as_deref(),
+        Some("Routing (fixed)")
+    );
+    assert_eq!(
+        &*resolved(&names, NameKind::Outcome, OUTCOME).await,
+        "Self service"
+    );
+    assert!(
+        genesys
+            .api_requests()
+            .iter()
+            .all(|(path, _)| !path.contains(FLOW))
+    );
+}
+
+fn now() -> Timestamp {
+    "2025-12-12T15:02:31Z".parse().expect("time")
+}
+
+fn lines(printed: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(printed)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn counting_never_waits_for_names_and_says_how_many_went_out_as_ids() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let names: Arc<dyn Directory> = Arc::new(Names::new(HashMap::new(), Some(Arc::new(directory(&genesys)))));
+    let pipeline =
+        Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new())).with_names(names.clone());
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], now()).await;
+    assert_eq!(report.tally.keys_counted, 3);
+    // Nothing was known when the keys were pushed: two ids each (the flow's and its own).
+    assert_eq!(report.tally.names_unresolved, 6);
+
+    // Once fetched, the next occurrences carry names.
+    resolved(&*names, NameKind::Outcome, OUTCOME).await;
+    resolved(&*names, NameKind::Flow, FLOW).await;
+    let later = PUBLIC_SAMPLE
+        .replace(
+            "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
+            "11111111-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
+        )
+        .replace(r#""flowMilestones":["#, r#""flowMilestones":[],"ignored":["#);
+    let report = pipeline.process_batch(&[&later], now()).await;
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (1, 0));
+    let (_, sink) = pipeline.into_parts();
+    let printed = lines(&sink.into_inner());
+    let shown: Vec<(&str, &str)> = printed
+        .iter()
+        .map(|line| {
+            (
+                line["flow"].as_str().unwrap_or(""),
+                line["metric"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (FLOW, FIRST_MILESTONE),
+            (FLOW, SECOND_MILESTONE),
+            (FLOW, OUTCOME),
+            ("Customer Routing", "Self service"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn datadog_gets_names_as_tags_and_a_self_metric_for_ids_sent_in_their_place() {
+    let intake = Intake::start(Rules {
+        now: Some(now()),
+        ..Rules::default()
+    })
+    .await;
+    let sink = DataDogSink::new(DataDogSettings {
+        base_url: intake.uri(),
+        api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
+        metrics: MetricNames::default(),
+        static_tags: Vec::new(),
+        self_metrics: true,
+        compression: Compression::Deflate,
+    })
+    .expect("sink");
+    // The fixed map names the flow and the outcome; the milestones have no name anywhere.
+    let fixed = HashMap::from([
+        (FLOW.to_owned(), "Customer Routing".to_owned()),
+        (OUTCOME.to_owned(), "Self service".to_owned()),
+    ]);
+    let pipeline = Pipeline::new(MemoryLedger::default(), sink).with_names(Arc::new(Names::new(fixed, None)));
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], now()).await;
+    assert_eq!(report.tally.names_unresolved, 2);
+    pipeline
+        .sink()
+        .flush(&PushContext {
+            now: now(),
+            deadline: None,
+        })
+        .await;
+    let outcome_tags: Vec<Value> = intake
+        .points("genesys.flow.outcome")
+        .into_iter()
+        .map(|(tags, _, _)| tags)
+        .collect();
+    assert_eq!(
+        outcome_tags,
+        [serde_json::json!([
+            "flow:customer_routing",
+            "outcome:self_service",
+            "outcome_value:success"
+        ])]
+    );
+    let milestone_tags: Vec<Value> = intake
+        .points("genesys.flow.milestone")
+        .into_iter()
+        .map(|(tags, _, _)| tags)
+        .collect();
+    assert!(
+        milestone_tags
+            .iter()
+            .all(|tags| tags[0] == "flow:customer_routing"
+                && tags[1].as_str().is_some_and(|tag| tag.starts_with("milestone:"))),
+        "{milestone_tags:?}"
+    );
+    let unresolved: usize = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().cloned().unwrap_or_default())
+        .filter(|series| series["metric"] == "genesys.flow_metrics.names_unresolved")
+        .map(|series| series["points"][0][1][0].as_f64().unwrap_or_default() as usize)
+        .sum();
+    assert_eq!(unresolved, 2);
+}
