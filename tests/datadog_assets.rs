@@ -76,6 +76,28 @@ fn the_dashboard_is_importable_and_queries_our_metrics() {
             .any(|query| query.starts_with("p95:genesys.flow.metric.elapsed")),
         "time-to-step percentiles"
     );
+    assert!(
+        queries
+            .iter()
+            .any(|query| query.starts_with("count:genesys.flow.milestone")
+                && query.contains("by {flow,milestone}")),
+        "the milestone funnel"
+    );
+    let mut formulas = Vec::new();
+    strings_at(&dashboard, "formula", &mut formulas);
+    assert!(
+        queries
+            .iter()
+            .any(|query| query.contains("genesys.flow.outcome{outcome_value:success"))
+            && formulas.iter().any(|formula| formula == "100 * success / all"),
+        "the outcome success rate"
+    );
+    assert!(
+        queries
+            .iter()
+            .any(|query| query.starts_with("p95:genesys.flow.outcome.duration")),
+        "outcome duration percentiles"
+    );
 }
 
 #[test]
