@@ -23,7 +23,7 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { ledgerSchema } from './ledger-schema';
 import { LOG_MARKERS } from './log-markers';
-import { ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings } from './settings';
+import { ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE, FlowMetricsSettings } from './settings';
 import { TIMING, leaseSeconds, visibilityTimeoutSeconds } from './timing';
 
 export interface FlowMetricsStackProps extends StackProps {
@@ -59,10 +59,16 @@ export class FlowMetricsStack extends Stack {
       : new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName });
     // Genesys sends as soon as the rule is on: it stays off until a real DataDog key is
     // configured (an existing secret), or every event would fail and be dead-lettered.
+    // One rule for both topics, so that its alarms watch everything the function is sent.
     this.rule = new events.Rule(this, 'AttributesRule', {
-      description: 'Genesys conversation attribute updates from this organisation only',
+      description: settings.flowOutcomes
+        ? 'Genesys conversation attribute updates and flow outcomes from this organisation only'
+        : 'Genesys conversation attribute updates from this organisation only',
       eventBus: bus,
-      eventPattern: { source: [settings.eventSourceName], detailType: [ATTRIBUTES_DETAIL_TYPE] },
+      eventPattern: {
+        source: [settings.eventSourceName],
+        detailType: settings.flowOutcomes ? [ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE] : [ATTRIBUTES_DETAIL_TYPE],
+      },
       enabled: settings.apiKeySecretArn !== undefined,
     });
     const rule = this.rule;
@@ -107,7 +113,7 @@ export class FlowMetricsStack extends Stack {
     });
     const role = new iam.Role(this, 'FunctionRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'genesys-flow-metrics: its table, its secret, its logs',
+      description: 'genesys-flow-metrics: its table, its secrets, its logs',
     });
     role.addToPolicy(
       new iam.PolicyStatement({
@@ -131,10 +137,19 @@ export class FlowMetricsStack extends Stack {
         resources: [secret.secretArn],
       }),
     );
+    if (settings.genesysCredentialsSecretArn !== undefined) {
+      role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'ReadGenesysClient',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [settings.genesysCredentialsSecretArn],
+        }),
+      );
+    }
 
     const timeout = Duration.seconds(settings.timeoutSeconds);
     const functionOptions: lambda.FunctionOptions = {
-      description: 'Counts Genesys flow metric attributes once and sends them to DataDog',
+      description: 'Counts Genesys flow metric attributes, milestones and outcomes once and sends them to DataDog',
       role,
       logGroup,
       architecture: settings.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
@@ -154,6 +169,10 @@ export class FlowMetricsStack extends Stack {
         FLOW_METRICS_LEASE: `${leaseSeconds(settings.timeoutSeconds)}s`,
         RUST_LOG: settings.logLevel,
         ...(settings.tags ? { DD_TAGS: settings.tags } : {}),
+        ...(settings.genesysRegion && settings.genesysCredentialsSecretArn
+          ? { GENESYS_REGION: settings.genesysRegion, GENESYS_CREDENTIALS_SECRET_ARN: settings.genesysCredentialsSecretArn }
+          : {}),
+        ...(settings.names ? { FLOW_METRICS_NAMES: JSON.stringify(settings.names) } : {}),
       },
     };
     this.function = props.prebuiltCode

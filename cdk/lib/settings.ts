@@ -8,8 +8,12 @@ import { MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from './timing';
 import * as fs from 'fs';
 import * as path from 'path';
 
-/** The topic the rule forwards. Genesys keeps the literal `{id}` in `detail-type`. */
+/** The topics the rule forwards. Genesys keeps the literal `{id}` in `detail-type`. */
 export const ATTRIBUTES_DETAIL_TYPE = 'v2.detail.events.conversation.{id}.attributes';
+export const FLOW_OUTCOME_DETAIL_TYPE = 'v2.detail.events.conversation.{id}.flow.outcome';
+
+/** Longest fixed name map kept in the function's environment (Lambda allows 4 KB in all). */
+export const MAX_NAMES_JSON_BYTES = 2048;
 
 export type Mode = 'direct' | 'queued';
 export type Architecture = 'arm64' | 'x86_64';
@@ -48,6 +52,14 @@ export interface FlowMetricsSettings {
   readonly existingBus?: string;
   /** Alarm when the rule matches no event for this many hours (Genesys stopped sending). */
   readonly noEventsAlarmHours: number;
+  /** Also forward `….flow.outcome` events: flow milestones and outcomes. */
+  readonly flowOutcomes: boolean;
+  /** The org's region domain (e.g. `mypurecloud.ie`), to fetch flow, milestone and outcome names. */
+  readonly genesysRegion?: string;
+  /** An existing secret of `{"clientId", "clientSecret"}`: the org's OAuth client for names. */
+  readonly genesysCredentialsSecretArn?: string;
+  /** Fixed names, id → name, used ahead of the Genesys API. */
+  readonly names?: Record<string, string>;
 }
 
 /** Every key the settings file may hold, in the order it is written. */
@@ -70,6 +82,10 @@ export const SETTING_KEYS = [
   'maxConcurrency',
   'alarmEmail',
   'noEventsAlarmHours',
+  'flowOutcomes',
+  'genesysRegion',
+  'genesysCredentialsSecretArn',
+  'names',
 ] as const;
 
 /** Where the settings are stored: beside the cdk app, one per checkout (not committed), or
@@ -139,9 +155,24 @@ export function readSettings(context: Context): FlowMetricsSettings {
   if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(datadogSite)) {
     throw new SettingsError('datadogSite', `${JSON.stringify(datadogSite)} is not a DataDog site such as datadoghq.com`);
   }
-  const apiKeySecretArn = text('apiKeySecretArn');
-  if (apiKeySecretArn !== undefined && !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/.test(apiKeySecretArn)) {
-    throw new SettingsError('apiKeySecretArn', `${JSON.stringify(apiKeySecretArn)} is not a Secrets Manager secret ARN`);
+  const secretArn = (key: string): string | undefined => {
+    const arn = text(key);
+    if (arn !== undefined && !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/.test(arn)) {
+      throw new SettingsError(key, `${JSON.stringify(arn)} is not a Secrets Manager secret ARN`);
+    }
+    return arn;
+  };
+  const apiKeySecretArn = secretArn('apiKeySecretArn');
+  const genesysCredentialsSecretArn = secretArn('genesysCredentialsSecretArn');
+  const genesysRegion = text('genesysRegion');
+  if (genesysRegion !== undefined && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(genesysRegion)) {
+    throw new SettingsError('genesysRegion', `${JSON.stringify(genesysRegion)} is not a Genesys Cloud region domain such as mypurecloud.ie`);
+  }
+  if ((genesysRegion === undefined) !== (genesysCredentialsSecretArn === undefined)) {
+    throw new SettingsError(
+      genesysRegion === undefined ? 'genesysRegion' : 'genesysCredentialsSecretArn',
+      'names come from the Genesys API only with both genesysRegion and genesysCredentialsSecretArn',
+    );
   }
   const tags = text('tags');
   if (tags !== undefined) {
@@ -183,6 +214,7 @@ export function readSettings(context: Context): FlowMetricsSettings {
   if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail)) {
     throw new SettingsError('alarmEmail', `${JSON.stringify(alarmEmail)} is not an email address`);
   }
+  const flowOutcomes = oneOf('flowOutcomes', ['true', 'false'] as const, 'false') === 'true';
   return {
     stackName,
     eventSourceName,
@@ -203,7 +235,35 @@ export function readSettings(context: Context): FlowMetricsSettings {
     alarmEmail,
     existingBus,
     noEventsAlarmHours: integer('noEventsAlarmHours', 6, 1, 24 * 7),
+    flowOutcomes,
+    genesysRegion,
+    genesysCredentialsSecretArn,
+    names: readNames(context('names')),
   };
+}
+
+/** The fixed name map: an object of id → name strings (or its JSON text, as `-c` gives it). */
+function readNames(value: unknown): Record<string, string> | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  let names: unknown = value;
+  if (typeof value === 'string') {
+    try {
+      names = JSON.parse(value);
+    } catch (error) {
+      throw new SettingsError('names', `is not JSON (${(error as Error).message})`);
+    }
+  }
+  if (typeof names !== 'object' || names === null || Array.isArray(names) || !Object.values(names).every((name) => typeof name === 'string')) {
+    throw new SettingsError('names', 'must be an object of id → name strings');
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(names));
+  if (bytes > MAX_NAMES_JSON_BYTES) {
+    throw new SettingsError(
+      'names',
+      `is ${bytes} bytes of JSON; at most ${MAX_NAMES_JSON_BYTES} fit the function's environment: name the rest through the Genesys API (genesysRegion)`,
+    );
+  }
+  return names as Record<string, string>;
 }
 
 /** The values stored in `file`, or none if there is no file yet. */

@@ -11,7 +11,7 @@ import { ledgerSchema } from '../lib/ledger-schema';
 import { awsSolutionsFindings, describeFinding } from '../lib/nag';
 import * as fs from 'fs';
 import * as os from 'os';
-import { appSettings, ATTRIBUTES_DETAIL_TYPE, FlowMetricsSettings, readSettings } from '../lib/settings';
+import { appSettings, ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE, FlowMetricsSettings, readSettings } from '../lib/settings';
 import { TIMING } from '../lib/timing';
 
 const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
@@ -105,6 +105,14 @@ describe('the event bus and rule', () => {
       EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE] },
       State: 'ENABLED',
     });
+  });
+
+  test('with flowOutcomes the same rule also takes flow outcome events', () => {
+    const withOutcomes = synth({ apiKeySecretArn: SECRET_ARN, flowOutcomes: 'true' }).template;
+    withOutcomes.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE] },
+    });
+    withOutcomes.resourceCountIs('AWS::Events::Rule', 1);
   });
 
   test('without a real key the rule is off: Genesys events would all fail', () => {
@@ -262,6 +270,30 @@ describe('least privilege', () => {
       },
       ManagedPolicyArns: Match.absent(),
     });
+  });
+
+  test('the Genesys OAuth client secret is readable, and only that one, when names come from the API', () => {
+    const client = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:genesys-client-AbCdEf';
+    const { template } = synth({ genesysRegion: 'mypurecloud.ie', genesysCredentialsSecretArn: client, names: '{"d2c1":"Routing"}' });
+    expect(policyStatements(template)).toContainEqual({
+      Sid: 'ReadGenesysClient',
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: client,
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({
+          GENESYS_REGION: 'mypurecloud.ie',
+          GENESYS_CREDENTIALS_SECRET_ARN: client,
+          FLOW_METRICS_NAMES: '{"d2c1":"Routing"}',
+        }),
+      },
+    });
+    // Without the API, no statement for it and no variables.
+    const plain = synth().template;
+    expect(JSON.stringify(policyStatements(plain))).not.toContain('ReadGenesysClient');
+    expect(JSON.stringify(plain.toJSON())).not.toContain('GENESYS_');
   });
 
   test('queued mode: its table, its secret, its logs, and consuming its queue', () => {

@@ -26,7 +26,26 @@ test('only the event source is required', () => {
     alarmEmail: undefined,
     existingBus: undefined,
     noEventsAlarmHours: 6,
+    flowOutcomes: false,
+    genesysRegion: undefined,
+    genesysCredentialsSecretArn: undefined,
+    names: undefined,
   });
+});
+
+test('names come from the Genesys API only with a region and a client, and a fixed map must fit', () => {
+  const client = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:genesys-client-AbCdEf';
+  expect(() => read({ eventSourceName: SOURCE, genesysRegion: 'mypurecloud.ie' })).toThrow(/^setting genesysCredentialsSecretArn:/);
+  expect(() => read({ eventSourceName: SOURCE, genesysCredentialsSecretArn: client })).toThrow(/^setting genesysRegion:/);
+  expect(() => read({ eventSourceName: SOURCE, genesysRegion: 'Ireland', genesysCredentialsSecretArn: client })).toThrow(
+    /^setting genesysRegion: "Ireland" is not a Genesys Cloud region domain/,
+  );
+  expect(read({ eventSourceName: SOURCE, names: '{"d2c1": "Customer Routing"}' }).names).toEqual({ d2c1: 'Customer Routing' });
+  expect(read({ eventSourceName: SOURCE, names: { d2c1: 'Customer Routing' } }).names).toEqual({ d2c1: 'Customer Routing' });
+  expect(() => read({ eventSourceName: SOURCE, names: '[1]' })).toThrow(/^setting names: must be an object/);
+  const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, 'A flow name']));
+  expect(() => read({ eventSourceName: SOURCE, names: many })).toThrow(/^setting names: is \d+ bytes of JSON; at most 2048/);
+  expect(() => read({ eventSourceName: SOURCE, flowOutcomes: 'yes' })).toThrow(/^setting flowOutcomes:/);
 });
 
 test('numbers may come as strings from -c', () => {
