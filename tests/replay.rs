@@ -130,6 +130,46 @@ fn every_occurrence_has_the_documented_fields() {
 }
 
 #[test]
+fn the_samples_milestones_and_outcomes_print_with_their_source_and_names_from_the_bundled_map() {
+    let names = std::fs::read_to_string("samples/flow-names.json").expect("names file");
+    let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args(["replay", SAMPLES])
+        .env("FLOW_METRICS_NAMES", names)
+        .output()
+        .expect("run flow-metrics");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    let outcomes: Vec<(&str, &str, &str, i64)> = lines
+        .iter()
+        .filter(|line| line["source"] == "outcome")
+        .map(|line| {
+            (
+                line["flow"].as_str().unwrap_or(""),
+                line["metric"].as_str().unwrap_or(""),
+                line["value"].as_str().unwrap_or(""),
+                line["duration_ms"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("Customer Routing", "Self service", "FAILURE", 24_104),
+            ("Customer Routing", "Self service", "SUCCESS", 20_692),
+        ]
+    );
+    // The redelivered flow outcome event counts nothing again: four milestones in all.
+    let milestones = lines.iter().filter(|line| line["source"] == "milestone").count();
+    assert_eq!(milestones, 4);
+    let summary = String::from_utf8_lossy(&output.stderr);
+    assert!(summary.trim_end().ends_with("names unresolved 0"), "{summary}");
+}
+
+#[test]
 fn rejected_events_are_reported_with_their_line_and_the_rest_still_counts() {
     let lines = common::sample_lines();
     let trace = format!("{}\n{{\"broken\": \n{}\n[1]\n", lines[0], lines[1..].join("\n"));
