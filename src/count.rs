@@ -122,12 +122,14 @@ pub fn extract<'a>(event: &'a Event<'_>, max_key_age: SignedDuration) -> Extract
             }
         }
         Event::FlowOutcome(event) => {
-            event.marks.iter().for_each(|mark| sort(mark.metric_key()));
-            extracted.invalid = event
-                .invalid
-                .iter()
-                .map(|(key, reason)| (key.as_str(), reason.clone()))
-                .collect();
+            let mut invalid = Vec::new();
+            for mark in &event.marks {
+                match mark {
+                    Ok(mark) => sort(mark.metric_key()),
+                    Err((key, reason)) => invalid.push((key.as_str(), reason.clone())),
+                }
+            }
+            extracted.invalid = invalid;
         }
         Event::OtherTopic { .. } => {}
     }

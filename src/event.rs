@@ -211,12 +211,11 @@ pub fn decode(json: &str) -> Result<Event<'_>, EventError> {
     }
     let (body, conversation_id, event_time) =
         conversation_detail::<FlowOutcomeBody>(&envelope, topic_suffix)?;
-    let (marks, invalid) = body.into_marks();
+    let marks = body.into_marks().map_err(EventError::Shape)?;
     Ok(Event::FlowOutcome(FlowOutcomeEvent {
         conversation_id,
         event_time,
         marks,
-        invalid,
     }))
 }
 

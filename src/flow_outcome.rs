@@ -12,6 +12,8 @@ use std::borrow::Cow;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
+use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::attribute::InvalidKey;
 use crate::key::{MetricKey, Source};
@@ -25,11 +27,14 @@ pub struct FlowOutcomeEvent<'a> {
     pub conversation_id: Cow<'a, str>,
     /// When Genesys says the event happened: the clock for the stale rule.
     pub event_time: Timestamp,
-    /// The milestones and the outcome it reports, each once, in the order given.
-    pub marks: Vec<FlowMark<'a>>,
-    /// Milestones or an outcome it reports without what their key needs, with why.
-    pub invalid: Vec<(String, InvalidKey)>,
+    /// The milestones and the outcome it reports, each once, in key order; or, for one that
+    /// lacks what its key needs, the key as far as known (`?` for what is missing) and why.
+    /// One list sized once: an event may list thousands of milestones.
+    pub marks: Vec<Marked<'a>>,
 }
+
+/// A milestone or outcome: its mark, or its key as far as known and why it cannot be counted.
+pub type Marked<'a> = Result<FlowMark<'a>, (String, InvalidKey)>;
 
 /// A milestone reached, or the flow's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +44,8 @@ pub struct FlowMark<'a> {
     /// The milestone's or outcome's id.
     pub id: Cow<'a, str>,
     pub time: Timestamp,
-    /// `None` for a milestone.
-    pub outcome: Option<OutcomeFacts<'a>>,
+    /// `None` for a milestone. Boxed: a mark is mostly a milestone, and an event may list many.
+    pub outcome: Option<Box<OutcomeFacts<'a>>>,
 }
 
 /// What an outcome says besides its time.
@@ -86,8 +91,9 @@ pub(crate) struct FlowOutcomeBody<'a> {
     flow_outcome_start_time: Option<i64>,
     #[serde(default)]
     flow_outcome_end_time: Option<i64>,
+    /// Read element by element into marks, never held as a list of its own.
     #[serde(default, borrow)]
-    flow_milestones: Option<Vec<MilestoneBody<'a>>>,
+    flow_milestones: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,29 +113,85 @@ fn millis(field: &'static str, ms: i64) -> Result<Timestamp, InvalidKey> {
     })
 }
 
-/// How a key with a missing part is shown in a report.
-fn or_unknown<T: ToString>(part: Option<T>) -> String {
-    part.map_or_else(|| "?".to_owned(), |part| part.to_string())
+/// A key's part, or `?` where it is missing.
+struct OrUnknown<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrUnknown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(part) => part.fmt(f),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+/// Counts the elements of a JSON array without keeping them.
+struct CountElements;
+
+impl<'de> Visitor<'de> for CountElements {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of milestones")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<usize, E> {
+        Ok(0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = 0;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// Calls a function with each element of a JSON array of milestones.
+struct EachMilestone<F>(F);
+
+impl<'de, F: FnMut(MilestoneBody<'de>)> Visitor<'de> for EachMilestone<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of milestones")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(milestone) = seq.next_element()? {
+            (self.0)(milestone);
+        }
+        Ok(())
+    }
 }
 
 impl<'a> FlowOutcomeBody<'a> {
-    /// The milestones and outcome of the body, with those that cannot be keyed set apart.
-    pub(crate) fn into_marks(self) -> (Vec<FlowMark<'a>>, Vec<(String, InvalidKey)>) {
-        let mut marks: Vec<FlowMark<'a>> = Vec::new();
-        let mut invalid = Vec::new();
+    /// The milestones and outcome of the body, each a mark or why it cannot be one; an error
+    /// if `flowMilestones` is not a list of milestone objects.
+    pub(crate) fn into_marks(self) -> Result<Vec<Marked<'a>>, serde_json::Error> {
+        let milestones = self.flow_milestones.map(RawValue::get).unwrap_or("null");
+        // Counted first (no allocation), so that the list is allocated once at its size.
+        let count = serde_json::Deserializer::from_str(milestones).deserialize_any(CountElements)?;
+        let mut marks = Vec::with_capacity(count + 1);
         let flow_id = self.flow_id.filter(|id| !id.is_empty());
-        for milestone in self.flow_milestones.unwrap_or_default() {
-            let key = format!(
-                "milestone:{}:{}",
-                or_unknown(milestone.milestone_id.as_deref()),
-                or_unknown(milestone.milestone_time)
-            );
-            match milestone_mark(&key, flow_id.clone(), milestone) {
-                Ok(_) if marks.iter().any(|known| known.key == key) => {}
-                Ok(mark) => marks.push(mark),
-                Err(reason) => invalid.push((key, reason)),
-            }
-        }
+        serde_json::Deserializer::from_str(milestones).deserialize_any(EachMilestone(
+            |milestone: MilestoneBody<'a>| {
+                let key = format!(
+                    "milestone:{}:{}",
+                    OrUnknown(milestone.milestone_id.as_deref()),
+                    OrUnknown(milestone.milestone_time)
+                );
+                marks.push(match milestone_mark(flow_id.clone(), milestone) {
+                    Ok(mark) => Ok(FlowMark { key, ..mark }),
+                    Err(reason) => Err((key, reason)),
+                });
+            },
+        ))?;
         let outcome = Outcome {
             id: self.flow_outcome_id,
             value: self.flow_outcome_value,
@@ -139,15 +201,25 @@ impl<'a> FlowOutcomeBody<'a> {
         if outcome.reported() {
             let key = format!(
                 "outcome:{}:{}",
-                or_unknown(outcome.id.as_deref()),
-                or_unknown(outcome.start_ms)
+                OrUnknown(outcome.id.as_deref()),
+                OrUnknown(outcome.start_ms)
             );
-            match outcome_mark(&key, flow_id, outcome) {
-                Ok(mark) => marks.push(mark),
-                Err(reason) => invalid.push((key, reason)),
-            }
+            marks.push(match outcome_mark(flow_id, outcome) {
+                Ok(mark) => Ok(FlowMark { key, ..mark }),
+                Err(reason) => Err((key, reason)),
+            });
         }
-        (marks, invalid)
+        // Each key once (Genesys may list a milestone twice), in key order as attribute keys are.
+        marks.sort_unstable_by(|a, b| mark_key(a).cmp(mark_key(b)));
+        marks.dedup_by(|a, b| mark_key(a) == mark_key(b));
+        Ok(marks)
+    }
+}
+
+fn mark_key<'k>(mark: &'k Marked<'_>) -> &'k str {
+    match mark {
+        Ok(mark) => &mark.key,
+        Err((key, _)) => key,
     }
 }
 
@@ -165,9 +237,8 @@ impl Outcome<'_> {
     }
 }
 
-/// A milestone's mark under `key`, or why it has none.
+/// A milestone's mark, its key left for the caller to set (an empty `String` costs nothing).
 fn milestone_mark<'a>(
-    key: &str,
     flow_id: Option<Cow<'a, str>>,
     milestone: MilestoneBody<'a>,
 ) -> Result<FlowMark<'a>, InvalidKey> {
@@ -179,7 +250,7 @@ fn milestone_mark<'a>(
         .milestone_time
         .ok_or(InvalidKey::MissingField("milestoneTime"))?;
     Ok(FlowMark {
-        key: key.to_owned(),
+        key: String::new(),
         time: millis("milestoneTime", ms)?,
         flow_id: flow_id.ok_or(InvalidKey::MissingField("flowId"))?,
         id,
@@ -187,12 +258,8 @@ fn milestone_mark<'a>(
     })
 }
 
-/// The outcome's mark under `key`, or why it has none.
-fn outcome_mark<'a>(
-    key: &str,
-    flow_id: Option<Cow<'a, str>>,
-    outcome: Outcome<'a>,
-) -> Result<FlowMark<'a>, InvalidKey> {
+/// The outcome's mark, its key left for the caller to set.
+fn outcome_mark<'a>(flow_id: Option<Cow<'a, str>>, outcome: Outcome<'a>) -> Result<FlowMark<'a>, InvalidKey> {
     let id = outcome
         .id
         .filter(|id| !id.is_empty())
@@ -206,13 +273,13 @@ fn outcome_mark<'a>(
         .map(|ms| millis("flowOutcomeEndTime", ms))
         .transpose()?;
     Ok(FlowMark {
-        key: key.to_owned(),
+        key: String::new(),
         flow_id: flow_id.ok_or(InvalidKey::MissingField("flowId"))?,
         id,
         time: end.unwrap_or(start),
-        outcome: Some(OutcomeFacts {
+        outcome: Some(Box::new(OutcomeFacts {
             value: outcome.value,
             duration: end.map(|end| end.duration_since(start)),
-        }),
+        })),
     })
 }

@@ -32,10 +32,10 @@ struct Rebuilt<'a> {
 fn flow_mark(item: &LedgerItem) -> Option<FlowMark<'_>> {
     let outcome = match item.source.as_deref() {
         Some(source) if source == Source::Milestone.name() => None,
-        Some(_) => Some(OutcomeFacts {
+        Some(_) => Some(Box::new(OutcomeFacts {
             value: item.outcome_value.as_deref().map(Cow::Borrowed),
             duration: item.duration_ms.map(SignedDuration::from_millis),
-        }),
+        })),
         None => return None,
     };
     Some(FlowMark {
@@ -64,8 +64,8 @@ pub async fn redrive<L: Ledger, S: Sink>(
             .entry((item.conversation_id.as_str(), millis(item.first_seen_ms)))
             .or_default();
         match flow_mark(item) {
-            Some(mark) if event.marks.iter().all(|known| known.key != mark.key) => event.marks.push(mark),
-            Some(_) => {}
+            // A scan gives each (conversation, key) once.
+            Some(mark) => event.marks.push(mark),
             None => event.attribute_keys.push(Cow::Borrowed(&item.attribute_key)),
         }
     }
@@ -86,8 +86,7 @@ pub async fn redrive<L: Ledger, S: Sink>(
             events.push(Ok(Event::FlowOutcome(FlowOutcomeEvent {
                 conversation_id: Cow::Borrowed(conversation_id),
                 event_time,
-                marks: keys.marks,
-                invalid: Vec::new(),
+                marks: keys.marks.into_iter().map(Ok).collect(),
             })));
         }
     }

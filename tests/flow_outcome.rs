@@ -85,7 +85,11 @@ fn the_public_sample_decodes_into_its_milestones_and_outcome() {
         event.event_time,
         Timestamp::from_millisecond(1765551750107).expect("time")
     );
-    let keys: Vec<&str> = event.marks.iter().map(|mark| mark.key.as_str()).collect();
+    let keys: Vec<&str> = event
+        .marks
+        .iter()
+        .map(|mark| mark.as_ref().expect("a valid mark").key.as_str())
+        .collect();
     assert_eq!(
         keys,
         [
@@ -94,7 +98,6 @@ fn the_public_sample_decodes_into_its_milestones_and_outcome() {
             format!("outcome:{OUTCOME}:1765551656458"),
         ]
     );
-    assert!(event.invalid.is_empty());
 }
 
 #[tokio::test]
@@ -333,4 +336,25 @@ fn a_topic_name_of_another_conversation_or_family_is_rejected() {
         decode(&event.to_string()),
         Err(EventError::TopicMismatch { .. })
     ));
+}
+
+#[test]
+fn milestones_that_are_not_a_list_reject_the_event_with_why() {
+    let event = sample_with(|body| {
+        body.insert("flowMilestones".to_owned(), json!("reached"));
+    });
+    match decode(&event) {
+        Err(error @ EventError::Shape(_)) => {
+            assert!(error.to_string().contains("a list of milestones"), "{error}")
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // null is as good as absent.
+    let null = sample_with(|body| {
+        body.insert("flowMilestones".to_owned(), Value::Null);
+    });
+    let Ok(Event::FlowOutcome(event)) = decode(&null) else {
+        panic!("a flow outcome event");
+    };
+    assert_eq!(event.marks.len(), 1, "the outcome alone");
 }

@@ -116,6 +116,7 @@ fn decode_is_sound(data: &[u8]) -> Result<(), TestCaseError> {
     };
     let (keys, allocated) = allocated_by(|| match decode(text) {
         Ok(Event::Attributes(event)) => event.attribute_keys.len(),
+        Ok(Event::FlowOutcome(event)) => event.marks.len(),
         _ => 0,
     });
     prop_assert!(
@@ -213,5 +214,34 @@ fn many_or_huge_attributes_decode_in_proportion() {
     });
     runner
         .run(&attributes, |event| decode_is_sound(event.as_bytes()))
+        .expect("no failing input");
+}
+
+#[test]
+fn many_or_repeated_milestones_decode_in_proportion() {
+    let milestones = (1usize..8000, 0usize..40, prop::bool::ANY).prop_map(|(count, id_len, with_flow)| {
+        let entries: Vec<String> = (0..count)
+            .map(|i| {
+                // Some ids repeat, some entries lack what their key needs.
+                let id = "m".repeat(id_len) + &(i % 97).to_string();
+                match i % 5 {
+                    0 => format!(r#"{{"milestoneTime":{i}}}"#),
+                    _ => format!(r#"{{"milestoneId":"{id}","milestoneTime":{}}}"#, i % 13),
+                }
+            })
+            .collect();
+        let flow = if with_flow { r#""flowId":"f","# } else { "" };
+        format!(
+            r#"{{"detail-type":"v2.detail.events.conversation.{{id}}.flow.outcome","detail":{{"eventBody":{{"eventTime":1,"conversationId":"c",{flow}"flowMilestones":[{}]}}}}}}"#,
+            entries.join(",")
+        )
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: (cases() / 64).max(16),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&milestones, |event| decode_is_sound(event.as_bytes()))
         .expect("no failing input");
 }
