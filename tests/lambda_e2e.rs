@@ -8,9 +8,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::attributes_event;
 use common::emulator::{Dynalite, Running, start_listening};
+use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
@@ -51,7 +53,9 @@ struct LocalLambda {
 }
 
 impl LocalLambda {
-    fn start(dynalite: &Dynalite, intake: &Intake) -> LocalLambda {
+    /// The function with its ledger in `dynalite`, its points going to `intake`, and `extra`
+    /// settings.
+    fn start(dynalite: &Dynalite, intake: &Intake, extra: &[(&str, String)]) -> LocalLambda {
         let (emulator, port) = start_listening("cargo lambda watch", |port| {
             let mut command = Command::new(cargo_lambda());
             command
@@ -79,6 +83,7 @@ impl LocalLambda {
             .env("DD_API_KEY", "e2e-test-key")
             .env("DD_URL", intake.uri())
             .env("DD_TAGS", "env:e2e")
+            .envs(extra.iter().map(|(name, value)| (*name, value.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -140,7 +145,7 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
     let dynalite = Dynalite::start();
     create_table(&dynalite.client(), TABLE).await.expect("table");
     let intake = Intake::accepting().await;
-    let lambda = LocalLambda::start(&dynalite, &intake);
+    let lambda = LocalLambda::start(&dynalite, &intake, &[]);
     let (direct, queued, queued_again) = recent_events();
 
     // Direct mode: an EventBridge event, then its duplicate.
@@ -204,4 +209,81 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(flow_points(&replay_intake), lambda_points);
+}
+
+/// The public flow outcome sample, for `conversation`, its times a few seconds ago.
+fn recent_flow_outcome(conversation: &str) -> Value {
+    let mut event: Value =
+        serde_json::from_str(include_str!("fixtures/flow-outcome-public-sample.json")).expect("sample");
+    let ms = |seconds: i64| (Timestamp::now() - SignedDuration::from_secs(seconds)).as_millisecond();
+    event["detail"]["topicName"] = json!(format!(
+        "v2.detail.events.conversation.{conversation}.flow.outcome"
+    ));
+    let body = &mut event["detail"]["eventBody"];
+    body["conversationId"] = json!(conversation);
+    body["eventTime"] = json!(ms(20));
+    body["flowOutcomeStartTime"] = json!(ms(40));
+    body["flowOutcomeEndTime"] = json!(ms(30));
+    body["flowMilestones"][0]["milestoneTime"] = json!(ms(40));
+    body["flowMilestones"][1]["milestoneTime"] = json!(ms(35));
+    event
+}
+
+const SAMPLE_FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
+const SAMPLE_OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lambda_counts_flow_outcomes_once_and_names_them_from_genesys() {
+    let dynalite = Dynalite::start();
+    create_table(&dynalite.client(), TABLE).await.expect("table");
+    let intake = Intake::accepting().await;
+    let genesys = FakeGenesys::start(
+        Duration::from_secs(3600),
+        &[
+            ("flows", SAMPLE_FLOW, "Customer Routing"),
+            ("outcomes", SAMPLE_OUTCOME, "Self service"),
+        ],
+    )
+    .await;
+    let lambda = LocalLambda::start(
+        &dynalite,
+        &intake,
+        &[
+            ("GENESYS_LOGIN_URL", genesys.uri()),
+            ("GENESYS_API_URL", genesys.uri()),
+            ("GENESYS_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("GENESYS_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ],
+    );
+
+    // Delivered twice: the outcome counts once, named by ids until Genesys has answered.
+    let first = recent_flow_outcome("c-outcome-1");
+    assert_eq!(lambda.invoke(&first), Ok(Value::Null));
+    assert_eq!(lambda.invoke(&first), Ok(Value::Null));
+    let outcomes = intake.points("genesys.flow.outcome");
+    assert_eq!(
+        outcomes.iter().map(|point| point.2).sum::<usize>(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[0].0[0], format!("flow:{SAMPLE_FLOW}"));
+    assert_eq!(intake.points("genesys.flow.milestone").len(), 2);
+
+    // Once fetched in the background, later conversations' points carry the names.
+    let mut conversation = 1;
+    let named = loop {
+        conversation += 1;
+        assert_eq!(
+            lambda.invoke(&recent_flow_outcome(&format!("c-outcome-{conversation}"))),
+            Ok(Value::Null)
+        );
+        let latest = intake.points("genesys.flow.outcome").pop().expect("a point");
+        if latest.0[0] == "flow:customer_routing" || conversation > 50 {
+            break latest;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(named.0[0], "flow:customer_routing");
+    assert_eq!(named.0[1], "outcome:self_service");
+    assert_eq!(genesys.tokens_issued(), 1);
 }
