@@ -409,12 +409,17 @@ mod tests {
 
     use super::*;
 
-    fn lambda_config(variables: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+    /// An environment of exactly these variables.
+    fn env_of(variables: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let variables: HashMap<String, String> = variables
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        LambdaConfig::from_env(&|name| variables.get(name).cloned())
+        move |name| variables.get(name).cloned()
+    }
+
+    fn lambda_config(variables: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
+        LambdaConfig::from_env(&env_of(variables))
     }
 
     #[test]
@@ -460,11 +465,7 @@ mod tests {
     }
 
     fn names_config(variables: &[(&str, &str)]) -> Result<NamesConfig, ConfigError> {
-        let variables: HashMap<String, String> = variables
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        NamesConfig::from_env(&|name| variables.get(name).cloned())
+        NamesConfig::from_env(&env_of(variables))
     }
 
     #[test]

@@ -237,22 +237,27 @@ impl Outcome<'_> {
     }
 }
 
+/// A field a key needs, or why the key cannot be had.
+fn present<T>(field: Option<T>, name: &'static str) -> Result<T, InvalidKey> {
+    field.ok_or(InvalidKey::MissingField(name))
+}
+
+/// An id a key needs: present and not empty.
+fn named<'a>(id: Option<Cow<'a, str>>, name: &'static str) -> Result<Cow<'a, str>, InvalidKey> {
+    present(id.filter(|id| !id.is_empty()), name)
+}
+
 /// A milestone's mark, its key left for the caller to set (an empty `String` costs nothing).
 fn milestone_mark<'a>(
     flow_id: Option<Cow<'a, str>>,
     milestone: MilestoneBody<'a>,
 ) -> Result<FlowMark<'a>, InvalidKey> {
-    let id = milestone
-        .milestone_id
-        .filter(|id| !id.is_empty())
-        .ok_or(InvalidKey::MissingField("milestoneId"))?;
-    let ms = milestone
-        .milestone_time
-        .ok_or(InvalidKey::MissingField("milestoneTime"))?;
+    let id = named(milestone.milestone_id, "milestoneId")?;
+    let ms = present(milestone.milestone_time, "milestoneTime")?;
     Ok(FlowMark {
         key: String::new(),
         time: millis("milestoneTime", ms)?,
-        flow_id: flow_id.ok_or(InvalidKey::MissingField("flowId"))?,
+        flow_id: present(flow_id, "flowId")?,
         id,
         outcome: None,
     })
@@ -260,13 +265,8 @@ fn milestone_mark<'a>(
 
 /// The outcome's mark, its key left for the caller to set.
 fn outcome_mark<'a>(flow_id: Option<Cow<'a, str>>, outcome: Outcome<'a>) -> Result<FlowMark<'a>, InvalidKey> {
-    let id = outcome
-        .id
-        .filter(|id| !id.is_empty())
-        .ok_or(InvalidKey::MissingField("flowOutcomeId"))?;
-    let start_ms = outcome
-        .start_ms
-        .ok_or(InvalidKey::MissingField("flowOutcomeStartTime"))?;
+    let id = named(outcome.id, "flowOutcomeId")?;
+    let start_ms = present(outcome.start_ms, "flowOutcomeStartTime")?;
     let start = millis("flowOutcomeStartTime", start_ms)?;
     let end = outcome
         .end_ms
@@ -274,7 +274,7 @@ fn outcome_mark<'a>(flow_id: Option<Cow<'a, str>>, outcome: Outcome<'a>) -> Resu
         .transpose()?;
     Ok(FlowMark {
         key: String::new(),
-        flow_id: flow_id.ok_or(InvalidKey::MissingField("flowId"))?,
+        flow_id: present(flow_id, "flowId")?,
         id,
         time: end.unwrap_or(start),
         outcome: Some(Box::new(OutcomeFacts {

@@ -13,7 +13,6 @@ use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, create_table};
 use flow_metrics::ledger::{DynamoDbLedger, Ledger, MemoryLedger};
 use flow_metrics::pipeline::{BatchTime, EventOutcome, Pipeline};
 use flow_metrics::redrive::redrive;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -184,24 +183,12 @@ async fn a_redrive_rebuilds_stuck_milestones_and_outcomes_as_they_were() {
 }
 
 fn datadog(intake: &Intake) -> DataDogSink {
-    DataDogSink::new(DataDogSettings {
-        base_url: intake.uri(),
-        api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: vec!["env:test".to_owned()],
-        self_metrics: false,
-        compression: Compression::Deflate,
-    })
-    .expect("sink")
+    DataDogSink::new(intake.sink_settings(&["env:test"], false)).expect("sink")
 }
 
 #[tokio::test]
 async fn datadog_receives_the_milestone_outcome_and_duration_metrics_once() {
-    let intake = Intake::start(Rules {
-        now: Some(now()),
-        ..Rules::default()
-    })
-    .await;
+    let intake = Intake::at(now()).await;
     let pipeline = Pipeline::new(MemoryLedger::default(), datadog(&intake));
     twice(&pipeline).await;
 

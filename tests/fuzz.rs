@@ -207,14 +207,7 @@ fn many_or_huge_attributes_decode_in_proportion() {
             attributes.join(",")
         )
     });
-    let mut runner = TestRunner::new(Config {
-        cases: (cases() / 64).max(16),
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&attributes, |event| decode_is_sound(event.as_bytes()))
-        .expect("no failing input");
+    decode_large_events(attributes);
 }
 
 #[test]
@@ -236,12 +229,17 @@ fn many_or_repeated_milestones_decode_in_proportion() {
             entries.join(",")
         )
     });
+    decode_large_events(milestones);
+}
+
+/// Large generated events through the decoder's checks: fewer cases, each costs more.
+fn decode_large_events(events: impl Strategy<Value = String>) {
     let mut runner = TestRunner::new(Config {
         cases: (cases() / 64).max(16),
         failure_persistence: None,
         ..Config::default()
     });
     runner
-        .run(&milestones, |event| decode_is_sound(event.as_bytes()))
+        .run(&events, |event| decode_is_sound(event.as_bytes()))
         .expect("no failing input");
 }

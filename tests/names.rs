@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
-use common::intake::{Intake, Rules};
+use common::intake::Intake;
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
 use flow_metrics::names::{Directory, NameKind, Names};
 use flow_metrics::pipeline::Pipeline;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, PushContext, Sink};
 use jiff::Timestamp;
 use serde_json::Value;
@@ -64,6 +63,17 @@ async fn eventually<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Everything logged until `count` names were reported not resolved.
+async fn until_unresolved(logs: &common::logs::Captured, count: usize) -> String {
+    let mut seen = String::new();
+    eventually(&format!("{count} unresolved names logged"), || {
+        seen.push_str(&logs.take());
+        (seen.matches("name not resolved").count() >= count).then_some(())
+    })
+    .await;
+    seen
 }
 
 /// The name, once the background fetch has brought it.
@@ -153,12 +163,7 @@ async fn a_rate_limited_name_keeps_the_id_and_waits_as_long_as_genesys_says() {
         GenesysDirectory::new(settings(&genesys, CLIENT_SECRET, Duration::from_millis(1))).expect("client");
     genesys.force(&[(429, Some(120))]);
     assert_eq!(directory.name(NameKind::Flow, FLOW), None);
-    let mut seen = String::new();
-    eventually("the log of the 429", || {
-        seen.push_str(&logs.take());
-        seen.contains("name not resolved").then_some(())
-    })
-    .await;
+    let seen = until_unresolved(&logs, 1).await;
     assert!(seen.contains("429") && seen.contains(FLOW), "{seen}");
     // Well past the directory's own pause, but within Genesys's: the id is still not asked.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -181,12 +186,7 @@ async fn server_errors_and_unknown_ids_keep_the_id_say_why_and_are_tried_again_l
     genesys.force(&[(503, None)]);
     assert_eq!(directory.name(NameKind::Flow, FLOW), None);
     assert_eq!(directory.name(NameKind::Outcome, "0000-unknown"), None);
-    let mut seen = String::new();
-    eventually("both failures logged", || {
-        seen.push_str(&logs.take());
-        (seen.matches("name not resolved").count() == 2).then_some(())
-    })
-    .await;
+    let seen = until_unresolved(&logs, 2).await;
     assert!(seen.contains("Genesys answered 503"), "{seen}");
     assert!(
         seen.contains("Genesys has no outcome with this id (404)"),
@@ -208,12 +208,7 @@ async fn refused_credentials_are_said_and_not_tried_for_every_id() {
     for id in [FLOW, "a-1", "a-2", "a-3"] {
         assert_eq!(directory.name(NameKind::Flow, id), None);
     }
-    let mut seen = String::new();
-    eventually("four failures logged", || {
-        seen.push_str(&logs.take());
-        (seen.matches("name not resolved").count() == 4).then_some(())
-    })
-    .await;
+    let seen = until_unresolved(&logs, 4).await;
     assert!(
         seen.contains("Genesys refused the OAuth client's credentials (401)"),
         "{seen}"
@@ -317,20 +312,8 @@ async fn counting_never_waits_for_names_and_says_how_many_went_out_as_ids() {
 
 #[tokio::test]
 async fn datadog_gets_names_as_tags_and_a_self_metric_for_ids_sent_in_their_place() {
-    let intake = Intake::start(Rules {
-        now: Some(now()),
-        ..Rules::default()
-    })
-    .await;
-    let sink = DataDogSink::new(DataDogSettings {
-        base_url: intake.uri(),
-        api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: Vec::new(),
-        self_metrics: true,
-        compression: Compression::Deflate,
-    })
-    .expect("sink");
+    let intake = Intake::at(now()).await;
+    let sink = DataDogSink::new(intake.sink_settings(&[], true)).expect("sink");
     // The fixed map names the flow and the outcome; the milestones have no name anywhere.
     let fixed = HashMap::from([
         (FLOW.to_owned(), "Customer Routing".to_owned()),

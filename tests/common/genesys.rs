@@ -50,13 +50,7 @@ fn error(status: u16, code: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"message": message, "code": code, "status": status}))
 }
 
-fn header(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-}
+use super::request_header as header;
 
 impl Respond for TokenEndpoint {
     fn respond(&self, request: &Request) -> ResponseTemplate {

@@ -20,6 +20,7 @@ use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use flate2::read::ZlibDecoder;
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -83,13 +84,7 @@ fn error(status: u16, message: &str) -> Answer {
     }
 }
 
-fn header(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-}
+use super::request_header as header;
 
 /// The body as the specification reads it, or the answer refusing it.
 fn decode(request: &Request) -> Result<Value, Answer> {
@@ -248,6 +243,27 @@ impl Intake {
     /// An intake with the real clock and nothing beyond the specification.
     pub async fn accepting() -> Intake {
         Intake::start(Rules::default()).await
+    }
+
+    /// An intake whose clock says `now`, and nothing beyond the specification.
+    pub async fn at(now: Timestamp) -> Intake {
+        Intake::start(Rules {
+            now: Some(now),
+            ..Rules::default()
+        })
+        .await
+    }
+
+    /// The settings of a sink posting here, deflated, with the default metric names.
+    pub fn sink_settings(&self, static_tags: &[&str], self_metrics: bool) -> DataDogSettings {
+        DataDogSettings {
+            base_url: self.uri(),
+            api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
+            metrics: MetricNames::default(),
+            static_tags: static_tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            self_metrics,
+            compression: Compression::Deflate,
+        }
     }
 
     pub fn uri(&self) -> String {

@@ -15,6 +15,15 @@ use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError, Ledge
 use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
 use serde_json::json;
 
+/// A request header's value, if present and text: what the local fake servers read.
+pub fn request_header(request: &wiremock::Request, name: &str) -> Option<String> {
+    request
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// The samples and traces are from March 2026. Records kept this long after their keys make
 /// such old events safe to count today (see `count::oldest_safe_event_age`).
 pub const ARCHIVE_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(3650 * 24);
