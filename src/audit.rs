@@ -1,5 +1,6 @@
-//! The audit: what the ledger says was counted, per flow and metric (and optionally per time
-//! bucket of the key's time), split into delivered, in-flight and stuck keys.
+//! The audit: what the ledger says was counted, per flow and metric (milestones and outcomes
+//! per flow id and their own id, with their source), and optionally per time bucket of the
+//! key's time, split into delivered, in-flight and stuck keys.
 //!
 //! Pure aggregation and formatting; reading the table is the DynamoDB ledger's scan.
 //! - delivered: pushed to the sink and confirmed; DataDog should show exactly these.
@@ -34,9 +35,16 @@ impl Bucket {
     }
 }
 
-/// Counts of one (flow, metric, bucket).
+/// The source of attribute keys, which their items leave unwritten.
+const ATTRIBUTE: &str = "attribute";
+
+/// Counts of one (source, flow, metric, bucket).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditRow {
+    /// `attribute`, `milestone` or `outcome`; left out of JSON for attributes, and a column of
+    /// the table and CSV only when some row is not an attribute's.
+    #[serde(skip_serializing_if = "is_attribute")]
+    pub source: String,
     pub flow: String,
     pub metric: String,
     /// Start of the bucket (UTC RFC 3339), when bucketing.
@@ -52,7 +60,11 @@ pub struct AuditRow {
 pub struct Audit {
     bucket: Option<Bucket>,
     now_ms: i64,
-    counts: BTreeMap<(String, String, Option<i64>), [u64; 3]>,
+    counts: BTreeMap<(String, String, String, Option<i64>), [u64; 3]>,
+}
+
+fn is_attribute(source: &str) -> bool {
+    source == ATTRIBUTE
 }
 
 impl Audit {
@@ -78,23 +90,31 @@ impl Audit {
             .map(|bucket| item.key_time_ms.div_euclid(bucket.millis()) * bucket.millis());
         let counts = self
             .counts
-            .entry((item.flow.clone(), item.metric.clone(), bucket))
+            .entry((
+                item.source.clone().unwrap_or_else(|| ATTRIBUTE.to_owned()),
+                item.flow.clone(),
+                item.metric.clone(),
+                bucket,
+            ))
             .or_default();
         counts[column] += 1;
     }
 
-    /// One row per (flow, metric, bucket), sorted.
+    /// One row per (source, flow, metric, bucket), sorted.
     pub fn rows(&self) -> Vec<AuditRow> {
         self.counts
             .iter()
-            .map(|((flow, metric, bucket), [delivered, claimed, stuck])| AuditRow {
-                flow: flow.clone(),
-                metric: metric.clone(),
-                bucket: bucket.map(bucket_label),
-                delivered: *delivered,
-                claimed: *claimed,
-                stuck: *stuck,
-            })
+            .map(
+                |((source, flow, metric, bucket), [delivered, claimed, stuck])| AuditRow {
+                    source: source.clone(),
+                    flow: flow.clone(),
+                    metric: metric.clone(),
+                    bucket: bucket.map(bucket_label),
+                    delivered: *delivered,
+                    claimed: *claimed,
+                    stuck: *stuck,
+                },
+            )
             .collect()
     }
 }
@@ -112,36 +132,64 @@ pub fn totals(rows: &[AuditRow]) -> (u64, u64, u64) {
     })
 }
 
+/// Which optional columns the rows need: the source, the bucket.
+struct Columns {
+    sourced: bool,
+    bucketed: bool,
+}
+
+impl Columns {
+    fn of(rows: &[AuditRow]) -> Columns {
+        Columns {
+            sourced: rows.iter().any(|row| !is_attribute(&row.source)),
+            bucketed: rows.iter().any(|row| row.bucket.is_some()),
+        }
+    }
+
+    fn header(&self) -> Vec<&'static str> {
+        let mut header = Vec::with_capacity(6);
+        if self.sourced {
+            header.push("source");
+        }
+        header.extend(["flow", "metric"]);
+        if self.bucketed {
+            header.push("bucket");
+        }
+        header.extend(["delivered", "claimed", "stuck"]);
+        header
+    }
+
+    fn cells(&self, row: &AuditRow) -> Vec<String> {
+        let mut cells = Vec::with_capacity(7);
+        if self.sourced {
+            cells.push(row.source.clone());
+        }
+        cells.extend([row.flow.clone(), row.metric.clone()]);
+        if self.bucketed {
+            cells.push(row.bucket.clone().unwrap_or_default());
+        }
+        cells.extend([row.delivered, row.claimed, row.stuck].map(|count| count.to_string()));
+        cells
+    }
+}
+
 /// An aligned table for people, with a totals row.
 pub fn write_table(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()> {
-    let bucketed = rows.iter().any(|row| row.bucket.is_some());
+    let columns = Columns::of(rows);
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::ASCII_MARKDOWN);
-    let mut header = vec!["flow", "metric"];
-    if bucketed {
-        header.push("bucket");
-    }
-    header.extend(["delivered", "claimed", "stuck"]);
-    let columns = header.len();
+    let header = columns.header();
+    let width = header.len();
     table.set_header(header);
-    let mut add = |flow: &str, metric: &str, bucket: Option<&str>, counts: (u64, u64, u64)| {
-        let mut cells = vec![flow.to_owned(), metric.to_owned()];
-        if bucketed {
-            cells.push(bucket.unwrap_or_default().to_owned());
-        }
-        cells.extend([counts.0.to_string(), counts.1.to_string(), counts.2.to_string()]);
-        table.add_row(cells);
-    };
     for row in rows {
-        add(
-            &row.flow,
-            &row.metric,
-            row.bucket.as_deref(),
-            (row.delivered, row.claimed, row.stuck),
-        );
+        table.add_row(columns.cells(row));
     }
-    add("total", "", None, totals(rows));
-    for column in columns - 3..columns {
+    let (delivered, claimed, stuck) = totals(rows);
+    let mut total = vec![String::new(); width - 3];
+    total[0] = "total".to_owned();
+    total.extend([delivered, claimed, stuck].map(|count| count.to_string()));
+    table.add_row(total);
+    for column in width - 3..width {
         if let Some(column) = table.column_mut(column) {
             column.set_cell_alignment(comfy_table::CellAlignment::Right);
         }
@@ -151,31 +199,17 @@ pub fn write_table(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()
 
 /// CSV with a header line.
 pub fn write_csv(rows: &[AuditRow], out: &mut dyn Write) -> Result<(), csv::Error> {
+    let columns = Columns::of(rows);
     let mut writer = csv::Writer::from_writer(out);
-    let bucketed = rows.iter().any(|row| row.bucket.is_some());
-    let mut header = vec!["flow", "metric"];
-    if bucketed {
-        header.push("bucket");
-    }
-    header.extend(["delivered", "claimed", "stuck"]);
-    writer.write_record(&header)?;
+    writer.write_record(columns.header())?;
     for row in rows {
-        let mut record = vec![row.flow.clone(), row.metric.clone()];
-        if bucketed {
-            record.push(row.bucket.clone().unwrap_or_default());
-        }
-        record.extend([
-            row.delivered.to_string(),
-            row.claimed.to_string(),
-            row.stuck.to_string(),
-        ]);
-        writer.write_record(&record)?;
+        writer.write_record(columns.cells(row))?;
     }
     writer.flush()?;
     Ok(())
 }
 
-/// A JSON array of `{"flow","metric","bucket"?,"delivered","claimed","stuck"}`.
+/// A JSON array of `{"source"?,"flow","metric","bucket"?,"delivered","claimed","stuck"}`.
 pub fn write_json(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, rows)?;
     writeln!(out)
@@ -273,6 +307,39 @@ mod tests {
         write_json(&sample(Some(Bucket::Day)), &mut bucketed).expect("json");
         let rows: serde_json::Value = serde_json::from_slice(&bucketed).expect("valid json");
         assert_eq!(rows[0]["bucket"], "2026-03-07T00:00:00Z");
+    }
+
+    #[test]
+    fn milestones_and_outcomes_are_rows_of_their_own_with_their_source() {
+        let mut audit = Audit::new(None, now());
+        audit.add(&item(
+            "Routing",
+            "Start",
+            "2026-03-07T10:15:00Z",
+            "delivered",
+            None,
+        ));
+        for source in ["milestone", "outcome"] {
+            audit.add(&LedgerItem {
+                source: Some(source.to_owned()),
+                ..item("flow-id", "its-id", "2026-03-07T10:15:00Z", "delivered", None)
+            });
+        }
+        let rows = audit.rows();
+        let sources: Vec<&str> = rows.iter().map(|row| row.source.as_str()).collect();
+        assert_eq!(sources, ["attribute", "milestone", "outcome"]);
+        let mut out = Vec::new();
+        write_csv(&rows, &mut out).expect("csv");
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "source,flow,metric,delivered,claimed,stuck\nattribute,Routing,Start,1,0,0\n\
+             milestone,flow-id,its-id,1,0,0\noutcome,flow-id,its-id,1,0,0\n"
+        );
+        let mut json = Vec::new();
+        write_json(&rows, &mut json).expect("json");
+        let json: serde_json::Value = serde_json::from_slice(&json).expect("valid json");
+        assert_eq!(json[0].get("source"), None);
+        assert_eq!(json[1]["source"], "milestone");
     }
 
     #[test]

@@ -536,6 +536,7 @@ fn stuck_line(item: &LedgerItem) -> String {
         "key": item.attribute_key,
         "flow": item.flow,
         "metric": item.metric,
+        "source": item.source.as_deref().unwrap_or("attribute"),
         "lease_expired_at": lease,
     })
     .to_string()
