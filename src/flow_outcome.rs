@@ -283,3 +283,46 @@ fn outcome_mark<'a>(flow_id: Option<Cow<'a, str>>, outcome: Outcome<'a>) -> Resu
         })),
     })
 }
+
+/// A flow outcome event as Genesys's EventBridge integration sends it (trimmed of fields this
+/// tool never reads): `flow_id`'s outcome `outcome_id` (`SUCCESS`, from `started` to `ended`)
+/// with one milestone reached at `started`; for testing a deployment with a fresh event.
+pub fn flow_outcome_event_json(
+    conversation: &str,
+    flow_id: &str,
+    milestone_id: &str,
+    outcome_id: &str,
+    started: Timestamp,
+    ended: Timestamp,
+) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("{conversation}-{}", ended.as_millisecond()),
+        "detail-type": FLOW_OUTCOME_DETAIL_TYPE,
+        "source": "aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics",
+        "account": "123456789012",
+        "time": ended.to_string(),
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {
+            "topicName": format!("v2.detail.events.conversation.{conversation}.flow.outcome"),
+            "version": "2",
+            "eventBody": {
+                "eventTime": ended.as_millisecond(),
+                "conversationId": conversation,
+                "participantId": "0d9a3e44-1c3b-4f0e-8f6e-2f4b5c6d7e8f",
+                "flowType": "INBOUNDCALL",
+                "flowId": flow_id,
+                "flowVersion": "1.0",
+                "flowOutcomeId": outcome_id,
+                "flowOutcomeValue": "SUCCESS",
+                "flowOutcomeStartTime": started.as_millisecond(),
+                "flowOutcomeEndTime": ended.as_millisecond(),
+                "flowMilestones": [{"milestoneId": milestone_id, "milestoneTime": started.as_millisecond()}]
+            },
+            "metadata": {"CorrelationId": "5f6c8f0e-2b7d-4f7e-b3c1-0f4a2b8d9c11"},
+            "timestamp": ended.to_string()
+        }
+    })
+    .to_string()
+}

@@ -170,6 +170,46 @@ fn the_samples_milestones_and_outcomes_print_with_their_source_and_names_from_th
 }
 
 #[test]
+fn a_sample_outcome_event_for_testing_a_deployment_counts_its_milestone_and_outcome() {
+    let sample = flow_metrics(
+        &[
+            "sample-event",
+            "--source",
+            "outcome",
+            "--flow",
+            "F-1",
+            "--metric",
+            "O-1",
+        ],
+        None,
+    );
+    assert!(sample.status.success());
+    let event = String::from_utf8(sample.stdout).expect("utf-8");
+    let output = flow_metrics(&["replay", "-"], Some(&event));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    let shown: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["source"].as_str().unwrap_or(""),
+                line["flow"].as_str().unwrap_or(""),
+                line["metric"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(shown, [("milestone", "F-1", "O-1"), ("outcome", "F-1", "O-1")]);
+    assert_eq!(lines[1]["duration_ms"], 2000);
+}
+
+#[test]
 fn rejected_events_are_reported_with_their_line_and_the_rest_still_counts() {
     let lines = common::sample_lines();
     let trace = format!("{}\n{{\"broken\": \n{}\n[1]\n", lines[0], lines[1..].join("\n"));

@@ -105,17 +105,28 @@ struct DrainArgs {
 
 #[derive(Debug, clap::Args)]
 struct SampleEventArgs {
-    /// The flow name of the key.
+    /// Which topic's event: an attributes event with one metric key, or a flow outcome event
+    /// with one milestone and a successful outcome.
+    #[arg(long, value_enum, default_value = "attribute")]
+    source: SampleSource,
+
+    /// The flow name of the key (an outcome event's flow id).
     #[arg(long, default_value = "DeployTest")]
     flow: String,
 
-    /// The metric name of the key.
+    /// The metric name of the key (an outcome event's milestone and outcome id).
     #[arg(long, default_value = "Start")]
     metric: String,
 
     /// The conversation id (default: a new random one, so that the key counts once).
     #[arg(long)]
     conversation: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SampleSource {
+    Attribute,
+    Outcome,
 }
 
 #[derive(Debug, clap::Args)]
@@ -702,10 +713,6 @@ async fn drain_into<S: Sink>(
 fn sample_event(args: &SampleEventArgs) -> anyhow::Result<ExitCode> {
     // Milliseconds, as Genesys writes them.
     let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond())?;
-    let key = format!("{}Metric_{}({now})", args.flow, args.metric);
-    if let flow_metrics::attribute::Attribute::Invalid(reason) = flow_metrics::attribute::classify(&key) {
-        anyhow::bail!("{key:?} is not a valid metric key: {reason}");
-    }
     let conversation = args.conversation.clone().unwrap_or_else(|| {
         let hex = format!("{:032x}", fastrand::u128(..));
         format!(
@@ -717,11 +724,27 @@ fn sample_event(args: &SampleEventArgs) -> anyhow::Result<ExitCode> {
             &hex[20..]
         )
     });
-    let attributes = serde_json::Map::from_iter([(key, serde_json::json!("1"))]);
-    println!(
-        "{}",
-        flow_metrics::event::attributes_event_json(&conversation, now, &attributes)
-    );
+    let event = match args.source {
+        SampleSource::Attribute => {
+            let key = format!("{}Metric_{}({now})", args.flow, args.metric);
+            if let flow_metrics::attribute::Attribute::Invalid(reason) =
+                flow_metrics::attribute::classify(&key)
+            {
+                anyhow::bail!("{key:?} is not a valid metric key: {reason}");
+            }
+            let attributes = serde_json::Map::from_iter([(key, serde_json::json!("1"))]);
+            flow_metrics::event::attributes_event_json(&conversation, now, &attributes)
+        }
+        SampleSource::Outcome => flow_metrics::flow_outcome::flow_outcome_event_json(
+            &conversation,
+            &args.flow,
+            &args.metric,
+            &args.metric,
+            now - SignedDuration::from_secs(2),
+            now,
+        ),
+    };
+    println!("{event}");
     Ok(ExitCode::SUCCESS)
 }
 
