@@ -54,6 +54,9 @@ pub enum InvalidKey {
     /// A milestone or outcome whose event lacks a field its key needs.
     #[error("the event has no {0} for it")]
     MissingField(&'static str),
+    /// A milestone or outcome whose id is too long or holds control characters.
+    #[error("the event's {field} {id:?} is not an id (at most 200 bytes, no control characters)")]
+    NotAnId { field: &'static str, id: String },
 }
 
 /// Which name of a key a rule is about.

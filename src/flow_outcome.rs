@@ -4,7 +4,7 @@
 //! Each milestone reached is one key, `milestone:<milestoneId>:<milestoneTime ms>`, at the
 //! milestone's time; the outcome is one key, `outcome:<flowOutcomeId>:<flowOutcomeStartTime ms>`,
 //! at its end time (its start when the end is missing), with its value and duration. The keys
-//! name ids; names are a sink's concern. Every body field is optional in Genesys's schema: an
+//! name ids; names are looked up as occurrences are pushed (see [`crate::names`]). Every body field is optional in Genesys's schema: an
 //! event with neither milestones nor an outcome counts nothing, and a milestone or outcome that
 //! lacks what its key needs is reported as invalid, never counted.
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::attribute::InvalidKey;
+use crate::attribute::{InvalidKey, excerpt};
 use crate::key::{MetricKey, Source};
 
 /// The `detail-type` of a flow outcome event. Genesys keeps the literal `{id}` in it.
@@ -178,7 +178,7 @@ impl<'a> FlowOutcomeBody<'a> {
         // Counted first (no allocation), so that the list is allocated once at its size.
         let count = serde_json::Deserializer::from_str(milestones).deserialize_any(CountElements)?;
         let mut marks = Vec::with_capacity(count + 1);
-        let flow_id = self.flow_id.filter(|id| !id.is_empty());
+        let flow_id = self.flow_id;
         serde_json::Deserializer::from_str(milestones).deserialize_any(EachMilestone(
             |milestone: MilestoneBody<'a>| {
                 let key = format!(
@@ -242,9 +242,20 @@ fn present<T>(field: Option<T>, name: &'static str) -> Result<T, InvalidKey> {
     field.ok_or(InvalidKey::MissingField(name))
 }
 
-/// An id a key needs: present and not empty.
+/// Longest id accepted, in bytes (Genesys's are 36-character UUIDs): keys stay well within
+/// DynamoDB's 1,024-byte sort key, as attribute keys do.
+pub const MAX_ID_BYTES: usize = 200;
+
+/// An id a key needs: present, not empty, short and printable.
 fn named<'a>(id: Option<Cow<'a, str>>, name: &'static str) -> Result<Cow<'a, str>, InvalidKey> {
-    present(id.filter(|id| !id.is_empty()), name)
+    let id = present(id.filter(|id| !id.is_empty()), name)?;
+    if id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(InvalidKey::NotAnId {
+            field: name,
+            id: excerpt(&id),
+        });
+    }
+    Ok(id)
 }
 
 /// A milestone's mark, its key left for the caller to set (an empty `String` costs nothing).
@@ -257,7 +268,7 @@ fn milestone_mark<'a>(
     Ok(FlowMark {
         key: String::new(),
         time: millis("milestoneTime", ms)?,
-        flow_id: present(flow_id, "flowId")?,
+        flow_id: named(flow_id, "flowId")?,
         id,
         outcome: None,
     })
@@ -274,7 +285,7 @@ fn outcome_mark<'a>(flow_id: Option<Cow<'a, str>>, outcome: Outcome<'a>) -> Resu
         .transpose()?;
     Ok(FlowMark {
         key: String::new(),
-        flow_id: present(flow_id, "flowId")?,
+        flow_id: named(flow_id, "flowId")?,
         id,
         time: end.unwrap_or(start),
         outcome: Some(Box::new(OutcomeFacts {

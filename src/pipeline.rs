@@ -304,6 +304,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         let mut events: Vec<EventKeys<'_>> = counted
             .iter()
             .filter_map(|(index, event)| {
+                // Only events of a conversation were kept above: other topics are ignored there.
                 let (conversation_id, event_time) = event.conversation()?;
                 let extracted = count::extract(event, self.max_key_age);
                 Some(EventKeys {

@@ -345,3 +345,34 @@ fn milestones_that_are_not_a_list_reject_the_event_with_why() {
     };
     assert_eq!(event.marks.len(), 1, "the outcome alone");
 }
+
+#[tokio::test]
+async fn ids_too_long_for_a_key_or_with_control_characters_are_invalid_not_sent_to_the_ledger() {
+    // DynamoDB refuses a sort key over 1,024 bytes: such a milestone would fail its event for good.
+    let long = "m".repeat(2_000);
+    let event = sample_with(|body| {
+        body["flowMilestones"][0]["milestoneId"] = json!(long);
+        body["flowOutcomeId"] = json!("outcome\u{7}bell");
+    });
+    let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()));
+    let report = pipeline.process_batch(&[&event], now()).await;
+    let [EventOutcome::Processed(processed)] = &report.outcomes[..] else {
+        panic!("processed: {:?}", report.outcomes);
+    };
+    assert_eq!(processed.counted, 1, "the second milestone still counts");
+    let fields: Vec<&str> = processed
+        .invalid
+        .iter()
+        .map(|(_, reason)| match reason {
+            InvalidKey::NotAnId { field, .. } => *field,
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(fields, ["milestoneId", "flowOutcomeId"]);
+    assert!(
+        processed
+            .invalid
+            .iter()
+            .all(|(key, reason)| reason.to_string().len() < 400 && key.len() > 10)
+    );
+}
