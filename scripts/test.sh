@@ -9,6 +9,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # A partner event source name for synthesizing the stack (nothing is deployed).
 EXAMPLE_SOURCE="aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics"
 EXAMPLE_SECRET="arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf"
+EXAMPLE_GENESYS_SECRET="arn:aws:secretsmanager:eu-west-1:123456789012:secret:genesys-client-AbCdEf"
 export CDK_DISABLE_VERSION_CHECK=true
 
 step "tools: dynalite (npm, locked), cargo-lambda, cfn-lint and moto's server (PyPI, pinned), cdk node modules (locked)"
@@ -32,14 +33,19 @@ step "cdk: type check and template tests"
 jest_log=$(mktemp)
 (cd cdk && npx tsc --noEmit && npx jest --ci --json --outputFile="$jest_log")
 
-step "cdk: real synth with cargo-lambda (x86_64), both modes, then cfn-lint"
+step "cdk: real synth with cargo-lambda (x86_64), both modes (queued with flow outcomes and names), then cfn-lint"
 # Settings of their own: never the developer's cdk/settings.json.
 FLOW_METRICS_SETTINGS="$(mktemp -d)/settings.json"
 export FLOW_METRICS_SETTINGS
 for mode in direct queued; do
+  extra=()
+  if [ "$mode" = queued ]; then
+    extra=(-c flowOutcomes=true -c genesysRegion=mypurecloud.ie -c genesysCredentialsSecretArn="$EXAMPLE_GENESYS_SECRET"
+      -c 'names={"e1f0a7c2-5b0e-4c55-9f49-2a7d1c3b8e60":"Customer Routing"}')
+  fi
   (cd cdk && npx cdk synth --no-notices --quiet -o "cdk.out/$mode" \
     -c eventSourceName="$EXAMPLE_SOURCE" -c architecture=x86_64 -c mode="$mode" -c alarmEmail=ops@example.com \
-    -c apiKeySecretArn="$EXAMPLE_SECRET")
+    -c apiKeySecretArn="$EXAMPLE_SECRET" "${extra[@]}")
   # W3005: CDK's own DependsOn alongside implicit references.
   cfn-lint --ignore-checks W3005 -- "cdk/cdk.out/$mode/GenesysFlowMetrics.template.json"
 done
