@@ -280,7 +280,8 @@ async fn the_lambda_counts_flow_outcomes_once_and_names_them_from_genesys() {
             Ok(Value::Null)
         );
         let latest = intake.points("genesys.flow.outcome").pop().expect("a point");
-        if latest.0[0] == "flow:customer_routing" || conversation > 50 {
+        let named = latest.0[0] == "flow:customer_routing" && latest.0[1] == "outcome:self_service";
+        if named || conversation > 50 {
             break latest;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
