@@ -12,12 +12,15 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 
 use crate::attribute::excerpt;
 use crate::count::Tally;
 use crate::ledger::Ledger;
+use crate::names::FETCH_GRACE;
 use crate::pipeline::{BatchTime, EventOutcome, Pipeline};
 use crate::sink::Sink;
+use crate::timing::CONFIRM_RESERVE;
 
 /// What the function answers.
 #[derive(Debug, PartialEq, serde::Serialize)]
@@ -80,12 +83,20 @@ pub async fn handle<L: Ledger, S: Sink>(
 ) -> Result<Response, InvocationError> {
     let shape: Shape =
         serde_json::from_str(payload.get()).map_err(|error| InvocationError::Payload(error.to_string()))?;
-    match shape.records {
+    let response = match shape.records {
         Some(records) => Ok(Response::Batch(handle_sqs(pipeline, &records, time).await)),
         None => handle_direct(pipeline, payload, time)
             .await
             .map(|()| Response::Handled),
-    }
+    };
+    // Every event's fate is known; name fetches this invocation started may finish before
+    // Lambda freezes the function (at most FETCH_GRACE, and never past the deadline's margin).
+    let grace_end = Instant::now() + FETCH_GRACE;
+    let until = time.deadline.map_or(grace_end, |deadline| {
+        grace_end.min(deadline.checked_sub(CONFIRM_RESERVE).unwrap_or(deadline))
+    });
+    pipeline.finish_name_fetches(until).await;
+    response
 }
 
 async fn handle_direct<L: Ledger, S: Sink>(

@@ -37,6 +37,9 @@ const EVENT_CONCURRENCY: usize = 8;
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const LONGEST_POLL: Duration = Duration::from_secs(2);
 
+/// Pause between two looks at name fetches still in flight.
+const FETCH_POLL: Duration = Duration::from_millis(10);
+
 /// Pauses between confirm attempts.
 const FIRST_CONFIRM_RETRY: Duration = Duration::from_millis(50);
 const LONGEST_CONFIRM_RETRY: Duration = Duration::from_secs(1);
@@ -233,6 +236,14 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
     pub fn with_names(mut self, names: Arc<dyn Directory>) -> Self {
         self.names = names;
         self
+    }
+
+    /// Waits until no name is being fetched, or until `until`: for a Lambda invocation about to
+    /// return (see [`crate::names::FETCH_GRACE`]). Counting is over by then; nothing waits on it.
+    pub async fn finish_name_fetches(&self, until: Instant) {
+        while self.names.fetching() > 0 && Instant::now() < until {
+            tokio::time::sleep(FETCH_POLL.min(until.saturating_duration_since(Instant::now()))).await;
+        }
     }
 
     /// Keys older than this, relative to their event's time, are stale.

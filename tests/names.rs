@@ -13,8 +13,9 @@ use common::intake::Intake;
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
 use flow_metrics::names::{Directory, NameKind, Names};
-use flow_metrics::pipeline::Pipeline;
+use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, PushContext, Sink};
+use flow_metrics::timing::CONFIRM_RESERVE;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -362,4 +363,49 @@ async fn datadog_gets_names_as_tags_and_a_self_metric_for_ids_sent_in_their_plac
         .map(|series| series["points"][0][1][0].as_f64().unwrap_or_default() as usize)
         .sum();
     assert_eq!(unresolved, 2);
+}
+
+/// The public sample through `lambda::handle`, as one direct invocation with `time_left`.
+async fn invoke(names: Arc<dyn Directory>, time_left: Duration) {
+    let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new())).with_names(names);
+    let payload = serde_json::value::RawValue::from_string(PUBLIC_SAMPLE.to_owned()).expect("json");
+    let time = BatchTime {
+        now: now(),
+        deadline: Some(tokio::time::Instant::now() + time_left),
+    };
+    flow_metrics::lambda::handle(&pipeline, &payload, time)
+        .await
+        .expect("handled");
+}
+
+#[tokio::test]
+async fn a_lambda_invocation_lets_the_name_fetches_it_started_finish_before_it_returns() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_millis(300));
+    let directory = Arc::new(directory(&genesys));
+    invoke(directory.clone(), Duration::from_secs(30)).await;
+    // Lambda freezes the function now: what it asked Genesys has already come back.
+    assert_eq!(directory.fetching(), 0);
+    assert_eq!(
+        directory.name(NameKind::Flow, FLOW).as_deref(),
+        Some("Customer Routing")
+    );
+    assert_eq!(
+        directory.name(NameKind::Outcome, OUTCOME).as_deref(),
+        Some("Self service")
+    );
+}
+
+#[tokio::test]
+async fn a_lambda_invocation_never_waits_for_names_past_its_deadline() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_secs(30));
+    let directory = Arc::new(directory(&genesys));
+    // 300 ms left beyond the time kept for confirming: the grace ends there, not with Genesys.
+    invoke(directory.clone(), CONFIRM_RESERVE + Duration::from_millis(300)).await;
+    assert!(
+        directory.fetching() > 0,
+        "the invocation returned while Genesys was still answering"
+    );
+    assert_eq!(directory.name(NameKind::Flow, FLOW), None);
 }

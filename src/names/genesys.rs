@@ -9,6 +9,7 @@
 //! [`MAX_CACHED`] ids are remembered.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -194,6 +195,17 @@ struct Shared {
     entries: Mutex<LruCache<(NameKind, String), Entry>>,
     token: tokio::sync::Mutex<TokenState>,
     fetches: Semaphore,
+    /// Fetches spawned and not finished.
+    in_flight: AtomicUsize,
+}
+
+/// Counts a fetch as in flight until it ends, however it ends.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Names from the Genesys Cloud Platform API.
@@ -217,6 +229,7 @@ impl GenesysDirectory {
                 entries: Mutex::new(LruCache::new(capacity)),
                 token: tokio::sync::Mutex::new(TokenState::default()),
                 fetches: Semaphore::new(CONCURRENT_FETCHES),
+                in_flight: AtomicUsize::new(0),
             }),
         })
     }
@@ -245,10 +258,15 @@ impl Directory for GenesysDirectory {
             },
         );
         drop(entries);
-        let shared = self.shared.clone();
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let in_flight = InFlight(self.shared.clone());
         let id = id.to_owned();
-        runtime.spawn(async move { shared.fetch(kind, id).await });
+        runtime.spawn(async move { in_flight.0.fetch(kind, id).await });
         previous
+    }
+
+    fn fetching(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 }
 

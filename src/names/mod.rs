@@ -41,7 +41,17 @@ impl fmt::Display for NameKind {
 pub trait Directory: Send + Sync + fmt::Debug {
     /// The name of `id`, if known now. Never waits.
     fn name(&self, kind: NameKind, id: &str) -> Option<Arc<str>>;
+
+    /// How many names are being fetched in the background right now.
+    fn fetching(&self) -> usize {
+        0
+    }
 }
+
+/// How long a Lambda invocation, its events settled, lets the name fetches it started finish:
+/// Lambda freezes the function once the handler returns, and a fetch frozen mid-request would
+/// fail on thaw, so that a quiet function would never learn a name.
+pub const FETCH_GRACE: Duration = Duration::from_secs(1);
 
 /// The fixed map first, then the fetching directory.
 #[derive(Debug, Default)]
@@ -140,5 +150,9 @@ impl Directory for Names {
             return Some(name.clone());
         }
         self.fetched.as_ref()?.name(kind, id)
+    }
+
+    fn fetching(&self) -> usize {
+        self.fetched.as_ref().map_or(0, |fetched| fetched.fetching())
     }
 }

@@ -35,6 +35,8 @@ struct State {
     forced: VecDeque<(u16, Option<u64>)>,
     /// Every API request: (path, status).
     api_requests: Vec<(String, u16)>,
+    /// How long the API takes to answer.
+    delay: Duration,
 }
 
 /// A running fake Genesys.
@@ -119,7 +121,7 @@ impl Respond for Api {
             }
         };
         state.api_requests.push((path, status));
-        template
+        template.set_delay(state.delay)
     }
 }
 
@@ -171,6 +173,11 @@ impl FakeGenesys {
             .expect("lock")
             .forced
             .extend(answers.iter().copied());
+    }
+
+    /// The API answers after `delay` from now on (the token endpoint does not wait).
+    pub fn slow_down(&self, delay: Duration) {
+        self.state.lock().expect("lock").delay = delay;
     }
 
     /// Every token issued so far stops working, as when an admin revokes them.
