@@ -486,7 +486,7 @@ impl Sink for DataDogSink {
 }
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
-/// order of [`self_metric_values`].
+/// order of `self_metric_values`.
 pub const SELF_METRICS: [(&str, &str); 12] = [
     ("events", "read"),
     ("events", "ignored"),
