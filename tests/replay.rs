@@ -33,6 +33,20 @@ fn flow_metrics(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("flow-metrics output")
 }
 
+/// `flow-metrics sample-event ARGS…`, and what a replay of it printed.
+fn sample_replayed(args: &[&str]) -> (String, Output) {
+    let sample = flow_metrics(&[&["sample-event"], args].concat(), None);
+    assert!(sample.status.success());
+    let event = String::from_utf8(sample.stdout).expect("utf-8");
+    let output = flow_metrics(&["replay", "-"], Some(&event));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (event, output)
+}
+
 /// The (conversation, key) pairs printed on stdout, checking each is printed once.
 fn printed(stdout: &[u8]) -> BTreeSet<(String, String)> {
     let mut seen = BTreeSet::new();
@@ -171,26 +185,7 @@ fn the_samples_milestones_and_outcomes_print_with_their_source_and_names_from_th
 
 #[test]
 fn a_sample_outcome_event_for_testing_a_deployment_counts_its_milestone_and_outcome() {
-    let sample = flow_metrics(
-        &[
-            "sample-event",
-            "--source",
-            "outcome",
-            "--flow",
-            "F-1",
-            "--metric",
-            "O-1",
-        ],
-        None,
-    );
-    assert!(sample.status.success());
-    let event = String::from_utf8(sample.stdout).expect("utf-8");
-    let output = flow_metrics(&["replay", "-"], Some(&event));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (_, output) = sample_replayed(&["--source", "outcome", "--flow", "F-1", "--metric", "O-1"]);
     let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("json"))
@@ -322,15 +317,7 @@ proptest! {
 
 #[test]
 fn a_sample_event_for_testing_a_deployment_counts_one_fresh_key() {
-    let sample = flow_metrics(&["sample-event", "--flow", "IVR", "--metric", "Hello"], None);
-    assert!(sample.status.success());
-    let event = String::from_utf8(sample.stdout).expect("utf-8");
-    let output = flow_metrics(&["replay", "-"], Some(&event));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (event, output) = sample_replayed(&["--flow", "IVR", "--metric", "Hello"]);
     let line: Value = serde_json::from_slice(&output.stdout).expect("one occurrence");
     assert_eq!(
         (line["flow"].as_str(), line["metric"].as_str()),
