@@ -409,3 +409,87 @@ async fn a_lambda_invocation_never_waits_for_names_past_its_deadline() {
     );
     assert_eq!(directory.name(NameKind::Flow, FLOW), None);
 }
+
+/// `flow-metrics names ARGS…` against `genesys`, with `secret` as the OAuth client's secret:
+/// (exit code, stdout).
+async fn check_names(genesys: &FakeGenesys, secret: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics"));
+    command
+        .arg("names")
+        .args(args)
+        .env("GENESYS_LOGIN_URL", genesys.uri())
+        .env("GENESYS_API_URL", genesys.uri())
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", secret)
+        .env(
+            "FLOW_METRICS_NAMES",
+            format!(r#"{{"{SECOND_MILESTONE}": "Billing menu (fixed)"}}"#),
+        );
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run flow-metrics"))
+        .await
+        .expect("joined");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_names_command_checks_the_oauth_client_before_a_deployment() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let (status, printed) = check_names(
+        &genesys,
+        CLIENT_SECRET,
+        &[
+            "--flow",
+            FLOW,
+            "--milestone",
+            SECOND_MILESTONE,
+            "--outcome",
+            OUTCOME,
+        ],
+    )
+    .await;
+    assert_eq!(status, Some(0), "{printed}");
+    assert_eq!(
+        printed,
+        format!(
+            "flow {FLOW}: Customer Routing\nmilestone {SECOND_MILESTONE}: Billing menu (fixed) \
+             (FLOW_METRICS_NAMES)\noutcome {OUTCOME}: Self service\n"
+        )
+    );
+
+    // A role without the milestone permission: that line says which permission to add.
+    genesys.forbid("milestones");
+    let (status, printed) = check_names(
+        &genesys,
+        CLIENT_SECRET,
+        &[
+            "--flow",
+            FLOW,
+            "--milestone",
+            FIRST_MILESTONE,
+            "--outcome",
+            OUTCOME,
+        ],
+    )
+    .await;
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        printed,
+        format!(
+            "flow {FLOW}: Customer Routing\nmilestone {FIRST_MILESTONE}: not named: the OAuth client may \
+             not read milestones (403): give its role the architect:flowMilestone:view permission\n\
+             outcome {OUTCOME}: Self service\n"
+        )
+    );
+
+    // A wrong secret: refused, and the secret is not printed.
+    let (status, printed) = check_names(&genesys, "wrong secret", &["--flow", FLOW]).await;
+    assert_eq!(status, Some(1));
+    assert!(
+        printed.contains("Genesys refused the OAuth client's credentials (401)"),
+        "{printed}"
+    );
+    assert!(!printed.contains("wrong secret"));
+}

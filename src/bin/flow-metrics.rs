@@ -2,7 +2,9 @@
 //! - `replay` runs Genesys events through the pipeline from files or stdin (with no file, the
 //!   bundled samples), printing each counted occurrence;
 //! - `audit` scans the ledger table and counts delivered, in-flight and stuck keys;
-//! - `redrive` delivers the stuck ones.
+//! - `redrive` delivers the stuck ones; `drain` a dead-letter queue's events;
+//! - `simulate` estimates costs; `sample-event` writes an event for testing a deployment;
+//! - `names` checks that ids can be named (the Genesys OAuth client and its permissions).
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal as _};
@@ -21,7 +23,8 @@ use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
 use flow_metrics::drain::{DeadLetterQueue, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
-use flow_metrics::names::{Directory, Names};
+use flow_metrics::names::genesys::GenesysDirectory;
+use flow_metrics::names::{Directory, NameKind, Names};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::redrive::redrive;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
@@ -72,6 +75,27 @@ enum Command {
     /// Print an attributes event of now, carrying one metric key: to test a deployment end to
     /// end (`aws lambda invoke --payload file://event.json`).
     SampleEvent(SampleEventArgs),
+    /// Look ids up as the function would (FLOW_METRICS_NAMES, then the Genesys API), waiting
+    /// for each answer: to check the OAuth client and its permissions before deploying.
+    ///
+    /// Exit status: 0 when every id was named, 1 when some were not (each line says why), 3 on
+    /// error.
+    Names(NamesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct NamesArgs {
+    /// A flow id to name (repeatable).
+    #[arg(long = "flow")]
+    flows: Vec<String>,
+
+    /// A milestone id to name (repeatable).
+    #[arg(long = "milestone")]
+    milestones: Vec<String>,
+
+    /// An outcome id to name (repeatable).
+    #[arg(long = "outcome")]
+    outcomes: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -323,6 +347,7 @@ async fn main() -> ExitCode {
         Command::Audit(args) => run_audit(args).await,
         Command::Redrive(args) => run_redrive(args).await,
         Command::SampleEvent(args) => sample_event(&args),
+        Command::Names(args) => look_up_names(&args).await,
         Command::Drain(args) => run_drain(args).await,
         Command::Simulate(args) => {
             let shape = TraceShape {
@@ -708,6 +733,58 @@ async fn drain_into<S: Sink>(
     .await?;
     progress.finish_and_clear();
     Ok(drained)
+}
+
+async fn look_up_names(args: &NamesArgs) -> anyhow::Result<ExitCode> {
+    let config = NamesConfig::from_env(&process_env)?;
+    let directory = match &config.genesys {
+        None => None,
+        Some(genesys) => {
+            let secrets = match genesys.credentials {
+                CredentialsSource::SecretArn(_) => {
+                    let aws = flow_metrics::aws::load_config(None).await?;
+                    Some(aws_sdk_secretsmanager::Client::new(&aws))
+                }
+                CredentialsSource::Given(_) => None,
+            };
+            Some(GenesysDirectory::from_config(genesys, secrets.as_ref()).await?)
+        }
+    };
+    let asked = [
+        (NameKind::Flow, &args.flows),
+        (NameKind::Milestone, &args.milestones),
+        (NameKind::Outcome, &args.outcomes),
+    ];
+    let mut unnamed = 0;
+    for (kind, ids) in asked {
+        for id in ids {
+            let answer = match (config.fixed.get(id), &directory) {
+                (Some(name), _) => Ok(format!("{name} (FLOW_METRICS_NAMES)")),
+                (None, Some(directory)) => directory
+                    .look_up(kind, id)
+                    .await
+                    .map(|name| name.to_string())
+                    .map_err(|error| error.to_string()),
+                (None, None) => Err(
+                    "not in FLOW_METRICS_NAMES, and the Genesys API is not configured \
+                                     (GENESYS_REGION and an OAuth client)"
+                        .to_owned(),
+                ),
+            };
+            match answer {
+                Ok(name) => println!("{kind} {id}: {name}"),
+                Err(why) => {
+                    unnamed += 1;
+                    println!("{kind} {id}: not named: {why}");
+                }
+            }
+        }
+    }
+    Ok(if unnamed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn sample_event(args: &SampleEventArgs) -> anyhow::Result<ExitCode> {

@@ -235,6 +235,13 @@ impl GenesysDirectory {
     }
 }
 
+impl GenesysDirectory {
+    /// Asks Genesys for a name now, and waits: for checking an OAuth client, never for counting.
+    pub async fn look_up(&self, kind: NameKind, id: &str) -> Result<Arc<str>, NameError> {
+        self.shared.fetch_name(kind, id).await
+    }
+}
+
 impl Directory for GenesysDirectory {
     fn name(&self, kind: NameKind, id: &str) -> Option<Arc<str>> {
         let now = Instant::now();

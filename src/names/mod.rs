@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{CredentialsSource, NamesConfig};
+use crate::config::{CredentialsSource, GenesysConfig, NamesConfig};
 use genesys::{Credentials, GenesysDirectory, GenesysSettings};
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
@@ -93,6 +93,36 @@ pub enum NamesSetupError {
     Client(#[from] genesys::NameError),
 }
 
+impl GenesysDirectory {
+    /// The directory a configuration describes, reading the OAuth client from Secrets Manager
+    /// if it is kept there.
+    pub async fn from_config(
+        genesys: &GenesysConfig,
+        secrets: Option<&aws_sdk_secretsmanager::Client>,
+    ) -> Result<GenesysDirectory, NamesSetupError> {
+        let credentials = match &genesys.credentials {
+            CredentialsSource::Given(credentials) => credentials.clone(),
+            CredentialsSource::SecretArn(arn) => {
+                let client = secrets.ok_or(NamesSetupError::NoSecretsClient)?;
+                Credentials::from_secret(client, arn)
+                    .await
+                    .map_err(|message| NamesSetupError::Secret {
+                        arn: arn.clone(),
+                        message,
+                    })?
+            }
+        };
+        let settings = GenesysSettings {
+            login_url: genesys.login_url.clone(),
+            api_url: genesys.api_url.clone(),
+            credentials,
+            ttl: Duration::try_from(genesys.ttl).unwrap_or(Duration::MAX),
+            retry_after_failure: RETRY_AFTER_FAILURE,
+        };
+        Ok(GenesysDirectory::new(settings)?)
+    }
+}
+
 impl Names {
     /// The names a configuration gives, reading the OAuth client from Secrets Manager if it is
     /// kept there. Says in the log where names will come from.
@@ -102,28 +132,7 @@ impl Names {
     ) -> Result<Names, NamesSetupError> {
         let fetched: Option<Arc<dyn Directory>> = match &config.genesys {
             None => None,
-            Some(genesys) => {
-                let credentials = match &genesys.credentials {
-                    CredentialsSource::Given(credentials) => credentials.clone(),
-                    CredentialsSource::SecretArn(arn) => {
-                        let client = secrets.ok_or(NamesSetupError::NoSecretsClient)?;
-                        Credentials::from_secret(client, arn).await.map_err(|message| {
-                            NamesSetupError::Secret {
-                                arn: arn.clone(),
-                                message,
-                            }
-                        })?
-                    }
-                };
-                let settings = GenesysSettings {
-                    login_url: genesys.login_url.clone(),
-                    api_url: genesys.api_url.clone(),
-                    credentials,
-                    ttl: Duration::try_from(genesys.ttl).unwrap_or(Duration::MAX),
-                    retry_after_failure: RETRY_AFTER_FAILURE,
-                };
-                Some(Arc::new(GenesysDirectory::new(settings)?))
-            }
+            Some(genesys) => Some(Arc::new(GenesysDirectory::from_config(genesys, secrets).await?)),
         };
         match &config.genesys {
             Some(genesys) => tracing::info!(

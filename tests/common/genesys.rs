@@ -9,7 +9,8 @@
 //!   object with its `name`, or 404.
 //!
 //! Tests add what Genesys does under load or in trouble: answers forced for the next API
-//! requests (429 with `Retry-After`, 5xx), and a revocation of every token issued.
+//! requests (429 with `Retry-After`, 5xx), slow answers, a revocation of every token issued, and
+//! a role missing the permission for one kind (403 naming the permission).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,8 @@ struct State {
     api_requests: Vec<(String, u16)>,
     /// How long the API takes to answer.
     delay: Duration,
+    /// Kinds (`flows`, `milestones`, `outcomes`) the OAuth client's role may not read.
+    forbidden: Vec<&'static str>,
 }
 
 /// A running fake Genesys.
@@ -106,6 +109,16 @@ impl Respond for Api {
                     None => template,
                 },
             )
+        } else if let Some(kind) = state.forbidden.iter().find(|kind| **kind == kind_of(&path)) {
+            let permission = match *kind {
+                "milestones" => "architect:flowMilestone:view",
+                "outcomes" => "architect:flowOutcome:view",
+                _ => "architect:flow:view",
+            };
+            let message = format!(
+                "Unable to perform the requested action. You are missing the following permission(s): [{permission}]"
+            );
+            (403, error(403, "missing.permissions", &message))
         } else {
             let id = path.rsplit('/').next().unwrap_or_default().to_owned();
             match state.names.get(&format!("{}:{id}", kind_of(&path))) {
@@ -178,6 +191,12 @@ impl FakeGenesys {
     /// The API answers after `delay` from now on (the token endpoint does not wait).
     pub fn slow_down(&self, delay: Duration) {
         self.state.lock().expect("lock").delay = delay;
+    }
+
+    /// The OAuth client's role lacks the permission to read this kind (`flows`, `milestones`,
+    /// `outcomes`): 403 with Genesys's message.
+    pub fn forbid(&self, kind: &'static str) {
+        self.state.lock().expect("lock").forbidden.push(kind);
     }
 
     /// Every token issued so far stops working, as when an admin revokes them.
