@@ -32,6 +32,7 @@ struct Rebuilt<'a> {
 fn flow_mark(item: &LedgerItem) -> Option<FlowMark<'_>> {
     let outcome = match item.source.as_deref() {
         Some(source) if source == Source::Milestone.name() => None,
+        // The only other source an item is written with.
         Some(_) => Some(Box::new(OutcomeFacts {
             value: item.outcome_value.as_deref().map(Cow::Borrowed),
             duration: item.duration_ms.map(SignedDuration::from_millis),
