@@ -289,15 +289,7 @@ async fn datadog_refusing_a_payload_as_too_large_fails_the_event_without_losing_
         ..Rules::default()
     })
     .await;
-    let sink = flow_metrics::sink::DataDogSink::new(flow_metrics::sink::datadog::DataDogSettings {
-        base_url: intake.uri(),
-        api_key: flow_metrics::sink::datadog::ApiKey::new("k").expect("key"),
-        metrics: flow_metrics::sink::datadog::MetricNames::default(),
-        static_tags: Vec::new(),
-        self_metrics: false,
-        compression: flow_metrics::sink::datadog::Compression::Deflate,
-    })
-    .expect("sink");
+    let sink = flow_metrics::sink::DataDogSink::new(intake.sink_settings(&[], false)).expect("sink");
     let pipeline = Pipeline::new(MemoryLedger::default(), sink);
     let event = good_event("c-413");
     let first = pipeline.process_batch(&[&event], Timestamp::now()).await;

@@ -10,7 +10,7 @@ use common::intake::{Intake, Rules};
 use flow_metrics::count::Tally;
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::pipeline::Pipeline;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
+use flow_metrics::sink::datadog::{ApiKey, DataDogSettings};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::{SignedDuration, Timestamp};
 
@@ -38,12 +38,8 @@ async fn failed_pushes_log_the_words_the_cloudwatch_alarm_counts() {
     .await;
     let (logs, _guard) = common::logs::capture();
     let sink = DataDogSink::new(DataDogSettings {
-        base_url: intake.uri(),
         api_key: ApiKey::new("wrong").expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: Vec::new(),
-        self_metrics: true,
-        compression: Compression::Deflate,
+        ..intake.sink_settings(&[], true)
     })
     .expect("sink");
     let pipeline = Pipeline::new(MemoryLedger::default(), sink);

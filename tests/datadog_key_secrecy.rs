@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::intake::{Intake, Rules};
 use flow_metrics::count::Occurrence;
 use flow_metrics::key::Source;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, RetryPolicy};
+use flow_metrics::sink::datadog::{ApiKey, DataDogSettings, RetryPolicy};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::Timestamp;
 
@@ -26,12 +26,8 @@ async fn the_key_never_reaches_the_logs() {
     .await;
     let (logs, _guard) = common::logs::capture();
     let settings = DataDogSettings {
-        base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: Vec::new(),
-        self_metrics: true,
-        compression: Compression::Deflate,
+        ..intake.sink_settings(&[], true)
     };
     assert!(!format!("{settings:?}").contains(KEY));
     let sink = DataDogSink::new(settings).expect("sink").with_retry(RetryPolicy {

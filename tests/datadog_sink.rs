@@ -12,9 +12,7 @@ mod common;
 use common::intake::{Intake, Rules};
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::key::Source;
-use flow_metrics::sink::datadog::{
-    ApiKey, Compression, DataDogSettings, MetricNames, RetryPolicy, USER_AGENT,
-};
+use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
 use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
@@ -40,12 +38,8 @@ async fn accepting() -> Intake {
 
 fn settings(intake: &Intake, self_metrics: bool) -> DataDogSettings {
     DataDogSettings {
-        base_url: intake.uri(),
         api_key: ApiKey::new(KEY).expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: vec!["env:test".to_owned()],
-        self_metrics,
-        compression: Compression::Deflate,
+        ..intake.sink_settings(&["env:test"], self_metrics)
     }
 }
 

@@ -11,7 +11,6 @@ use flow_metrics::lambda::{InvocationError, Response, handle};
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::pipeline::Pipeline;
 use flow_metrics::sink::DataDogSink;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
 use jiff::Timestamp;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -179,15 +178,7 @@ async fn a_series_datadog_refuses_fails_only_the_records_that_carry_it() {
         ..Rules::default()
     })
     .await;
-    let sink = DataDogSink::new(DataDogSettings {
-        base_url: intake.uri(),
-        api_key: ApiKey::new("k").expect("key"),
-        metrics: MetricNames::default(),
-        static_tags: Vec::new(),
-        self_metrics: false,
-        compression: Compression::Deflate,
-    })
-    .expect("sink");
+    let sink = DataDogSink::new(intake.sink_settings(&[], false)).expect("sink");
     let pipeline = Pipeline::new(MemoryLedger::default(), sink);
     let poison = "RoutingMetric_Poison(2026-03-07T04:08:05.000Z)";
     let batch = sqs_batch(&[
