@@ -211,7 +211,7 @@ async fn refused_credentials_are_said_and_not_tried_for_every_id() {
     }
     let seen = until_unresolved(&logs, 4).await;
     assert!(
-        seen.contains("Genesys refused the OAuth client's credentials (401)"),
+        seen.contains("Genesys refused the OAuth client's credentials (401): authentication failed"),
         "{seen}"
     );
     assert!(

@@ -489,10 +489,12 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Genesys's error message (`{"message": …}`), or the start of the body.
+/// Genesys's error message: the Platform API's `{"message": …}` or the login service's OAuth 2
+/// `{"error_description": …}`; else the start of the body.
 async fn message(response: reqwest::Response) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
+        #[serde(alias = "error_description")]
         message: String,
     }
     let body = response.text().await.unwrap_or_default();

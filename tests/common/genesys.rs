@@ -2,7 +2,8 @@
 //! published rules, not to our client's:
 //!
 //! - `POST /oauth/token` takes only HTTP Basic credentials of the org's OAuth client and the form
-//!   body `grant_type=client_credentials`; anything else is 400 (bad grant) or 401 (bad client).
+//!   body `grant_type=client_credentials`; anything else is 400 (bad grant) or 401 (bad client),
+//!   with OAuth 2's error body as Genesys sends it (`error`, `description`, `error_description`).
 //!   It answers `{"access_token", "token_type": "bearer", "expires_in"}`.
 //! - `GET /api/v2/flows/{id}`, `/api/v2/flows/milestones/{id}`, `/api/v2/flows/outcomes/{id}`
 //!   take only a bearer token it issued and that has not expired (else 401), and answer the
@@ -51,8 +52,19 @@ pub struct FakeGenesys {
 struct TokenEndpoint(Arc<Mutex<State>>);
 struct Api(Arc<Mutex<State>>);
 
+/// The Platform API's error body.
 fn error(status: u16, code: &str, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({"message": message, "code": code, "status": status}))
+}
+
+/// The login service's error body: OAuth 2's (RFC 6749 5.2), with Genesys's extra
+/// `description`, as it answers a refused client.
+fn oauth_error(status: u16, error: &str, description: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": error,
+        "description": description,
+        "error_description": description,
+    }))
 }
 
 use super::request_header as header;
@@ -65,12 +77,12 @@ impl Respond for TokenEndpoint {
             BASE64_STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
         );
         if header(request, "authorization").as_deref() != Some(basic.as_str()) {
-            return error(401, "invalid_client", "client authentication failed");
+            return oauth_error(401, "invalid_client", "authentication failed");
         }
         let form = header(request, "content-type")
             .is_some_and(|kind| kind.starts_with("application/x-www-form-urlencoded"));
         if !form || request.body != b"grant_type=client_credentials" {
-            return error(
+            return oauth_error(
                 400,
                 "invalid_request",
                 "grant_type=client_credentials is required",
