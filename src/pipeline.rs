@@ -488,16 +488,28 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     })
             })
             .collect();
-        let names: Vec<Resolved> = by_id.iter().map(|occurrence| self.resolve(occurrence)).collect();
-        let occurrences: Vec<Occurrence<'_>> = by_id
+        // Attribute keys carry their names: a push of them alone is sent as it is.
+        let names: Vec<Resolved> = if by_id
             .iter()
-            .zip(&names)
-            .map(|(occurrence, names)| Occurrence {
-                flow: names.flow.as_deref().unwrap_or(occurrence.flow),
-                metric: names.metric.as_deref().unwrap_or(occurrence.metric),
-                ..*occurrence
-            })
-            .collect();
+            .all(|occurrence| occurrence.source == Source::Attribute)
+        {
+            Vec::new()
+        } else {
+            by_id.iter().map(|occurrence| self.resolve(occurrence)).collect()
+        };
+        let occurrences: Vec<Occurrence<'_>> = if names.is_empty() {
+            by_id
+        } else {
+            by_id
+                .iter()
+                .zip(&names)
+                .map(|(occurrence, names)| Occurrence {
+                    flow: names.flow.as_deref().unwrap_or(occurrence.flow),
+                    metric: names.metric.as_deref().unwrap_or(occurrence.metric),
+                    ..*occurrence
+                })
+                .collect()
+        };
         // No push may outlive its claims: it ends before their lease (less a margin), and
         // before the invocation's end less the time to confirm.
         let lease_bound = lease_expires.map(|lease| {
