@@ -6,7 +6,7 @@
 //! `https://api.<region domain>` give the names. A name is kept for a TTL (then refreshed, the
 //! old name used meanwhile). A failure is logged with why and not asked again for a while: a
 //! 429 for as long as `Retry-After` says; a 401 fetches a new token and tries once more. At most
-//! [`MAX_CACHED`] ids are remembered.
+//! [`MAX_CACHED`] ids of each kind are remembered.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,11 +20,12 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::{Directory, NameKind};
+use super::{Directory, NameKind, NamesSetupError, RETRY_AFTER_FAILURE};
+use crate::config::{CredentialsSource, GenesysConfig};
 use crate::error_text::with_causes;
 use crate::sink::datadog::USER_AGENT;
 
-/// Ids remembered at most (names and failures).
+/// Ids of each kind remembered at most (names and failures).
 pub const MAX_CACHED: usize = 10_000;
 
 /// Names fetched at once.
@@ -192,11 +193,38 @@ struct Named {
 struct Shared {
     client: reqwest::Client,
     settings: GenesysSettings,
-    entries: Mutex<LruCache<(NameKind, String), Entry>>,
+    entries: Mutex<Entries>,
     token: tokio::sync::Mutex<TokenState>,
     fetches: Semaphore,
     /// Fetches spawned and not finished.
     in_flight: AtomicUsize,
+}
+
+/// What is known of each kind's ids: one cache per kind, so that a lookup borrows its id.
+#[derive(Debug)]
+struct Entries {
+    flows: LruCache<String, Entry>,
+    milestones: LruCache<String, Entry>,
+    outcomes: LruCache<String, Entry>,
+}
+
+impl Entries {
+    fn new() -> Self {
+        let capacity = NonZeroUsize::new(MAX_CACHED).unwrap_or(NonZeroUsize::MIN);
+        Entries {
+            flows: LruCache::new(capacity),
+            milestones: LruCache::new(capacity),
+            outcomes: LruCache::new(capacity),
+        }
+    }
+
+    fn of(&mut self, kind: NameKind) -> &mut LruCache<String, Entry> {
+        match kind {
+            NameKind::Flow => &mut self.flows,
+            NameKind::Milestone => &mut self.milestones,
+            NameKind::Outcome => &mut self.outcomes,
+        }
+    }
 }
 
 /// Counts a fetch as in flight until it ends, however it ends.
@@ -221,21 +249,46 @@ impl GenesysDirectory {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
-        let capacity = NonZeroUsize::new(MAX_CACHED).unwrap_or(NonZeroUsize::MIN);
         Ok(GenesysDirectory {
             shared: Arc::new(Shared {
                 client,
                 settings,
-                entries: Mutex::new(LruCache::new(capacity)),
+                entries: Mutex::new(Entries::new()),
                 token: tokio::sync::Mutex::new(TokenState::default()),
                 fetches: Semaphore::new(CONCURRENT_FETCHES),
                 in_flight: AtomicUsize::new(0),
             }),
         })
     }
-}
 
-impl GenesysDirectory {
+    /// The directory a configuration describes, reading the OAuth client from Secrets Manager
+    /// if it is kept there.
+    pub async fn from_config(
+        genesys: &GenesysConfig,
+        secrets: Option<&aws_sdk_secretsmanager::Client>,
+    ) -> Result<GenesysDirectory, NamesSetupError> {
+        let credentials = match &genesys.credentials {
+            CredentialsSource::Given(credentials) => credentials.clone(),
+            CredentialsSource::SecretArn(arn) => {
+                let client = secrets.ok_or(NamesSetupError::NoSecretsClient)?;
+                Credentials::from_secret(client, arn)
+                    .await
+                    .map_err(|message| NamesSetupError::Secret {
+                        arn: arn.clone(),
+                        message,
+                    })?
+            }
+        };
+        let settings = GenesysSettings {
+            login_url: genesys.login_url.clone(),
+            api_url: genesys.api_url.clone(),
+            credentials,
+            ttl: Duration::try_from(genesys.ttl).unwrap_or(Duration::MAX),
+            retry_after_failure: RETRY_AFTER_FAILURE,
+        };
+        Ok(GenesysDirectory::new(settings)?)
+    }
+
     /// Asks Genesys for a name now, and waits: for checking an OAuth client, never for counting.
     pub async fn look_up(&self, kind: NameKind, id: &str) -> Result<Arc<str>, NameError> {
         self.shared.fetch_name(kind, id).await
@@ -246,8 +299,8 @@ impl Directory for GenesysDirectory {
     fn name(&self, kind: NameKind, id: &str) -> Option<Arc<str>> {
         let now = Instant::now();
         let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (kind, id.to_owned());
-        let previous = match entries.get(&key) {
+        let entries = entries.of(kind);
+        let previous = match entries.get(id) {
             Some(Entry::Known { name, fresh_until }) if now < *fresh_until => return Some(name.clone()),
             Some(entry @ Entry::Fetching { .. }) => return entry.previous(),
             Some(Entry::Failed { retry_at, previous }) if now < *retry_at => return previous.clone(),
@@ -258,16 +311,15 @@ impl Directory for GenesysDirectory {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return previous;
         };
+        let id = id.to_owned();
         entries.put(
-            key,
+            id.clone(),
             Entry::Fetching {
                 previous: previous.clone(),
             },
         );
-        drop(entries);
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let in_flight = InFlight(self.shared.clone());
-        let id = id.to_owned();
         runtime.spawn(async move { in_flight.0.fetch(kind, id).await });
         previous
     }
@@ -285,8 +337,8 @@ impl Shared {
         };
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (kind, id);
-        let previous = entries.peek(&key).and_then(Entry::previous);
+        let entries = entries.of(kind);
+        let previous = entries.peek(&id).and_then(Entry::previous);
         let entry = match fetched {
             Ok(name) => Entry::Known {
                 name,
@@ -295,7 +347,7 @@ impl Shared {
             Err(error) => {
                 tracing::warn!(
                     kind = %kind,
-                    id = key.1,
+                    id,
                     %error,
                     "name not resolved; the id is used in its place"
                 );
@@ -305,7 +357,7 @@ impl Shared {
                 }
             }
         };
-        entries.put(key, entry);
+        entries.put(id, entry);
     }
 
     async fn fetch_name(&self, kind: NameKind, id: &str) -> Result<Arc<str>, NameError> {

@@ -13,8 +13,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{CredentialsSource, GenesysConfig, NamesConfig};
-use genesys::{Credentials, GenesysDirectory, GenesysSettings};
+use crate::config::NamesConfig;
+use genesys::GenesysDirectory;
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
@@ -91,36 +91,6 @@ pub enum NamesSetupError {
     NoSecretsClient,
     #[error(transparent)]
     Client(#[from] genesys::NameError),
-}
-
-impl GenesysDirectory {
-    /// The directory a configuration describes, reading the OAuth client from Secrets Manager
-    /// if it is kept there.
-    pub async fn from_config(
-        genesys: &GenesysConfig,
-        secrets: Option<&aws_sdk_secretsmanager::Client>,
-    ) -> Result<GenesysDirectory, NamesSetupError> {
-        let credentials = match &genesys.credentials {
-            CredentialsSource::Given(credentials) => credentials.clone(),
-            CredentialsSource::SecretArn(arn) => {
-                let client = secrets.ok_or(NamesSetupError::NoSecretsClient)?;
-                Credentials::from_secret(client, arn)
-                    .await
-                    .map_err(|message| NamesSetupError::Secret {
-                        arn: arn.clone(),
-                        message,
-                    })?
-            }
-        };
-        let settings = GenesysSettings {
-            login_url: genesys.login_url.clone(),
-            api_url: genesys.api_url.clone(),
-            credentials,
-            ttl: Duration::try_from(genesys.ttl).unwrap_or(Duration::MAX),
-            retry_after_failure: RETRY_AFTER_FAILURE,
-        };
-        Ok(GenesysDirectory::new(settings)?)
-    }
 }
 
 impl Names {
