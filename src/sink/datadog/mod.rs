@@ -34,6 +34,7 @@ use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use flate2::write::ZlibEncoder;
 use jiff::Timestamp;
 use reqwest::StatusCode;
@@ -236,18 +237,20 @@ impl DataDogSink {
     }
 
     /// The body as sent, with its `Content-Encoding`.
-    fn encode(&self, payload: &Payload<'_>) -> Result<(Vec<u8>, Option<&'static str>), SinkError> {
+    /// The request body, and its `Content-Encoding`. Shared, so that a retry sends it again
+    /// without a copy.
+    fn encode(&self, payload: &Payload<'_>) -> Result<(Bytes, Option<&'static str>), SinkError> {
         let json = serde_json::to_vec(payload)
             .map_err(|error| SinkError::Permanent(format!("cannot encode: {error}")))?;
         match self.settings.compression {
-            Compression::None => Ok((json, None)),
+            Compression::None => Ok((Bytes::from(json), None)),
             Compression::Deflate => {
                 let mut encoder =
                     ZlibEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
                 encoder
                     .write_all(&json)
                     .and_then(|()| encoder.finish())
-                    .map(|body| (body, Some("deflate")))
+                    .map(|body| (Bytes::from(body), Some("deflate")))
                     .map_err(|error| SinkError::Permanent(format!("cannot compress: {error}")))
             }
         }
@@ -290,7 +293,7 @@ impl DataDogSink {
 
     async fn attempt(
         &self,
-        body: &[u8],
+        body: &Bytes,
         encoding: Option<&'static str>,
         deadline: Option<Instant>,
     ) -> Result<(), AttemptError> {
@@ -318,7 +321,7 @@ impl DataDogSink {
         }
         let response = request
             .timeout(timeout)
-            .body(body.to_vec())
+            .body(body.clone())
             .send()
             .await
             .map_err(|error| AttemptError {
