@@ -4,7 +4,9 @@
 //!
 //! - `DD-API-KEY` missing or empty: 403.
 //! - `Content-Type` other than `application/json`, or a `Content-Encoding` the specification
-//!   does not list for this endpoint (it lists `deflate`; none means identity): 415.
+//!   does not list for this endpoint (it lists `deflate`; none means identity): 400, the
+//!   specification's answer for a request it cannot take (it lists only 202, 400, 403, 408, 413
+//!   and 429 here).
 //! - A body that does not inflate or is not JSON: 400.
 //! - A series that breaks the schema (`metric` a non-empty string; `points` a list of
 //!   `[timestamp, [values…]]` with numbers; `tags` strings; `host` a string; `type`
@@ -99,7 +101,7 @@ fn decode(request: &Request) -> Result<Value, Answer> {
         }
         Some(other) => {
             return Err(error(
-                415,
+                400,
                 &format!("Unsupported Content-Encoding {other:?} for this endpoint"),
             ));
         }
@@ -157,7 +159,7 @@ impl Strict {
             return (error(403, "Forbidden"), None);
         }
         if header(request, "content-type").as_deref() != Some("application/json") {
-            return (error(415, "Unsupported Content-Type"), None);
+            return (error(400, "Unsupported Content-Type"), None);
         }
         let body = match decode(request) {
             Ok(body) => body,
