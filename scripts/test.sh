@@ -33,7 +33,7 @@ step "cdk: type check and template tests"
 jest_log=$(mktemp)
 (cd cdk && npx tsc --noEmit && npx jest --ci --json --outputFile="$jest_log")
 
-step "cdk: real synth with cargo-lambda (x86_64), both modes (queued with flow outcomes and names), then cfn-lint"
+step "cdk: real synth with cargo-lambda (x86_64), both modes (queued paused, with flow outcomes, names and split opening hours), then cfn-lint"
 # Settings of their own: never the developer's cdk/settings.json.
 FLOW_METRICS_SETTINGS="$(mktemp -d)/settings.json"
 export FLOW_METRICS_SETTINGS
@@ -41,10 +41,12 @@ for mode in direct queued; do
   extra=()
   if [ "$mode" = queued ]; then
     extra=(-c flowOutcomes=true -c genesysRegion=mypurecloud.ie -c genesysCredentialsSecretArn="$EXAMPLE_GENESYS_SECRET"
-      -c 'names={"e1f0a7c2-5b0e-4c55-9f49-2a7d1c3b8e60":"Customer Routing"}')
+      -c 'names={"e1f0a7c2-5b0e-4c55-9f49-2a7d1c3b8e60":"Customer Routing"}' -c paused=true
+      -c 'openingHours=Mon-Fri 08:30-17:45; Sat 09:00-13:00')
   fi
   (cd cdk && npx cdk synth --no-notices --quiet -o "cdk.out/$mode" \
-    -c eventSourceName="$EXAMPLE_SOURCE" -c architecture=x86_64 -c mode="$mode" -c alarmEmail=ops@example.com \
+    -c eventSourceName="$EXAMPLE_SOURCE" -c account=123456789012 -c region=eu-west-1 -c timeZone=Europe/Dublin \
+    -c architecture=x86_64 -c mode="$mode" -c alarmEmail=ops@example.com \
     -c apiKeySecretArn="$EXAMPLE_SECRET" "${extra[@]}")
   # W3005: CDK's own DependsOn alongside implicit references.
   cfn-lint --ignore-checks W3005 -- "cdk/cdk.out/$mode/GenesysFlowMetrics.template.json"

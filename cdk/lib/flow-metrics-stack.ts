@@ -1,10 +1,11 @@
 /**
  * The whole pipeline: the Genesys partner event bus and its rule, the per-key ledger table, the
- * Rust Lambda (direct, or behind an SQS queue), a dead-letter queue so nothing is dropped, least
- * privilege IAM, alarms and outputs.
+ * Rust Lambda (direct, or behind an SQS queue), dead letters that keep every failed event whole,
+ * a pause that loses nothing, least privilege IAM, alarms that know the centre's opening hours,
+ * and outputs.
  */
 import * as path from 'path';
-import { CfnOutput, Duration, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { Annotations, CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, TimeZone, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -12,9 +13,11 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -23,7 +26,8 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { ledgerSchema } from './ledger-schema';
 import { LOG_MARKERS } from './log-markers';
-import { ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE, FlowMetricsSettings } from './settings';
+import { openingHeartbeatCrons, OPENING_STEP_MINUTES } from './opening-hours';
+import { ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE, FlowMetricsSettings, MAX_KEY_AGE_DAYS } from './settings';
 import { TIMING, leaseSeconds, visibilityTimeoutSeconds } from './timing';
 
 export interface FlowMetricsStackProps extends StackProps {
@@ -41,11 +45,23 @@ export const BINARY_NAME = 'flow-metrics-lambda';
 /** Where the Rust crate lives, relative to this file. */
 const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
 
+/** Where the stack's own metrics go (push failures, names unavailable, opening hours). */
+export const METRICS_NAMESPACE = 'GenesysFlowMetrics';
+
+/** SQS's longest retention: how long a pause in queued mode can last. */
+const QUEUE_RETENTION = Duration.days(14);
+
 export class FlowMetricsStack extends Stack {
   readonly table: dynamodb.Table;
+  readonly bus: events.IEventBus;
   readonly rule: events.Rule;
   readonly function: lambda.Function;
+  readonly logGroup: logs.LogGroup;
+  /** What EventBridge could not deliver, and (queued mode) what the function failed. */
   readonly deadLetterQueue: sqs.Queue;
+  /** Direct mode: Lambda's record of each failed invocation, with its event whole, whatever its
+   * size (a record can outgrow an SQS message), and every event that arrives while paused. */
+  readonly deadLetterBucket?: s3.Bucket;
   readonly eventQueue?: sqs.Queue;
 
   constructor(scope: Construct, id: string, props: FlowMetricsStackProps) {
@@ -54,12 +70,11 @@ export class FlowMetricsStack extends Stack {
     const schema = ledgerSchema();
 
     // The partner bus: created here (associating the source), or one already associated.
-    const bus: events.IEventBus = settings.existingBus
+    const bus: events.IEventBus = (this.bus = settings.existingBus
       ? events.EventBus.fromEventBusName(this, 'GenesysEventBus', settings.existingBus)
-      : new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName });
-    // Genesys sends as soon as the rule is on: it stays off until a real DataDog key is
-    // configured (an existing secret), or every event would fail and be dead-lettered.
-    // One rule for both topics, so that its alarms watch everything the function is sent.
+      : new events.EventBus(this, 'GenesysEventBus', { eventSourceName: settings.eventSourceName }));
+    // Always on: a pause stops the function, not the rule, since the bus drops an event that no
+    // enabled rule matches. One rule for both topics, so that its alarms watch everything.
     this.rule = new events.Rule(this, 'AttributesRule', {
       description: settings.flowOutcomes
         ? 'Genesys conversation attribute updates and flow outcomes from this organisation only'
@@ -69,7 +84,6 @@ export class FlowMetricsStack extends Stack {
         source: [settings.eventSourceName],
         detailType: settings.flowOutcomes ? [ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE] : [ATTRIBUTES_DETAIL_TYPE],
       },
-      enabled: settings.apiKeySecretArn !== undefined,
     });
     const rule = this.rule;
 
@@ -84,16 +98,10 @@ export class FlowMetricsStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
-    const secret = settings.apiKeySecretArn
-      ? secretsmanager.Secret.fromSecretCompleteArn(this, 'DataDogApiKey', settings.apiKeySecretArn)
-      : new secretsmanager.Secret(this, 'DataDogApiKey', {
-          description: 'DataDog API key for genesys-flow-metrics: replace the generated value with your key',
-          generateSecretString: { excludePunctuation: true, passwordLength: 32 },
-          removalPolicy: RemovalPolicy.RETAIN,
-        });
+    const secret = secretsmanager.Secret.fromSecretCompleteArn(this, 'DataDogApiKey', settings.apiKeySecretArn);
 
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      retentionPeriod: Duration.days(14),
+      retentionPeriod: QUEUE_RETENTION,
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
       // Its events are the only copy of what failed: a teardown must not take them.
@@ -101,16 +109,27 @@ export class FlowMetricsStack extends Stack {
     });
     // If the bus cannot be created (the source is associated already, another region, an
     // inactive integration), nothing retained is left behind: the retained resources come after.
+    if (settings.mode === 'direct') {
+      this.deadLetterBucket = new s3.Bucket(this, 'DeadLetterBucket', {
+        encryption: s3.BucketEncryption.S3_MANAGED,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        enforceSSL: true,
+        // Like the queue, its records are the only copy of what failed.
+        removalPolicy: RemovalPolicy.RETAIN,
+        // Request metrics: the alarm on records arriving.
+        metrics: [{ id: 'EntireBucket' }],
+      });
+    }
     if (bus instanceof events.EventBus) {
       this.table.node.addDependency(bus);
-      secret.node.addDependency(bus);
       this.deadLetterQueue.node.addDependency(bus);
+      this.deadLetterBucket?.node.addDependency(bus);
     }
 
-    const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
+    const logGroup = (this.logGroup = new logs.LogGroup(this, 'FunctionLogs', {
       retention: settings.logRetentionDays as logs.RetentionDays,
       removalPolicy: RemovalPolicy.DESTROY,
-    });
+    }));
     const role = new iam.Role(this, 'FunctionRole', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'genesys-flow-metrics: its table, its secrets, its logs',
@@ -155,7 +174,8 @@ export class FlowMetricsStack extends Stack {
       architecture: settings.architecture === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
       memorySize: settings.memorySize,
       timeout,
-      reservedConcurrentExecutions: settings.mode === 'direct' ? settings.reservedConcurrency : undefined,
+      // Paused in direct mode: Lambda sends each event straight to the on-failure destination.
+      reservedConcurrentExecutions: settings.mode === 'direct' ? (settings.paused ? 0 : settings.reservedConcurrency) : undefined,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: applicationLogLevel(settings.logLevel),
       systemLogLevelV2: lambda.SystemLogLevel.WARN,
@@ -169,6 +189,7 @@ export class FlowMetricsStack extends Stack {
         FLOW_METRICS_LEASE: `${leaseSeconds(settings.timeoutSeconds)}s`,
         RUST_LOG: settings.logLevel,
         ...(settings.tags ? { DD_TAGS: settings.tags } : {}),
+        ...(settings.elapsedMetrics ? {} : { FLOW_METRICS_ELAPSED: 'off' }),
         ...(settings.genesysRegion && settings.genesysCredentialsSecretArn
           ? { GENESYS_REGION: settings.genesysRegion, GENESYS_CREDENTIALS_SECRET_ARN: settings.genesysCredentialsSecretArn }
           : {}),
@@ -200,12 +221,13 @@ export class FlowMetricsStack extends Stack {
       this.function.configureAsyncInvoke({
         retryAttempts: 2,
         maxEventAge: Duration.hours(6),
-        onFailure: new destinations.SqsDestination(this.deadLetterQueue),
+        onFailure: new FailedInvocationsBucket(this.deadLetterBucket as s3.Bucket),
       });
     } else {
       this.eventQueue = new sqs.Queue(this, 'EventQueue', {
         visibilityTimeout: Duration.seconds(visibilityTimeoutSeconds(settings.timeoutSeconds)),
-        retentionPeriod: Duration.days(4),
+        // The longest SQS allows: it is how long a pause can last.
+        retentionPeriod: QUEUE_RETENTION,
         deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
         encryption: sqs.QueueEncryption.SQS_MANAGED,
         enforceSSL: true,
@@ -223,18 +245,28 @@ export class FlowMetricsStack extends Stack {
           maxBatchingWindow: Duration.seconds(TIMING.sqsBatchingWindowSeconds),
           reportBatchItemFailures: true,
           maxConcurrency: settings.maxConcurrency,
+          // Paused: the queue keeps the events until the function reads it again.
+          enabled: !settings.paused,
         }),
       );
     }
 
     this.addAlarms(settings, bus, logGroup);
-    this.addOutputs(secret);
+    this.addOutputs(settings, secret);
     this.acknowledgeReviewedFindings();
+    if (settings.paused) {
+      Annotations.of(this).addWarningV2(
+        'flow-metrics:paused',
+        `PAUSED: events are kept, not counted (${pauseHolder(settings)}). Resume with "paused": false in cdk/settings.json and npx cdk deploy` +
+          (settings.mode === 'direct' ? ', then flow-metrics drain --bucket <DeadLetterBucketName>' : ''),
+      );
+    }
   }
 
   /**
    * An alarm for every way an event can disappear or stall, each named in the README's runbooks:
-   * failures are alarmed when sustained, losses at once.
+   * failures are alarmed when sustained, losses at once, silence only while the centre is open,
+   * and a pause as soon as events wait behind it.
    */
   private addAlarms(settings: FlowMetricsSettings, bus: events.IEventBus, logGroup: logs.ILogGroup): void {
     const period = Duration.minutes(5);
@@ -261,16 +293,18 @@ export class FlowMetricsStack extends Stack {
         statistic,
         period: metricPeriod,
       });
-    // The function logs these lines when DataDog refuses or cannot be reached: counted here, in
-    // CloudWatch, since the self-metrics that would tell DataDog fail along with the points.
-    const pushFailures = new logs.MetricFilter(this, 'DataDogPushFailures', {
-      logGroup,
-      filterPattern: logs.FilterPattern.anyTerm(...LOG_MARKERS.dataDogPushFailures),
-      metricNamespace: 'GenesysFlowMetrics',
-      metricName: 'DataDogPushFailures',
-      metricValue: '1',
-      defaultValue: 0,
-    });
+    // The function logs these lines: counted here, in CloudWatch, since the self-metrics that
+    // would tell DataDog fail along with the points when DataDog refuses them.
+    const logCount = (id: string, words: string[]) =>
+      new logs.MetricFilter(this, id, {
+        logGroup,
+        filterPattern: logs.FilterPattern.anyTerm(...words),
+        metricNamespace: METRICS_NAMESPACE,
+        metricName: id,
+        metricValue: '1',
+        defaultValue: 0,
+      }).metric({ period, statistic: 'Sum' });
+    const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
     const alarms = [
       alarm(
         'FunctionErrorsAlarm',
@@ -279,20 +313,19 @@ export class FlowMetricsStack extends Stack {
         { sustained: true },
       ),
       alarm(
-        'FunctionThrottlesAlarm',
-        'The function has been throttled for 15 minutes: raise its concurrency',
-        this.function.metricThrottles({ period, statistic: 'Sum' }),
+        'DataDogPushFailuresAlarm',
+        'Pushes to DataDog have failed for 15 minutes: check the API key, the site and DataDog status',
+        logCount('DataDogPushFailures', LOG_MARKERS.dataDogPushFailures),
         { sustained: true },
       ),
       alarm(
-        'DataDogPushFailuresAlarm',
-        'Pushes to DataDog have failed for 15 minutes: check the API key, the site and DataDog status',
-        pushFailures.metric({ period, statistic: 'Sum' }),
-        { sustained: true },
+        'NamesUnavailableAlarm',
+        'The function cannot set up names (the Genesys OAuth client secret or its permission): points carry ids, counting goes on',
+        logCount('NamesUnavailable', LOG_MARKERS.namesUnavailable),
       ),
       alarm(
         'DeadLetterQueueAlarm',
-        'Events reached the dead-letter queue: inspect and redrive them',
+        'Events reached the dead-letter queue: inspect and drain them',
         this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period, statistic: 'Maximum' }),
       ),
       alarm(
@@ -300,25 +333,38 @@ export class FlowMetricsStack extends Stack {
         'EventBridge could neither deliver events nor put them in the dead-letter queue: they are lost',
         ruleMetric('InvocationsFailedToBeSentToDlq', 'Sum', period),
       ),
+      this.noEventsAlarm(settings, ruleMetric('MatchedEvents', 'Sum', period)),
     ];
-    if (settings.apiKeySecretArn !== undefined) {
-      // Missing data is breaching: an integration disabled or a topic changed sends nothing.
-      alarms.push(
-        new cloudwatch.Alarm(this, 'NoEventsAlarm', {
-          alarmDescription: `The rule matched no Genesys event for ${settings.noEventsAlarmHours} hour(s): is the integration active, and its topic subscribed?`,
-          metric: ruleMetric('MatchedEvents', 'Sum', Duration.hours(1)),
-          threshold: 1,
-          comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-          evaluationPeriods: settings.noEventsAlarmHours,
-          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-        }),
-      );
-    }
-    if (settings.mode === 'direct') {
+    if (!settings.paused) {
+      // Paused in direct mode, every event is a throttle by design.
       alarms.push(
         alarm(
+          'FunctionThrottlesAlarm',
+          'The function has been throttled for 15 minutes: raise its concurrency',
+          this.function.metricThrottles({ period, statistic: 'Sum' }),
+          { sustained: true },
+        ),
+      );
+    }
+    if (this.deadLetterBucket) {
+      const bucketName = this.deadLetterBucket.bucketName;
+      alarms.push(
+        alarm(
+          'DeadLetterBucketAlarm',
+          settings.paused
+            ? `PAUSED: events wait in the dead-letter bucket (not lost); they can be drained for ${settings.retentionDays - MAX_KEY_AGE_DAYS} days: ${resume}, then flow-metrics drain --bucket`
+            : 'Failed invocations reached the dead-letter bucket: fix the cause, then flow-metrics drain --bucket',
+          new cloudwatch.Metric({
+            namespace: 'AWS/S3',
+            metricName: 'PutRequests',
+            dimensionsMap: { BucketName: bucketName, FilterId: 'EntireBucket' },
+            statistic: 'Sum',
+            period,
+          }),
+        ),
+        alarm(
           'DestinationDeliveryFailuresAlarm',
-          'Failed invocations could not be sent to the dead-letter queue: those events are lost',
+          'Failed invocations could not be written to the dead-letter bucket: those events are lost',
           new cloudwatch.Metric({
             namespace: 'AWS/Lambda',
             metricName: 'DestinationDeliveryFailures',
@@ -345,7 +391,9 @@ export class FlowMetricsStack extends Stack {
       alarms.push(
         alarm(
           'EventQueueAgeAlarm',
-          'Events wait in the queue for more than five minutes',
+          settings.paused
+            ? `PAUSED: events wait in the event queue (not lost), kept ${QUEUE_RETENTION.toDays()} days: ${resume} before then`
+            : 'Events wait in the queue for more than five minutes',
           this.eventQueue.metricApproximateAgeOfOldestMessage({ period, statistic: 'Maximum' }),
           { threshold: 300 },
         ),
@@ -362,29 +410,148 @@ export class FlowMetricsStack extends Stack {
     }
   }
 
-  private addOutputs(secret: secretsmanager.ISecret): void {
+  /**
+   * No event for `noEventsAlarmMinutes` of opening hours: Genesys stopped sending. A schedule in
+   * the centre's time zone marks each five minutes the centre is open with a point, and the alarm
+   * counts only periods that have one, so nights, weekends and holidays raise nothing.
+   */
+  private noEventsAlarm(settings: FlowMetricsSettings, matched: cloudwatch.Metric): cloudwatch.Alarm {
+    const periods = settings.noEventsAlarmMinutes / OPENING_STEP_MINUTES;
+    const props = {
+      evaluationPeriods: periods,
+      datapointsToAlarm: periods,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    if (settings.openingHours === undefined) {
+      return new cloudwatch.Alarm(this, 'NoEventsAlarm', {
+        ...props,
+        alarmDescription: `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes: is the integration active, and its topics subscribed?`,
+        metric: new cloudwatch.MathExpression({ expression: 'FILL(events, 0)', usingMetrics: { events: matched }, period: matched.period }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      });
+    }
+    const open = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: 'OpeningHours',
+      dimensionsMap: { Stack: this.stackName },
+      statistic: 'Sum',
+      period: matched.period,
+    });
+    const role = new iam.Role(this, 'OpeningHoursRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'),
+      description: 'genesys-flow-metrics: marks the centre\'s opening hours in CloudWatch',
+    });
+    // PutMetricData has no resource-level permission: the namespace condition narrows it.
+    const markOpeningHours = new iam.PolicyStatement({
+      sid: 'MarkOpeningHours',
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+    });
+    openingHeartbeatCrons(settings.openingHours).forEach((cron, index) => {
+      new scheduler.Schedule(this, `OpeningHours${index + 1}`, {
+        description: `genesys-flow-metrics: the centre is open (${settings.openingHoursText}, ${settings.timeZone})`,
+        schedule: scheduler.ScheduleExpression.expression(cron, TimeZone.of(settings.timeZone)),
+        target: new schedulerTargets.Universal({
+          service: 'cloudwatch',
+          action: 'putMetricData',
+          role,
+          policyStatements: [markOpeningHours],
+          retryAttempts: 2,
+          input: scheduler.ScheduleTargetInput.fromObject({
+            Namespace: METRICS_NAMESPACE,
+            MetricData: [{ MetricName: 'OpeningHours', Dimensions: [{ Name: 'Stack', Value: this.stackName }], Value: 1, Unit: 'Count' }],
+          }),
+        }),
+      });
+    });
+    return new cloudwatch.Alarm(this, 'NoEventsAlarm', {
+      ...props,
+      alarmDescription:
+        `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes of opening hours ` +
+        `(${settings.openingHoursText}, ${settings.timeZone}): is the integration active, and its topics subscribed?`,
+      metric: new cloudwatch.MathExpression({
+        expression: 'IF(FILL(open, 0) > 0 AND FILL(events, 0) < 1, 1, 0)',
+        usingMetrics: { open, events: matched },
+        period: matched.period,
+        label: 'open and silent',
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    });
+  }
+
+  private addOutputs(settings: FlowMetricsSettings, secret: secretsmanager.ISecret): void {
     new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'The ledger table (for flow-metrics audit)' });
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName });
+    new CfnOutput(this, 'LogGroupName', { value: this.logGroup.logGroupName, description: 'The function\'s logs' });
+    new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName });
+    new CfnOutput(this, 'RuleName', { value: this.rule.ruleName, description: 'Its MatchedEvents metric shows Genesys is sending' });
     new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
+    if (this.deadLetterBucket) {
+      new CfnOutput(this, 'DeadLetterBucketName', {
+        value: this.deadLetterBucket.bucketName,
+        description: 'Failed invocations (and events of a pause), for flow-metrics drain --bucket',
+      });
+    }
     if (this.eventQueue) new CfnOutput(this, 'EventQueueUrl', { value: this.eventQueue.queueUrl });
     new CfnOutput(this, 'ApiKeySecretArn', { value: secret.secretArn });
-    new CfnOutput(this, 'SetApiKey', {
-      description: 'Store the DataDog API key, then restart the function so it reads it',
-      value: `aws secretsmanager put-secret-value --secret-id ${secret.secretArn} --secret-string "$DD_API_KEY" && aws lambda update-function-configuration --function-name ${this.function.functionName} --description "DataDog key updated"`,
+    new CfnOutput(this, 'Paused', {
+      value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',
     });
   }
 
   /** cdk-nag findings reviewed and accepted, each with its reason. */
   private acknowledgeReviewedFindings(): void {
     Validations.of(this.deadLetterQueue).acknowledge({ id: 'AwsSolutions-SQS3', reason: 'This is the dead-letter queue.' });
-    const secret = this.node.tryFindChild('DataDogApiKey');
-    if (secret instanceof secretsmanager.Secret) {
-      Validations.of(secret).acknowledge({
-        id: 'AwsSolutions-SMG4',
-        reason: 'A DataDog API key is rotated in DataDog, then stored here by hand.',
+    if (this.deadLetterBucket) {
+      const bucketId = this.getLogicalId(this.deadLetterBucket.node.defaultChild as CfnElement);
+      Validations.of(this.function.role as iam.Role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${bucketId}.Arn>/*]`,
+        reason: 'Lambda names each failed invocation\'s record itself (aws/lambda/async/<function>/<date>/…): s3:PutObject on the dead-letter bucket\'s objects, nothing else.',
+      });
+      Validations.of(this.deadLetterBucket).acknowledge({
+        id: 'AwsSolutions-S1',
+        reason: 'Only Lambda writes here and flow-metrics drain reads; CloudTrail records both, and request metrics drive its alarm.',
+      });
+    }
+    const openingHoursRole = this.node.tryFindChild('OpeningHoursRole');
+    if (openingHoursRole) {
+      Validations.of(openingHoursRole).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'cloudwatch:PutMetricData has no resource-level permission; the cloudwatch:namespace condition limits it to this stack\'s namespace.',
       });
     }
   }
+}
+
+/**
+ * Lambda's on-failure destination in a bucket, with the two permissions Lambda documents for it
+ * (`s3:PutObject`, `s3:ListBucket`): CDK's own S3 destination would also let the function read
+ * every record.
+ */
+class FailedInvocationsBucket implements lambda.IDestination {
+  constructor(private readonly bucket: s3.IBucket) {}
+
+  bind(_scope: Construct, fn: lambda.IFunction): lambda.DestinationConfig {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteFailedInvocations',
+        actions: ['s3:PutObject'],
+        resources: [this.bucket.arnForObjects('*')],
+      }),
+    );
+    fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'ListFailedInvocations', actions: ['s3:ListBucket'], resources: [this.bucket.bucketArn] }));
+    return { destination: this.bucket.bucketArn };
+  }
+}
+
+/** Where a pause keeps the events. */
+function pauseHolder(settings: FlowMetricsSettings): string {
+  return settings.mode === 'queued'
+    ? `in the event queue, up to ${QUEUE_RETENTION.toDays()} days`
+    : `in the dead-letter bucket; drainable for ${settings.retentionDays - MAX_KEY_AGE_DAYS} days`;
 }
 
 function applicationLogLevel(level: FlowMetricsSettings['logLevel']): lambda.ApplicationLogLevel {

@@ -8,15 +8,19 @@ import * as path from 'path';
 export interface LogMarkers {
   /** A line carrying any of these: a push to DataDog failed. */
   readonly dataDogPushFailures: string[];
+  /** A line carrying any of these: names cannot be fetched (ids stand in). */
+  readonly namesUnavailable: string[];
 }
 
 export const LOG_MARKERS_FILE = path.join(__dirname, '..', '..', 'src', 'log_markers.json');
 
 export function readLogMarkers(file: string = LOG_MARKERS_FILE): LogMarkers {
   const markers = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<LogMarkers>;
-  const words = markers.dataDogPushFailures;
-  if (!Array.isArray(words) || words.length === 0 || !words.every((word) => typeof word === 'string' && word !== '')) {
-    throw new Error(`${file}: dataDogPushFailures must be a non-empty list of words`);
+  for (const key of ['dataDogPushFailures', 'namesUnavailable'] as const) {
+    const words = markers[key];
+    if (!Array.isArray(words) || words.length === 0 || !words.every((word) => typeof word === 'string' && word !== '')) {
+      throw new Error(`${file}: ${key} must be a non-empty list of words`);
+    }
   }
   return markers as LogMarkers;
 }

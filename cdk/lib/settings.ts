@@ -1,12 +1,14 @@
-import { MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from './timing';
-
 /**
  * The deployment's inputs: stored in `settings.json` beside the cdk app, so that `cdk deploy`
  * and `cdk destroy` with no flags reproduce the last deployment; `-c key=value` overrides a
- * stored value and is stored in turn. Each value is checked, with a message naming the key.
+ * stored value and is stored in turn. Each value is checked, with a message naming the key and
+ * what to write instead.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { DATADOG_SITES, nearestDataDogSite } from './datadog-sites';
+import { isTimeZone, OPENING_STEP_MINUTES, OpeningHoursError, OpeningWindow, parseOpeningHours } from './opening-hours';
+import { MAX_DIRECT_TIMEOUT_SECONDS, TIMING } from './timing';
 
 /** The topics the rule forwards. Genesys keeps the literal `{id}` in `detail-type`. */
 export const ATTRIBUTES_DETAIL_TYPE = 'v2.detail.events.conversation.{id}.attributes';
@@ -22,12 +24,16 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'trace';
 export interface FlowMetricsSettings {
   /** The CloudFormation stack's name. */
   readonly stackName: string;
+  /** The AWS account and region the stack is deployed to: the ones named in the Genesys
+   * integration. Explicit, so that no shell's default decides. */
+  readonly account: string;
+  readonly region: string;
   /** `aws.partner/genesys.com/cloud/<org-id>/<integration-name>` */
   readonly eventSourceName: string;
   /** DataDog site, e.g. `datadoghq.com`, `datadoghq.eu`. */
   readonly datadogSite: string;
-  /** An existing secret holding the API key; without it the stack creates one to fill. */
-  readonly apiKeySecretArn?: string;
+  /** The secret holding the DataDog API key (its full ARN, in this account and region). */
+  readonly apiKeySecretArn: string;
   /** Static DataDog tags, comma-separated `key:value`. */
   readonly tags?: string;
   readonly metricName: string;
@@ -50,8 +56,19 @@ export interface FlowMetricsSettings {
   /** The name of an event bus already associated with the partner event source (in the console
    * or by an earlier stack): the stack then creates no bus. */
   readonly existingBus?: string;
-  /** Alarm when the rule matches no event for this many hours (Genesys stopped sending). */
-  readonly noEventsAlarmHours: number;
+  /** The centre's opening hours in `timeZone` (undefined: always open). */
+  readonly openingHours?: OpeningWindow[];
+  /** The text they were given as, stored back as is. */
+  readonly openingHoursText: string;
+  /** The centre's IANA time zone. */
+  readonly timeZone: string;
+  /** Alarm when the rule matches no event for this many minutes of opening hours. */
+  readonly noEventsAlarmMinutes: number;
+  /** Paused: events are kept (the queue in queued mode, the dead-letter bucket in direct mode)
+   * and not counted until resumed. */
+  readonly paused: boolean;
+  /** Send `<metricName>.elapsed` beside each count. */
+  readonly elapsedMetrics: boolean;
   /** Also forward `….flow.outcome` events: flow milestones and outcomes. */
   readonly flowOutcomes: boolean;
   /** The org's region domain (e.g. `mypurecloud.ie`), to fetch flow, milestone and outcome names. */
@@ -65,6 +82,8 @@ export interface FlowMetricsSettings {
 /** Every key the settings file may hold, in the order it is written. */
 export const SETTING_KEYS = [
   'stackName',
+  'account',
+  'region',
   'eventSourceName',
   'existingBus',
   'datadogSite',
@@ -81,12 +100,21 @@ export const SETTING_KEYS = [
   'reservedConcurrency',
   'maxConcurrency',
   'alarmEmail',
-  'noEventsAlarmHours',
+  'timeZone',
+  'openingHours',
+  'noEventsAlarmMinutes',
+  'paused',
+  'elapsedMetrics',
   'flowOutcomes',
   'genesysRegion',
   'genesysCredentialsSecretArn',
   'names',
 ] as const;
+
+/** Settings an earlier version stored, and what took their place. */
+export const RETIRED_SETTINGS: Record<string, string> = {
+  noEventsAlarmHours: 'replaced by noEventsAlarmMinutes, counted within openingHours',
+};
 
 /** Where the settings are stored: beside the cdk app, one per checkout (not committed), or
  * where `FLOW_METRICS_SETTINGS` points (the test script's synths use a file of their own). */
@@ -151,22 +179,82 @@ export function readSettings(context: Context): FlowMetricsSettings {
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
     throw new SettingsError('stackName', `${JSON.stringify(stackName)} is not a CloudFormation stack name`);
   }
-  const datadogSite = text('datadogSite') ?? 'datadoghq.com';
-  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(datadogSite)) {
-    throw new SettingsError('datadogSite', `${JSON.stringify(datadogSite)} is not a DataDog site such as datadoghq.com`);
+  const account = text('account');
+  if (account === undefined || !/^\d{12}$/.test(account)) {
+    throw new SettingsError(
+      'account',
+      `${account === undefined ? 'is required' : `${JSON.stringify(account)} is not an AWS account id`}: the 12-digit account ` +
+        'named in the Genesys integration (`aws sts get-caller-identity --query Account --output text`)',
+    );
   }
-  const secretArn = (key: string): string | undefined => {
+  const region = text('region');
+  if (region === undefined || !/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$/.test(region)) {
+    throw new SettingsError(
+      'region',
+      `${region === undefined ? 'is required' : `${JSON.stringify(region)} is not an AWS region`}: the region named in the ` +
+        'Genesys integration, such as eu-west-1; the stack, its secrets and the partner event source must all be there',
+    );
+  }
+  const datadogSite = text('datadogSite') ?? 'datadoghq.com';
+  if (!DATADOG_SITES.some((s) => s.site === datadogSite)) {
+    throw new SettingsError(
+      'datadogSite',
+      `${JSON.stringify(datadogSite)} is not a DataDog site; did you mean ${JSON.stringify(nearestDataDogSite(datadogSite))}? ` +
+        `The sites are ${DATADOG_SITES.map((s) => s.site).join(', ')} (the browser's address without "app.")`,
+    );
+  }
+  // Secrets Manager adds six characters to a secret's name in its ARN; a policy on an ARN
+  // without them never matches the secret.
+  const secretArn = (key: string, createCommand: string): string | undefined => {
     const arn = text(key);
-    if (arn !== undefined && !/^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/.test(arn)) {
-      throw new SettingsError(key, `${JSON.stringify(arn)} is not a Secrets Manager secret ARN`);
+    if (arn === undefined) return undefined;
+    const match = /^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):(\d{12}):secret:(.+)$/.exec(arn);
+    if (!match) {
+      throw new SettingsError(key, `${JSON.stringify(arn)} is not a Secrets Manager secret ARN; ${createCommand}`);
+    }
+    if (!/-[A-Za-z0-9]{6}$/.test(match[3])) {
+      throw new SettingsError(
+        key,
+        `${JSON.stringify(arn)} is a partial ARN: give the full ARN, which ends in "-" and six characters that Secrets Manager ` +
+          `adds (aws secretsmanager describe-secret --region ${match[1]} --secret-id ${match[3]} --query ARN --output text)`,
+      );
+    }
+    if (match[1] !== region || match[2] !== account) {
+      throw new SettingsError(
+        key,
+        `${JSON.stringify(arn)} is in ${match[2]}/${match[1]}, not in this stack's ${account}/${region}: ${createCommand}`,
+      );
     }
     return arn;
   };
-  const apiKeySecretArn = secretArn('apiKeySecretArn');
-  const genesysCredentialsSecretArn = secretArn('genesysCredentialsSecretArn');
+  const apiKeySecretArn = secretArn(
+    'apiKeySecretArn',
+    `store the key with: aws secretsmanager create-secret --region ${region} --name genesys-flow-metrics/datadog-api-key ` +
+      '--secret-string "$DD_API_KEY" --query ARN --output text, and set the ARN it prints',
+  );
+  if (apiKeySecretArn === undefined) {
+    throw new SettingsError(
+      'apiKeySecretArn',
+      `is required: the secret holding your DataDog API key. Store the key with: aws secretsmanager create-secret --region ${region} ` +
+        '--name genesys-flow-metrics/datadog-api-key --secret-string "$DD_API_KEY" --query ARN --output text, and set the ARN it prints',
+    );
+  }
+  const genesysCredentialsSecretArn = secretArn(
+    'genesysCredentialsSecretArn',
+    `store the client with: aws secretsmanager create-secret --region ${region} --name genesys-flow-metrics/genesys-client ` +
+      '--secret-string \'{"clientId": "…", "clientSecret": "…"}\' --query ARN --output text, and set the ARN it prints',
+  );
   const genesysRegion = text('genesysRegion');
-  if (genesysRegion !== undefined && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(genesysRegion)) {
-    throw new SettingsError('genesysRegion', `${JSON.stringify(genesysRegion)} is not a Genesys Cloud region domain such as mypurecloud.ie`);
+  if (genesysRegion !== undefined) {
+    const bare = genesysRegion.toLowerCase().replace(/^[a-z]+:\/\//, '').replace(/[/?#].*$/, '').replace(/^(apps|login|api)\./, '');
+    if (bare !== genesysRegion || !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(genesysRegion)) {
+      throw new SettingsError(
+        'genesysRegion',
+        /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(bare)
+          ? `${JSON.stringify(genesysRegion)} is an address, not the region domain: use ${JSON.stringify(bare)}`
+          : `${JSON.stringify(genesysRegion)} is not a Genesys Cloud region domain such as mypurecloud.ie`,
+      );
+    }
   }
   if ((genesysRegion === undefined) !== (genesysCredentialsSecretArn === undefined)) {
     throw new SettingsError(
@@ -215,8 +303,30 @@ export function readSettings(context: Context): FlowMetricsSettings {
     throw new SettingsError('alarmEmail', `${JSON.stringify(alarmEmail)} is not an email address`);
   }
   const flowOutcomes = oneOf('flowOutcomes', ['true', 'false'] as const, 'false') === 'true';
+  const openingHoursText = text('openingHours') ?? 'Mon-Fri 09:00-17:00';
+  let openingHours: OpeningWindow[] | undefined;
+  try {
+    openingHours = parseOpeningHours(openingHoursText);
+  } catch (error) {
+    if (!(error instanceof OpeningHoursError)) throw error;
+    throw new SettingsError('openingHours', `${error.message}; or "always" for a centre that never closes`);
+  }
+  const timeZone = text('timeZone') ?? (openingHours === undefined ? 'UTC' : undefined);
+  if (timeZone === undefined || !isTimeZone(timeZone)) {
+    throw new SettingsError(
+      'timeZone',
+      `${timeZone === undefined ? 'is required' : `${JSON.stringify(timeZone)} is not an IANA time zone`}: the centre's time zone, ` +
+        'such as Europe/Dublin or America/Chicago, in which openingHours are read',
+    );
+  }
+  const noEventsAlarmMinutes = integer('noEventsAlarmMinutes', 60, 15, 12 * 60);
+  if (noEventsAlarmMinutes % OPENING_STEP_MINUTES !== 0) {
+    throw new SettingsError('noEventsAlarmMinutes', `${noEventsAlarmMinutes} must be a multiple of ${OPENING_STEP_MINUTES}`);
+  }
   return {
     stackName,
+    account,
+    region,
     eventSourceName,
     datadogSite,
     apiKeySecretArn,
@@ -234,7 +344,12 @@ export function readSettings(context: Context): FlowMetricsSettings {
     maxConcurrency: maxConcurrency === undefined ? undefined : integer('maxConcurrency', 0, 2, 1000),
     alarmEmail,
     existingBus,
-    noEventsAlarmHours: integer('noEventsAlarmHours', 6, 1, 24 * 7),
+    openingHours,
+    openingHoursText,
+    timeZone,
+    noEventsAlarmMinutes,
+    paused: oneOf('paused', ['true', 'false'] as const, 'false') === 'true',
+    elapsedMetrics: oneOf('elapsedMetrics', ['true', 'false'] as const, 'true') === 'true',
     flowOutcomes,
     genesysRegion,
     genesysCredentialsSecretArn,
@@ -266,8 +381,16 @@ function readNames(value: unknown): Record<string, string> | undefined {
   return names as Record<string, string>;
 }
 
-/** The values stored in `file`, or none if there is no file yet. */
-export function loadStoredSettings(file: string = SETTINGS_FILE): Record<string, unknown> {
+/** Where a warning about the settings goes: the synth's standard error by default. */
+export type Warn = (message: string) => void;
+const toStandardError: Warn = (message) => console.error(`warning: ${message}`);
+
+/**
+ * The values stored in `file`, or none if there is no file yet. A setting this version does not
+ * know is ignored with a warning, not refused: a file written by a newer version still deploys
+ * after a rollback.
+ */
+export function loadStoredSettings(file: string = SETTINGS_FILE, warn: Warn = toStandardError): Record<string, unknown> {
   if (!fs.existsSync(file)) return {};
   let stored: unknown;
   try {
@@ -278,19 +401,29 @@ export function loadStoredSettings(file: string = SETTINGS_FILE): Record<string,
   if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
     throw new Error(`${file}: must hold one JSON object of settings`);
   }
-  const unknown = Object.keys(stored).filter((key) => !(SETTING_KEYS as readonly string[]).includes(key));
-  if (unknown.length > 0) {
-    throw new Error(`${file}: unknown setting(s) ${unknown.join(', ')}; the settings are ${SETTING_KEYS.join(', ')}`);
+  const known: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(stored)) {
+    if ((SETTING_KEYS as readonly string[]).includes(key)) {
+      known[key] = value;
+    } else if (key in RETIRED_SETTINGS) {
+      warn(`${file}: setting ${key} is ignored: ${RETIRED_SETTINGS[key]}`);
+    } else {
+      warn(
+        `${file}: unknown setting ${key} is ignored (written by a newer version, or misspelt?); ` +
+          `the settings of this version are ${SETTING_KEYS.join(', ')}`,
+      );
+    }
   }
-  return stored as Record<string, unknown>;
+  return known;
 }
 
 /**
  * The app's settings: the stored ones, overridden by any given with `-c`; checked, then stored
- * (so the next `cdk deploy` or `cdk destroy` with no flags reproduces this one).
+ * (so the next `cdk deploy` or `cdk destroy` with no flags reproduces this one). Settings this
+ * version does not know stay in the file for the version that wrote them.
  */
-export function appSettings(context: Context, file: string = SETTINGS_FILE): FlowMetricsSettings {
-  const stored = loadStoredSettings(file);
+export function appSettings(context: Context, file: string = SETTINGS_FILE, warn: Warn = toStandardError): FlowMetricsSettings {
+  const stored = loadStoredSettings(file, warn);
   const given: Record<string, unknown> = {};
   for (const key of SETTING_KEYS) {
     const value = context(key);
@@ -299,11 +432,42 @@ export function appSettings(context: Context, file: string = SETTINGS_FILE): Flo
   const merged: Record<string, unknown> = { ...stored, ...given };
   const settings = readSettings((key) => merged[key]);
   if (Object.keys(given).length > 0) {
+    const everything: Record<string, unknown> = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : {};
     const ordered: Record<string, unknown> = {};
     for (const key of SETTING_KEYS) {
       if (merged[key] !== undefined && merged[key] !== '') ordered[key] = merged[key];
     }
+    for (const [key, value] of Object.entries(everything)) {
+      if (!(SETTING_KEYS as readonly string[]).includes(key)) ordered[key] = value;
+    }
     fs.writeFileSync(file, `${JSON.stringify(ordered, null, 2)}\n`);
   }
   return settings;
+}
+
+/**
+ * How the shell's AWS credentials and default region compare with the settings: credentials of
+ * another account are an error (a deploy would fail, or land elsewhere); another default region
+ * is only worth saying, since the stack goes to `region` whatever the shell's default.
+ */
+export function credentialsMismatch(
+  settings: Pick<FlowMetricsSettings, 'account' | 'region'>,
+  shellAccount: string | undefined,
+  shellRegion: string | undefined,
+): { error?: string; warning?: string } {
+  if (shellAccount !== undefined && shellAccount !== settings.account) {
+    return {
+      error:
+        `your AWS credentials are for account ${shellAccount}, but cdk/settings.json deploys to ${settings.account}: ` +
+        'use credentials of that account (AWS_PROFILE=…), or correct "account"',
+    };
+  }
+  if (shellRegion !== undefined && shellRegion !== settings.region) {
+    return {
+      warning:
+        `your shell's default region is ${shellRegion}; this stack deploys to ${settings.region} (cdk/settings.json "region"), ` +
+        `so give --region ${settings.region} to the aws commands that follow`,
+    };
+  }
+  return {};
 }

@@ -17,9 +17,11 @@ import { TIMING } from '../lib/timing';
 const SOURCE = 'aws.partner/genesys.com/cloud/6a3b6c1e-0b4e-4f3e-9a57-2d1f0c8e7a11/flow-metrics';
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:datadog-api-key-AbCdEf';
 const PLACEHOLDER_DIR = path.join(__dirname, 'placeholder-asset');
+/** The settings a deployment must have. */
+const REQUIRED = { eventSourceName: SOURCE, account: '123456789012', region: 'eu-west-1', apiKeySecretArn: SECRET_ARN, timeZone: 'Europe/Dublin' };
 
 function synth(context: Record<string, string> = {}): { stack: FlowMetricsStack; template: Template } {
-  const values: Record<string, string> = { eventSourceName: SOURCE, ...context };
+  const values: Record<string, string> = { ...REQUIRED, ...context };
   return synthSettings(readSettings((key) => values[key]));
 }
 
@@ -38,7 +40,9 @@ function logicalId(template: Template, type: string): string {
 
 /** The function role's policy statements, each statement's actions sorted. */
 function policyStatements(template: Template): unknown[] {
-  const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+  const policies = Object.entries(template.findResources('AWS::IAM::Policy'))
+    .filter(([id]) => id.startsWith('FunctionRole'))
+    .map(([, policy]) => policy);
   expect(policies).toHaveLength(1);
   const statements = (policies[0] as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown }> } } })
     .Properties.PolicyDocument.Statement;
@@ -55,7 +59,7 @@ describe('stored settings', () => {
   test('a deploy with no flags reproduces the last one', () => {
     const stored = file();
     const first = appSettings(
-      flags({ eventSourceName: SOURCE, mode: 'queued', apiKeySecretArn: SECRET_ARN, maxConcurrency: '4', tags: 'env:prod' }),
+      flags({ ...REQUIRED, mode: 'queued', maxConcurrency: '4', tags: 'env:prod' }),
       stored,
     );
     const second = appSettings(flags({}), stored);
@@ -67,9 +71,9 @@ describe('stored settings', () => {
 
   test('a flag overrides one stored setting and is stored in turn', () => {
     const stored = file();
-    appSettings(flags({ eventSourceName: SOURCE, logLevel: 'debug' }), stored);
+    appSettings(flags({ ...REQUIRED, logLevel: 'debug' }), stored);
     appSettings(flags({ logLevel: 'warn' }), stored);
-    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ eventSourceName: SOURCE, logLevel: 'warn' });
+    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ ...REQUIRED, logLevel: 'warn' });
     expect(appSettings(flags({}), stored).logLevel).toBe('warn');
   });
 
@@ -77,17 +81,11 @@ describe('stored settings', () => {
     expect(() => appSettings(flags({}), file())).toThrow(/^setting eventSourceName: is required.*cdk\/settings\.json/);
   });
 
-  test('a settings file with an unknown key is refused, naming it', () => {
-    const stored = file();
-    fs.writeFileSync(stored, JSON.stringify({ eventSourceName: SOURCE, eventSource: 'typo' }));
-    expect(() => appSettings(flags({}), stored)).toThrow(/unknown setting\(s\) eventSource;/);
-  });
-
   test('a bad stored value is refused, naming it, and nothing is overwritten', () => {
     const stored = file();
-    fs.writeFileSync(stored, JSON.stringify({ eventSourceName: SOURCE, mode: 'batch' }));
+    fs.writeFileSync(stored, JSON.stringify({ ...REQUIRED, mode: 'batch' }));
     expect(() => appSettings(flags({ logLevel: 'info' }), stored)).toThrow(/^setting mode: /);
-    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ eventSourceName: SOURCE, mode: 'batch' });
+    expect(JSON.parse(fs.readFileSync(stored, 'utf8'))).toEqual({ ...REQUIRED, mode: 'batch' });
   });
 });
 
@@ -98,30 +96,25 @@ describe('the event bus and rule', () => {
     template.hasResourceProperties('AWS::Events::EventBus', { Name: SOURCE, EventSourceName: SOURCE });
   });
 
-  test('the rule takes attribute updates from this organisation only, once a key is configured', () => {
-    const withKey = synth({ apiKeySecretArn: SECRET_ARN }).template;
-    withKey.hasResourceProperties('AWS::Events::Rule', {
-      EventBusName: { Ref: logicalId(withKey, 'AWS::Events::EventBus') },
+  test('the rule takes attribute updates from this organisation only, and is on', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: { Ref: logicalId(template, 'AWS::Events::EventBus') },
       EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE] },
       State: 'ENABLED',
     });
   });
 
   test('with flowOutcomes the same rule also takes flow outcome events', () => {
-    const withOutcomes = synth({ apiKeySecretArn: SECRET_ARN, flowOutcomes: 'true' }).template;
+    const withOutcomes = synth({ flowOutcomes: 'true' }).template;
     withOutcomes.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: { source: [SOURCE], 'detail-type': [ATTRIBUTES_DETAIL_TYPE, FLOW_OUTCOME_DETAIL_TYPE] },
     });
     withOutcomes.resourceCountIs('AWS::Events::Rule', 1);
   });
 
-  test('without a real key the rule is off: Genesys events would all fail', () => {
-    template.hasResourceProperties('AWS::Events::Rule', { State: 'DISABLED' });
-  });
-
   test('the retained resources wait for the bus, so a failed bus leaves nothing behind', () => {
     const bus = logicalId(template, 'AWS::Events::EventBus');
-    for (const type of ['AWS::DynamoDB::Table', 'AWS::SecretsManager::Secret']) {
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::S3::Bucket']) {
       const [resource] = Object.values(template.findResources(type));
       expect((resource as { DependsOn?: string[] }).DependsOn).toContain(bus);
     }
@@ -130,7 +123,7 @@ describe('the event bus and rule', () => {
   });
 
   test('an existing bus is used, not created', () => {
-    const { template: existing } = synth({ existingBus: SOURCE, apiKeySecretArn: SECRET_ARN });
+    const { template: existing } = synth({ existingBus: SOURCE });
     existing.resourceCountIs('AWS::Events::EventBus', 0);
     existing.hasResourceProperties('AWS::Events::Rule', { EventBusName: SOURCE, State: 'ENABLED' });
   });
@@ -185,7 +178,7 @@ describe('the function', () => {
         Variables: {
           FLOW_METRICS_TABLE: { Ref: logicalId(template, 'AWS::DynamoDB::Table') },
           DD_SITE: 'datadoghq.eu',
-          DD_API_KEY_SECRET_ARN: { Ref: logicalId(template, 'AWS::SecretsManager::Secret') },
+          DD_API_KEY_SECRET_ARN: SECRET_ARN,
           DD_TAGS: 'env:prod,team:contact-centre',
           FLOW_METRICS_METRIC: 'genesys.flow.metric',
           FLOW_METRICS_RETENTION: '30d',
@@ -246,22 +239,19 @@ describe('least privilege', () => {
     },
   ];
 
-  test('direct mode: its table, its secret, its logs, and sending failures to the DLQ', () => {
+  test('direct mode: its table, its secret, its logs, and writing failed invocations to the dead-letter bucket', () => {
     const { template } = synth();
-    const dlq = logicalId(template, 'AWS::SQS::Queue');
+    const bucket = logicalId(template, 'AWS::S3::Bucket');
     expect(policyStatements(template)).toEqual([
       ...ownStatements(template),
+      { Sid: 'ReadDataDogApiKey', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN },
       {
-        Sid: 'ReadDataDogApiKey',
+        Sid: 'WriteFailedInvocations',
         Effect: 'Allow',
-        Action: 'secretsmanager:GetSecretValue',
-        Resource: { Ref: logicalId(template, 'AWS::SecretsManager::Secret') },
+        Action: 's3:PutObject',
+        Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, '/*']] },
       },
-      {
-        Effect: 'Allow',
-        Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'],
-        Resource: { 'Fn::GetAtt': [dlq, 'Arn'] },
-      },
+      { Sid: 'ListFailedInvocations', Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [bucket, 'Arn'] } },
     ]);
     template.resourceCountIs('AWS::IAM::ManagedPolicy', 0);
     template.hasResourceProperties('AWS::IAM::Role', {
@@ -297,7 +287,7 @@ describe('least privilege', () => {
   });
 
   test('queued mode: its table, its secret, its logs, and consuming its queue', () => {
-    const { template } = synth({ mode: 'queued', apiKeySecretArn: SECRET_ARN });
+    const { template } = synth({ mode: 'queued' });
     const queues = template.findResources('AWS::SQS::Queue', { Properties: { RedrivePolicy: Match.anyValue() } });
     const eventQueue = Object.keys(queues)[0];
     expect(policyStatements(template)).toEqual([
@@ -321,6 +311,7 @@ describe('least privilege', () => {
 describe('direct mode', () => {
   const { template } = synth();
   const dlq = logicalId(template, 'AWS::SQS::Queue');
+  const bucket = logicalId(template, 'AWS::S3::Bucket');
   const fn = logicalId(template, 'AWS::Lambda::Function');
 
   test('the rule invokes the function, retries, then dead-letters', () => {
@@ -339,15 +330,24 @@ describe('direct mode', () => {
     });
   });
 
-  test('failed invocations are retried, then go to the dead-letter queue', () => {
+  test('failed invocations are retried, then recorded whole in the dead-letter bucket', () => {
+    // A record wraps its event (up to 256 KB) in Lambda's details: it can outgrow an SQS message.
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
       MaximumRetryAttempts: 2,
       MaximumEventAgeInSeconds: 21600,
-      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [dlq, 'Arn'] } } },
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [bucket, 'Arn'] } } },
+    });
+    template.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Retain',
+      Properties: Match.objectLike({
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        PublicAccessBlockConfiguration: Match.objectLike({ BlockPublicAcls: true, RestrictPublicBuckets: true }),
+        MetricsConfigurations: [{ Id: 'EntireBucket' }],
+      }),
     });
   });
 
-  test('the dead-letter queue keeps events 14 days, encrypted, over TLS only', () => {
+  test('the dead-letter queue keeps what EventBridge could not deliver 14 days, encrypted, over TLS only', () => {
     template.hasResourceProperties('AWS::SQS::Queue', { MessageRetentionPeriod: 1209600, SqsManagedSseEnabled: true });
     template.hasResourceProperties('AWS::SQS::QueuePolicy', {
       PolicyDocument: {
@@ -426,10 +426,14 @@ describe('queued mode', () => {
 });
 
 describe('alarms and outputs', () => {
-  /** Alarm metric names in a template. */
+  /** Alarm metric names in a template (an expression alarm by its metrics' names). */
   const alarmMetrics = (template: Template): string[] =>
     Object.values(template.findResources('AWS::CloudWatch::Alarm'))
-      .map((alarm) => (alarm as { Properties: { MetricName: string } }).Properties.MetricName)
+      .map((alarm) => {
+        const properties = (alarm as { Properties: { MetricName?: string; Metrics?: Array<{ MetricStat?: { Metric: { MetricName: string } } }> } })
+          .Properties;
+        return properties.MetricName ?? (properties.Metrics ?? []).flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : [])).sort().join('+');
+      })
       .sort();
 
   test.each([
@@ -442,7 +446,9 @@ describe('alarms and outputs', () => {
         'DestinationDeliveryFailures',
         'Errors',
         'InvocationsFailedToBeSentToDlq',
-        'MatchedEvents',
+        'MatchedEvents+OpeningHours',
+        'NamesUnavailable',
+        'PutRequests',
         'Throttles',
       ],
     ],
@@ -454,17 +460,18 @@ describe('alarms and outputs', () => {
         'DataDogPushFailures',
         'Errors',
         'InvocationsFailedToBeSentToDlq',
-        'MatchedEvents',
+        'MatchedEvents+OpeningHours',
+        'NamesUnavailable',
         'Throttles',
       ],
     ],
   ])('%s mode alarms on every way an event can disappear or stall', (mode, expected) => {
-    const { template } = synth({ mode, apiKeySecretArn: SECRET_ARN });
+    const { template } = synth({ mode });
     expect(alarmMetrics(template)).toEqual(expected);
   });
 
-  test('failures alarm when sustained, losses at once, and silence is breaching', () => {
-    const { template } = synth({ apiKeySecretArn: SECRET_ARN, noEventsAlarmHours: '4' });
+  test('failures alarm when sustained, losses at once', () => {
+    const { template } = synth();
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'Errors',
       EvaluationPeriods: 3,
@@ -475,58 +482,57 @@ describe('alarms and outputs', () => {
       EvaluationPeriods: 1,
       Threshold: 0,
     });
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      MetricName: 'MatchedEvents',
-      Namespace: 'AWS/Events',
-      Period: 3600,
-      EvaluationPeriods: 4,
-      ComparisonOperator: 'LessThanThreshold',
-      Threshold: 1,
-      TreatMissingData: 'breaching',
-    });
     template.hasResourceProperties('AWS::Logs::MetricFilter', {
       FilterPattern: '?"push failed" ?"self-metrics not sent"',
       MetricTransformations: [Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'DataDogPushFailures' })],
     });
   });
 
-  test('without a key there is no silence alarm: the rule is off', () => {
+  test('names that cannot be fetched are counted from the function\'s log and alarmed at once', () => {
     const { template } = synth();
-    expect(alarmMetrics(template)).not.toContain('MatchedEvents');
-    template.resourceCountIs('AWS::SNS::Topic', 0);
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '"names unavailable"',
+      MetricTransformations: [Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'NamesUnavailable' })],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'NamesUnavailable', EvaluationPeriods: 1, Threshold: 0 });
   });
 
   test('an alarm email gets a topic that every alarm notifies', () => {
-    const { template } = synth({ alarmEmail: 'ivr-team@example.com', apiKeySecretArn: SECRET_ARN });
+    const { template } = synth({ alarmEmail: 'ivr-team@example.com' });
     const topic = logicalId(template, 'AWS::SNS::Topic');
     template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ivr-team@example.com' });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(8);
+    expect(alarms).toHaveLength(10);
     for (const alarm of alarms) {
       expect((alarm as { Properties: { AlarmActions: unknown } }).Properties.AlarmActions).toEqual([{ Ref: topic }]);
     }
   });
 
-  test('outputs name the table, function, queues and how to set the key', () => {
-    const { template } = synth({ mode: 'queued' });
-    const outputs = template.findOutputs('*');
-    expect(Object.keys(outputs).sort()).toEqual(
-      ['ApiKeySecretArn', 'DeadLetterQueueUrl', 'EventQueueUrl', 'FunctionName', 'SetApiKey', 'TableName'].sort(),
+  test('outputs name everything an operator looks for, and whether it is paused', () => {
+    const queued = synth({ mode: 'queued' }).template.findOutputs('*');
+    expect(Object.keys(queued).sort()).toEqual(
+      ['ApiKeySecretArn', 'DeadLetterQueueUrl', 'EventBusName', 'EventQueueUrl', 'FunctionName', 'LogGroupName', 'Paused', 'RuleName', 'TableName'].sort(),
     );
-    expect(JSON.stringify(outputs.SetApiKey.Value)).toContain('aws secretsmanager put-secret-value');
+    expect(queued.Paused.Value).toBe('no');
+    const direct = synth().template.findOutputs('*');
+    expect(Object.keys(direct)).toContain('DeadLetterBucketName');
+    expect(Object.keys(direct)).not.toContain('EventQueueUrl');
   });
 
-  test('an existing secret is used, not created', () => {
-    const { template } = synth({ apiKeySecretArn: SECRET_ARN });
+  test('the key\'s secret is the one given; the stack creates none', () => {
+    const { template } = synth();
     template.resourceCountIs('AWS::SecretsManager::Secret', 0);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ DD_API_KEY_SECRET_ARN: SECRET_ARN }) },
     });
   });
 
-  test('a created secret is retained', () => {
-    const { template } = synth();
-    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
+  test('.elapsed can be turned off', () => {
+    const variables = (template: Template) =>
+      (Object.values(template.findResources('AWS::Lambda::Function'))[0] as { Properties: { Environment: { Variables: Record<string, unknown> } } })
+        .Properties.Environment.Variables;
+    expect(variables(synth().template).FLOW_METRICS_ELAPSED).toBeUndefined();
+    expect(variables(synth({ elapsedMetrics: 'false' }).template).FLOW_METRICS_ELAPSED).toBe('off');
   });
 });
 
@@ -534,8 +540,10 @@ describe('cdk-nag AwsSolutions', () => {
   test.each([
     ['direct', {}],
     ['queued', { mode: 'queued' }],
-    ['with alarms and an existing secret', { alarmEmail: 'a@example.com', apiKeySecretArn: SECRET_ARN }],
+    ['with alarms', { alarmEmail: 'a@example.com' }],
     ['queued with alarms', { mode: 'queued', alarmEmail: 'a@example.com' }],
+    ['paused, open always', { paused: 'true', openingHours: 'always' }],
+    ['queued, paused', { mode: 'queued', paused: 'true' }],
   ])('%s: no unacknowledged finding', (_name, context) => {
     const { stack } = synth(context as Record<string, string>);
     expect(awsSolutionsFindings(stack).map(describeFinding)).toEqual([]);
