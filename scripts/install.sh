@@ -21,9 +21,9 @@ elif [ "$(major rustc --version)" -lt 1 ] || { [ "$(major rustc --version)" -eq 
   problem "Rust 1.90 or newer (found $(rustc --version))" "rustup update stable"
 fi
 if ! have node || ! have npm; then
-  problem "Node.js 20 or newer, with npm" "install Node.js 20 LTS from your package manager or nodejs.org"
+  problem "Node.js 20 or newer, with npm" "nvm install 20   (or Node.js 20 LTS from your package manager or nodejs.org)"
 elif [ "$(major node --version)" -lt 20 ]; then
-  problem "Node.js 20 or newer (found $(node --version))" "install Node.js 20 LTS from your package manager or nodejs.org"
+  problem "Node.js 20 or newer (found $(node --version))" "nvm install 20   (or Node.js 20 LTS from your package manager or nodejs.org)"
 fi
 if ! have aws; then
   problem "the AWS CLI v2" "see docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
@@ -31,7 +31,7 @@ elif [ "$(major aws --version)" -lt 2 ]; then
   problem "the AWS CLI v2 (found $(aws --version 2>&1))" "see docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
 fi
 if ! have cargo-lambda && ! cargo lambda --version >/dev/null 2>&1; then
-  problem "cargo-lambda (builds the function)" "pip3 install cargo-lambda   (or: pipx install cargo-lambda)"
+  problem "cargo-lambda (builds the function)" "pipx install cargo-lambda && pipx ensurepath   (or: pip3 install --user cargo-lambda)"
 fi
 # The function is built for arm64 unless the settings say x86_64.
 architecture=$(node -e 'try { console.log(require("./cdk/settings.json").architecture ?? "arm64") } catch { console.log("arm64") }' 2>/dev/null || echo arm64)

@@ -241,7 +241,7 @@ export function readSettings(context: Context): FlowMetricsSettings {
   }
   const genesysCredentialsSecretArn = secretArn(
     'genesysCredentialsSecretArn',
-    `store the client with: aws secretsmanager create-secret --region ${region} --name genesys-flow-metrics/genesys-client ` +
+    `store the client with: aws secretsmanager create-secret --region ${region} --name genesys-flow-metrics/oauth-client ` +
       '--secret-string \'{"clientId": "…", "clientSecret": "…"}\' --query ARN --output text, and set the ARN it prints',
   );
   const genesysRegion = text('genesysRegion');

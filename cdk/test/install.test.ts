@@ -33,7 +33,7 @@ test('missing tools are each named with the command that installs them', () => {
   expect(result.stderr).toContain('missing: Rust (cargo, rustc)\n  fix: curl --proto');
   expect(result.stderr).toContain('missing: Node.js 20 or newer (found v18.19.0)');
   expect(result.stderr).toContain('missing: the AWS CLI v2\n  fix: see docs.aws.amazon.com/cli');
-  expect(result.stderr).toContain('missing: cargo-lambda (builds the function)\n  fix: pip3 install cargo-lambda');
+  expect(result.stderr).toContain('missing: cargo-lambda (builds the function)\n  fix: pipx install cargo-lambda');
   expect(result.stderr).toMatch(/\d prerequisite\(s\) missing: install them, then run scripts\/install.sh again\n$/);
 });
 
