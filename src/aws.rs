@@ -88,6 +88,16 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// An S3 client. With `path_style`, buckets are addressed as `ENDPOINT/BUCKET/KEY` rather than
+/// as a host name of their own: what an emulator's endpoint (`--endpoint-url`,
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) serves.
+pub fn s3_client(config: &SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

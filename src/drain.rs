@@ -1,63 +1,102 @@
-//! Drain: a dead-letter queue's events back through the pipeline, the job behind
-//! `flow-metrics drain`.
+//! Drain: dead letters' events back through the pipeline, the job behind `flow-metrics drain`.
 //!
-//! The queue is one more source of events: each message's body is an EventBridge event (what
-//! EventBridge and SQS dead-letter) or a Lambda on-failure record carrying one (what direct mode's
-//! on-failure destination sends); [`crate::event::decode`] reads both. Messages go through the
-//! same claim → push → confirm protocol as live events, and a message is deleted only once its
-//! event is acknowledged: counted, already counted, or of another topic. A rejected event (a
-//! poison message) and one whose keys could not be delivered stay in the queue, with why.
+//! This module owns what a drain does with a dead letter, whatever holds it: a
+//! [`DeadLetterSource`] (an SQS dead-letter queue, [`queue`], or the S3 bucket of Lambda's
+//! on-failure destination, [`bucket`]) hands out letters; each letter's text is an EventBridge
+//! event (what EventBridge and SQS dead-letter) or a Lambda on-failure record carrying one (what
+//! direct mode's on-failure destination writes), and [`crate::event::decode`] reads both. Letters
+//! go through the same claim → push → confirm protocol as live events, and a letter is deleted
+//! only once its event is acknowledged: counted, already counted, or of another topic. A rejected
+//! event (a poison letter) and one whose keys could not be delivered stay where they are, with why.
+
+pub mod bucket;
+pub mod queue;
 
 use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
 
-use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::count::{self, Tally};
-use crate::error_text::with_causes;
 use crate::event::{self, Event};
 use crate::ledger::Ledger;
 use crate::pipeline::{BatchTime, EventOutcome, Pipeline};
 use crate::sink::Sink;
 
-/// Messages received at once (SQS's maximum).
-const BATCH: i32 = 10;
-
-/// How long a received message stays hidden while the drain works on it, in seconds.
-const VISIBILITY_SECONDS: i32 = 300;
+pub use bucket::DeadLetterBucket;
+pub use queue::DeadLetterQueue;
 
 /// Why a drain stopped.
 #[derive(Debug, thiserror::Error)]
-#[error("queue {queue_url}: {operation} failed: {message}")]
+#[error("{place}: {operation} failed: {message}")]
 pub struct DrainError {
-    pub queue_url: String,
+    /// The source, as [`DeadLetterSource::describe`] says it (`queue URL`, `bucket s3://…`).
+    pub place: String,
     pub operation: &'static str,
     pub message: String,
 }
 
-/// One dead-letter queue.
-#[derive(Debug, Clone)]
-pub struct DeadLetterQueue {
-    client: Client,
-    url: String,
+/// Which letter: a queue's message or a bucket's object. Serialized as `{"message_id": …}` or
+/// `{"object_key": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LetterId {
+    MessageId(String),
+    ObjectKey(String),
 }
 
-/// A message as received.
-#[derive(Debug, Clone)]
-struct Received {
-    id: String,
-    receipt: String,
-    body: String,
+impl fmt::Display for LetterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LetterId::MessageId(id) => write!(f, "message {id}"),
+            LetterId::ObjectKey(key) => write!(f, "object {key}"),
+        }
+    }
 }
 
-/// What happens, or would happen, to one message.
+/// One dead letter as its source handed it out.
+#[derive(Debug, Clone)]
+pub struct Letter {
+    pub id: LetterId,
+    /// What deletes it or gives it back: SQS's receipt handle, S3's key.
+    pub(crate) handle: String,
+    /// Its text, or why it cannot be read as text (then it is kept, rejected).
+    pub(crate) body: Result<String, String>,
+}
+
+/// Where dead letters wait. Letters are handed out in pages; the drain deletes those it got
+/// acknowledged and gives back the rest at the end.
+pub trait DeadLetterSource {
+    /// The source, for messages: `queue URL`, `bucket s3://name/prefix`.
+    fn describe(&self) -> String;
+
+    /// What one letter is called, for summaries: `message`, `object`.
+    fn noun(&self) -> &'static str;
+
+    /// About how many letters wait, if the source can tell cheaply (for a progress bar).
+    fn approximate_length(&self) -> impl Future<Output = Result<Option<u64>, DrainError>> + Send;
+
+    /// The next letters; none when the source has no more for this run. A letter may be handed
+    /// out again (an SQS message whose visibility ended): the drain skips those it has seen.
+    fn next_letters(&mut self) -> impl Future<Output = Result<Vec<Letter>, DrainError>> + Send;
+
+    /// Deletes acknowledged letters, given by their handles.
+    fn delete(&self, handles: &[&str]) -> impl Future<Output = Result<(), DrainError>> + Send;
+
+    /// Makes kept letters, given by their handles, available again at once, for a person or the
+    /// next drain.
+    fn give_back(&self, handles: &[String]) -> impl Future<Output = Result<(), DrainError>> + Send;
+}
+
+/// What happens, or would happen, to one letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MessagePlan {
-    pub message_id: String,
+pub struct LetterPlan {
+    #[serde(flatten)]
+    pub id: LetterId,
     /// `deliver` (fresh keys to count), `delete` (nothing left to count), `keep` (rejected or
-    /// not delivered: it stays in the queue).
+    /// not delivered: it stays where it is).
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
@@ -71,138 +110,25 @@ pub struct MessagePlan {
 pub struct Drained {
     pub received: u64,
     pub deleted: u64,
-    /// Messages left in the queue, with why.
-    pub kept: Vec<MessagePlan>,
+    /// Letters left where they were, with why.
+    pub kept: Vec<LetterPlan>,
     pub tally: Tally,
 }
 
-impl DeadLetterQueue {
-    pub fn new(client: Client, url: impl Into<String>) -> Self {
-        DeadLetterQueue {
-            client,
-            url: url.into(),
-        }
-    }
-
-    fn error(&self, operation: &'static str, error: impl std::error::Error) -> DrainError {
-        DrainError {
-            queue_url: self.url.clone(),
-            operation,
-            message: with_causes(&error),
-        }
-    }
-
-    /// About how many messages wait (SQS's own estimate), for a progress bar.
-    pub async fn approximate_length(&self) -> Result<u64, DrainError> {
-        let attributes = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|error| self.error("GetQueueAttributes", error))?;
-        Ok(attributes
-            .attributes()
-            .and_then(|attributes| {
-                attributes.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            })
-            .and_then(|count| count.parse().ok())
-            .unwrap_or_default())
-    }
-
-    async fn receive(&self) -> Result<Vec<Received>, DrainError> {
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(BATCH)
-            .visibility_timeout(VISIBILITY_SECONDS)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .map_err(|error| self.error("ReceiveMessage", error))?;
-        Ok(output
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|message| {
-                Some(Received {
-                    id: message.message_id?,
-                    receipt: message.receipt_handle?,
-                    body: message.body.unwrap_or_default(),
-                })
-            })
-            .collect())
-    }
-
-    async fn delete(&self, messages: &[&Received]) -> Result<(), DrainError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let entries = messages
-            .iter()
-            .enumerate()
-            .map(|(index, message)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .receipt_handle(&message.receipt)
-                    .build()
-                    .map_err(|error| self.error("DeleteMessageBatch", error))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let output = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|error| self.error("DeleteMessageBatch", error))?;
-        match output.failed.first() {
-            None => Ok(()),
-            Some(failed) => Err(DrainError {
-                queue_url: self.url.clone(),
-                operation: "DeleteMessageBatch",
-                message: format!(
-                    "{} message(s) not deleted ({}): they will be drained again, and count nothing twice",
-                    output.failed.len(),
-                    failed.message.as_deref().unwrap_or(&failed.code)
-                ),
-            }),
-        }
-    }
-
-    /// Makes received messages visible again at once (they stay in the queue).
-    async fn give_back(&self, messages: &[Received]) -> Result<(), DrainError> {
-        for chunk in messages.chunks(BATCH as usize) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(index, message)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(index.to_string())
-                        .receipt_handle(&message.receipt)
-                        .visibility_timeout(0)
-                        .build()
-                        .map_err(|error| self.error("ChangeMessageVisibilityBatch", error))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|error| self.error("ChangeMessageVisibilityBatch", error))?;
-        }
-        Ok(())
+/// A letter that cannot be read as text: kept, rejected.
+fn unreadable(letter: &Letter, why: &str) -> LetterPlan {
+    LetterPlan {
+        id: letter.id.clone(),
+        action: "keep",
+        conversation_id: None,
+        fresh_keys: 0,
+        reason: Some(format!("rejected: {why}")),
     }
 }
 
-/// What the drain would do with a message, judged without the ledger (for `--dry-run`).
-fn plan(message: &Received, max_key_age: jiff::SignedDuration) -> MessagePlan {
-    let (action, conversation_id, fresh_keys, reason) = match event::decode(&message.body) {
+/// What the drain would do with a letter's text, judged without the ledger (for `--dry-run`).
+fn plan(letter: &Letter, body: &str, max_key_age: jiff::SignedDuration) -> LetterPlan {
+    let (action, conversation_id, fresh_keys, reason) = match event::decode(body) {
         Err(error) => ("keep", None, 0, Some(format!("rejected: {error}"))),
         Ok(Event::OtherTopic { detail_type }) => {
             ("delete", None, 0, Some(format!("another topic: {detail_type}")))
@@ -214,8 +140,8 @@ fn plan(message: &Received, max_key_age: jiff::SignedDuration) -> MessagePlan {
             (action, conversation_id, fresh, None)
         }
     };
-    MessagePlan {
-        message_id: message.id.clone(),
+    LetterPlan {
+        id: letter.id.clone(),
         action,
         conversation_id,
         fresh_keys,
@@ -223,8 +149,8 @@ fn plan(message: &Received, max_key_age: jiff::SignedDuration) -> MessagePlan {
     }
 }
 
-/// What the pipeline did with a message: deleted once acknowledged, else kept, with why.
-fn done_with(message: &Received, outcome: EventOutcome) -> MessagePlan {
+/// What the pipeline did with a letter: deleted once acknowledged, else kept, with why.
+fn done_with(letter: &Letter, outcome: EventOutcome) -> LetterPlan {
     let (action, conversation_id, fresh_keys, reason) = match outcome {
         EventOutcome::Processed(report) => (
             "delete",
@@ -243,8 +169,8 @@ fn done_with(message: &Received, outcome: EventOutcome) -> MessagePlan {
             Some(format!("not delivered (drain again later): {error}")),
         ),
     };
-    MessagePlan {
-        message_id: message.id.clone(),
+    LetterPlan {
+        id: letter.id.clone(),
         action,
         conversation_id,
         fresh_keys,
@@ -252,54 +178,70 @@ fn done_with(message: &Received, outcome: EventOutcome) -> MessagePlan {
     }
 }
 
-/// Drains `queue` through `pipeline`; `progress` hears of every message handled. With `dry_run`,
+/// Drains `source` through `pipeline`; `each` hears of every letter handled. With `dry_run`,
 /// lists what would be done (`each` hears every plan) and changes nothing.
-pub async fn drain<L: Ledger, S: Sink>(
+pub async fn drain<L: Ledger, S: Sink, D: DeadLetterSource>(
     pipeline: &Pipeline<L, S>,
-    queue: &DeadLetterQueue,
+    source: &mut D,
     dry_run: bool,
     max_key_age: jiff::SignedDuration,
-    mut each: impl FnMut(&MessagePlan),
+    mut each: impl FnMut(&LetterPlan),
 ) -> Result<Drained, DrainError> {
     let mut drained = Drained::default();
     let mut seen = HashSet::new();
     let mut held = Vec::new();
     loop {
-        let messages = queue.receive().await?;
-        let fresh: Vec<Received> = messages
+        let letters = source.next_letters().await?;
+        let fresh: Vec<Letter> = letters
             .into_iter()
-            .filter(|message| seen.insert(message.id.clone()))
+            .filter(|letter| seen.insert(letter.id.clone()))
             .collect();
-        // Nothing new: the queue is empty, or holds only messages this run kept.
+        // Nothing new: the source is empty, or holds only letters this run kept.
         if fresh.is_empty() {
             break;
         }
         drained.received += fresh.len() as u64;
+        let mut readable = Vec::with_capacity(fresh.len());
+        for letter in &fresh {
+            match &letter.body {
+                Ok(body) => readable.push((letter, body.as_str())),
+                Err(why) => {
+                    let kept = unreadable(letter, why);
+                    each(&kept);
+                    if !dry_run {
+                        drained.kept.push(kept);
+                    }
+                    held.push(letter.handle.clone());
+                }
+            }
+        }
         if dry_run {
-            fresh.iter().for_each(|message| each(&plan(message, max_key_age)));
-            held.extend(fresh);
+            for (letter, body) in readable {
+                each(&plan(letter, body, max_key_age));
+                held.push(letter.handle.clone());
+            }
             continue;
         }
-        let bodies: Vec<&str> = fresh.iter().map(|message| message.body.as_str()).collect();
+        let bodies: Vec<&str> = readable.iter().map(|(_, body)| *body).collect();
         let report = pipeline
             .process_batch(&bodies, BatchTime::from(Timestamp::now()))
             .await;
         drained.tally += report.tally;
         let mut acknowledged = Vec::new();
-        for (message, outcome) in fresh.iter().zip(report.outcomes) {
-            let done = done_with(message, outcome);
+        for ((letter, _), outcome) in readable.iter().zip(report.outcomes) {
+            let done = done_with(letter, outcome);
             if done.action == "keep" {
                 drained.kept.push(done.clone());
-                held.push(message.clone());
+                held.push(letter.handle.clone());
             } else {
-                acknowledged.push(message);
+                acknowledged.push(letter.handle.as_str());
             }
             each(&done);
         }
-        queue.delete(&acknowledged).await?;
+        source.delete(&acknowledged).await?;
         drained.deleted += acknowledged.len() as u64;
     }
-    // What stays is visible again at once, for a person or the next drain.
-    queue.give_back(&held).await?;
+    // What stays is available again at once, for a person or the next drain.
+    source.give_back(&held).await?;
     Ok(drained)
 }

@@ -4,7 +4,8 @@
 //! [`event`] (decode a Genesys EventBridge event) → [`attribute`] (read each key with the
 //! metric grammar) → [`count`] (what counts: fresh, stale, invalid) → [`ledger`] (claim each
 //! key once) → [`sink`] (deliver what was claimed). [`pipeline`] runs that flow for a batch of
-//! events; [`input`] frames event files for replays, [`drain`] reads dead-letter queues.
+//! events; [`input`] frames event files for replays, [`drain`] reads dead-letter queues and
+//! buckets.
 
 pub mod attribute;
 pub mod audit;

@@ -20,7 +20,7 @@ use flow_metrics::config::{
     ApiKeySource, CredentialsSource, DataDogConfig, NamesConfig, check_retention, parse_duration, process_env,
 };
 use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
-use flow_metrics::drain::{DeadLetterQueue, Drained, drain};
+use flow_metrics::drain::{DeadLetterBucket, DeadLetterQueue, DeadLetterSource, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
 use flow_metrics::names::genesys::GenesysDirectory;
@@ -64,13 +64,14 @@ enum Command {
     /// Estimate costs: run a generated month-like trace through the pipeline with DynamoDB
     /// units metered, beside the snapshot-diff design, and print $ per million events.
     Simulate(SimulateArgs),
-    /// Send a dead-letter queue's events through the pipeline again, deleting each message once
-    /// its event is acknowledged.
+    /// Send dead letters' events through the pipeline again (a dead-letter queue's messages, an
+    /// on-failure bucket's objects, or both), deleting each letter once its event is acknowledged.
     ///
-    /// Reads both shapes a dead-letter queue holds (EventBridge events, Lambda on-failure
-    /// records). A rejected event (poison) or one not delivered stays in the queue, with why.
-    /// Safe to run twice: keys already counted are skipped. Exit status: 0 when the queue was
-    /// emptied, 1 when messages were kept, 2 on bad usage, 3 on error.
+    /// Reads both shapes a dead letter holds (EventBridge events, Lambda on-failure records). A
+    /// rejected event (poison) or one not delivered stays where it is, with why. With both
+    /// --queue-url and --bucket, the queue is drained first, then the bucket. Safe to run twice:
+    /// keys already counted are skipped. Exit status: 0 when everything was drained, 1 when
+    /// letters were kept, 2 on bad usage, 3 on error.
     Drain(DrainArgs),
     /// Print an attributes event of now, carrying one metric key: to test a deployment end to
     /// end (`aws lambda invoke --payload file://event.json`).
@@ -99,13 +100,24 @@ struct NamesArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("dead_letters").args(["queue_url", "bucket"]).required(true).multiple(true)))]
 struct DrainArgs {
     /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
     #[arg(long)]
-    queue_url: String,
+    queue_url: Option<String>,
 
-    /// The ledger table the Lambda uses. `--endpoint-url` applies to SQS too; to point each
-    /// service at its own emulator, set AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_SQS.
+    /// The on-failure bucket of direct mode (the stack's `DeadLetterBucketName` output): each
+    /// object is one failed invocation's record.
+    #[arg(long)]
+    bucket: Option<String>,
+
+    /// Only the bucket's objects whose keys start with this (default: the whole bucket).
+    #[arg(long, requires = "bucket")]
+    prefix: Option<String>,
+
+    /// The ledger table the Lambda uses. `--endpoint-url` applies to SQS and S3 too (S3 is then
+    /// addressed path-style); to point each service at its own emulator, set
+    /// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3.
     #[command(flatten)]
     table: TableArgs,
 
@@ -122,7 +134,7 @@ struct DrainArgs {
     #[arg(long, value_parser = parse_duration, default_value = "30d")]
     retention: SignedDuration,
 
-    /// List what would be done with each message (one JSON line each); change nothing.
+    /// List what would be done with each letter (one JSON line each); change nothing.
     #[arg(long)]
     dry_run: bool,
 }
@@ -662,69 +674,88 @@ async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {
 async fn run_drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
     let (aws, table) = args.table.aws().await?;
-    let queue = DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), &args.queue_url);
     let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), table)
         .with_lease(args.lease)
         .with_retention(args.retention);
-    let drained = match sink {
+    let mut sources = DeadLetters {
+        queue: args
+            .queue_url
+            .as_ref()
+            .map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), url)),
+        bucket: args.bucket.as_ref().map(|bucket| {
+            // An emulator serves buckets under its own host, not as host names of their own.
+            let path_style =
+                aws.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+            let client = flow_metrics::aws::s3_client(&aws, path_style);
+            DeadLetterBucket::new(client, bucket, args.prefix.clone())
+        }),
+    };
+    let names = names(&args.table).await?;
+    let kept = match sink {
         Some(SinkKind::Datadog) => {
-            let sink = datadog_sink(&args.table).await?;
-            drain_into(ledger, sink, names(&args.table).await?, &queue, args.dry_run).await?
+            let pipeline = Pipeline::new(ledger, datadog_sink(&args.table).await?).with_names(names);
+            sources.drain_all(&pipeline, args.dry_run).await?
         }
         _ => {
-            let names = names(&args.table).await?;
-            drain_into(ledger, JsonLinesSink::stdout(), names, &queue, args.dry_run).await?
+            let pipeline = Pipeline::new(ledger, JsonLinesSink::stdout()).with_names(names);
+            sources.drain_all(&pipeline, args.dry_run).await?
         }
     };
-    for kept in &drained.kept {
-        eprintln!(
-            "kept message {}: {}",
-            kept.message_id,
-            kept.reason.as_deref().unwrap_or("not delivered")
-        );
-    }
-    if args.dry_run {
-        eprintln!(
-            "dry run: {} message(s) received; nothing changed",
-            drained.received
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!(
-        "drain: {} message(s) received, {} deleted, {} kept; keys counted {}, already counted {}",
-        drained.received,
-        drained.deleted,
-        drained.kept.len(),
-        drained.tally.keys_counted,
-        drained.tally.keys_already_counted
-    );
-    Ok(if drained.kept.is_empty() {
+    Ok(if kept == 0 || args.dry_run {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-async fn drain_into<S: Sink>(
-    ledger: DynamoDbLedger,
-    sink: S,
-    names: Arc<dyn Directory>,
-    queue: &DeadLetterQueue,
+/// What `drain` reads: a queue, a bucket, or both (the queue first).
+struct DeadLetters {
+    queue: Option<DeadLetterQueue>,
+    bucket: Option<DeadLetterBucket>,
+}
+
+impl DeadLetters {
+    /// Drains each source in turn, printing what was kept and a summary for each; returns how
+    /// many letters were kept in all.
+    async fn drain_all<S: Sink>(
+        &mut self,
+        pipeline: &Pipeline<DynamoDbLedger, S>,
+        dry_run: bool,
+    ) -> anyhow::Result<usize> {
+        let mut kept = 0;
+        if let Some(queue) = &mut self.queue {
+            kept += drain_one(pipeline, queue, dry_run).await?;
+        }
+        if let Some(bucket) = &mut self.bucket {
+            kept += drain_one(pipeline, bucket, dry_run).await?;
+        }
+        Ok(kept)
+    }
+}
+
+/// Drains one source with a progress bar on a terminal, then prints each letter kept and a
+/// summary; returns how many were kept.
+async fn drain_one<S: Sink, D: DeadLetterSource>(
+    pipeline: &Pipeline<DynamoDbLedger, S>,
+    source: &mut D,
     dry_run: bool,
-) -> anyhow::Result<Drained> {
-    let pipeline = Pipeline::new(ledger, sink).with_names(names);
-    let total = queue.approximate_length().await.unwrap_or_default();
+) -> anyhow::Result<usize> {
+    let noun = source.noun();
     let progress = if io::stderr().is_terminal() && !dry_run {
-        let bar = ProgressBar::new(total).with_message("draining");
+        // A bar when the source can tell how many wait, else a count.
+        let (bar, template) = match source.approximate_length().await.ok().flatten() {
+            Some(total) => (ProgressBar::new(total), "{msg} {bar:30} {pos}/{len}"),
+            None => (ProgressBar::no_length(), "{msg} {spinner} {pos}"),
+        };
         bar.set_style(
-            ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} messages ({per_sec})")
+            ProgressStyle::with_template(&format!("{template} {noun}s ({{per_sec}})"))
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        bar
+        bar.with_message("draining")
     } else {
         ProgressBar::hidden()
     };
-    let drained = drain(&pipeline, queue, dry_run, DEFAULT_MAX_KEY_AGE, |plan| {
+    let drained = drain(pipeline, source, dry_run, DEFAULT_MAX_KEY_AGE, |plan| {
         progress.inc(1);
         if dry_run {
             println!("{}", serde_json::to_string(plan).unwrap_or_default());
@@ -732,7 +763,33 @@ async fn drain_into<S: Sink>(
     })
     .await?;
     progress.finish_and_clear();
-    Ok(drained)
+    report_drained(&source.describe(), noun, &drained, dry_run);
+    Ok(drained.kept.len())
+}
+
+fn report_drained(place: &str, noun: &str, drained: &Drained, dry_run: bool) {
+    for kept in &drained.kept {
+        eprintln!(
+            "kept {}: {}",
+            kept.id,
+            kept.reason.as_deref().unwrap_or("not delivered")
+        );
+    }
+    if dry_run {
+        eprintln!(
+            "dry run, {place}: {} {noun}(s) received; nothing changed",
+            drained.received
+        );
+        return;
+    }
+    eprintln!(
+        "drain, {place}: {} {noun}(s) received, {} deleted, {} kept; keys counted {}, already counted {}",
+        drained.received,
+        drained.deleted,
+        drained.kept.len(),
+        drained.tally.keys_counted,
+        drained.tally.keys_already_counted
+    );
 }
 
 async fn look_up_names(args: &NamesArgs) -> anyhow::Result<ExitCode> {
@@ -856,6 +913,32 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn drain_reads_a_queue_a_bucket_or_both_and_needs_one() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["flow-metrics", "drain"].iter().chain(args));
+        let missing = parse(&["--table", "t"]).expect_err("no source");
+        assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let prefix_alone = parse(&["--queue-url", "q", "--prefix", "p/"]).expect_err("a prefix of no bucket");
+        assert_eq!(
+            prefix_alone.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let Command::Drain(both) = parse(&["--queue-url", "q", "--bucket", "b", "--prefix", "p/"])
+            .expect("both")
+            .command
+        else {
+            panic!("drain");
+        };
+        assert_eq!(
+            (
+                both.queue_url.as_deref(),
+                both.bucket.as_deref(),
+                both.prefix.as_deref()
+            ),
+            (Some("q"), Some("b"), Some("p/"))
+        );
     }
 
     #[test]
