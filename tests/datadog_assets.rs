@@ -120,7 +120,8 @@ fn the_monitors_are_importable_and_query_our_metrics() {
     assert!(
         monitors
             .iter()
-            .all(|m| m["options"]["notify_no_data"] != true && !m["query"].as_str().unwrap_or("").contains("< 1")),
+            .all(|m| m["options"]["notify_no_data"] != true
+                && !m["query"].as_str().unwrap_or("").contains("< 1")),
         "no monitor alarms on a quiet night"
     );
 }

@@ -126,12 +126,14 @@ struct DrainArgs {
     #[arg(long, value_enum)]
     sink: Option<SinkKind>,
 
-    /// How long the drain's own claims hold (as the Lambda's, by default).
-    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    /// How long the drain's own claims hold (as the Lambda's, by default; the function's own
+    /// setting, FLOW_METRICS_LEASE, after `eval "$(scripts/operator-env.sh)"`).
+    #[arg(long, env = "FLOW_METRICS_LEASE", value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
 
-    /// The table's item retention, as deployed: events too old for it are kept, not counted.
-    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    /// The table's item retention, as deployed (FLOW_METRICS_RETENTION, which
+    /// scripts/operator-env.sh takes from the function): events too old for it are kept, not counted.
+    #[arg(long, env = "FLOW_METRICS_RETENTION", value_parser = parse_duration, default_value = "30d")]
     retention: SignedDuration,
 
     /// List what would be done with each letter (one JSON line each); change nothing.
@@ -217,11 +219,11 @@ struct ReplayArgs {
     /// default: its timeout plus a margin). Each batch's push ends 5 s before the lease of its
     /// earliest claim: raise it, or lower --batch-size, if a slow table makes claiming a batch
     /// take longer.
-    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    #[arg(long, env = "FLOW_METRICS_LEASE", value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
 
     /// How long a ledger item is kept after its key's time (must exceed --max-key-age).
-    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    #[arg(long, env = "FLOW_METRICS_RETENTION", value_parser = parse_duration, default_value = "30d")]
     retention: SignedDuration,
 
     /// Where counted occurrences go: stdout by default with the memory ledger; with
@@ -230,7 +232,7 @@ struct ReplayArgs {
     sink: Option<SinkKind>,
 
     /// Keys older than this, relative to their event's time, are stale and never counted.
-    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    #[arg(long, env = "FLOW_METRICS_MAX_KEY_AGE", value_parser = parse_duration, default_value = "7d")]
     max_key_age: SignedDuration,
 
     /// Events per batch (one sink push per batch).
@@ -285,7 +287,7 @@ struct RedriveArgs {
     sink: Option<SinkKind>,
 
     /// How long the redrive's own claims hold (as the Lambda's, by default).
-    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    #[arg(long, env = "FLOW_METRICS_LEASE", value_parser = parse_duration, default_value = "40s")]
     lease: SignedDuration,
 
     /// Only claims released, or whose lease ended at least this long ago: a recent one may
@@ -913,6 +915,33 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    /// `eval "$(scripts/operator-env.sh)"` exports the deployed function's environment: the
+    /// operator commands then take its lease, retention and stale age, not their defaults.
+    #[test]
+    fn operator_commands_take_the_functions_timing_from_its_variables() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let env_of = |subcommand: &str, arg: &str| {
+            let sub = command.find_subcommand(subcommand).expect(subcommand);
+            let arg = sub.get_arguments().find(|a| a.get_id() == arg).expect(arg);
+            arg.get_env().and_then(|name| name.to_str()).map(str::to_owned)
+        };
+        for (subcommand, arg, variable) in [
+            ("drain", "lease", "FLOW_METRICS_LEASE"),
+            ("drain", "retention", "FLOW_METRICS_RETENTION"),
+            ("replay", "lease", "FLOW_METRICS_LEASE"),
+            ("replay", "retention", "FLOW_METRICS_RETENTION"),
+            ("replay", "max_key_age", "FLOW_METRICS_MAX_KEY_AGE"),
+            ("redrive", "lease", "FLOW_METRICS_LEASE"),
+        ] {
+            assert_eq!(
+                env_of(subcommand, arg).as_deref(),
+                Some(variable),
+                "{subcommand} --{arg}"
+            );
+        }
     }
 
     #[test]
