@@ -14,6 +14,7 @@ use crate::names::Names;
 use crate::names::genesys::{Credentials, GenesysSettings};
 use crate::sink::datadog::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX};
 use crate::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, tags};
+use crate::sites;
 use crate::timing::DEFAULT_LEASE;
 
 /// Looks a variable up; the entry points pass the process environment, tests a map.
@@ -265,16 +266,7 @@ impl NamesConfig {
 }
 
 fn check_region(region: &str) -> Result<(), ConfigError> {
-    if is_domain(region) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            "GENESYS_REGION",
-            format!(
-                "{region:?} is not a Genesys Cloud region domain such as mypurecloud.com or euw2.pure.cloud"
-            ),
-        ))
-    }
+    sites::check_genesys_region(region).map_err(|error| ConfigError::new("GENESYS_REGION", error))
 }
 
 /// Everything the Lambda reads at cold start.
@@ -330,23 +322,11 @@ fn duration_setting(
     }
 }
 
-/// Whether `text` reads as a DNS domain (lowercase, with a dot).
-fn is_domain(text: &str) -> bool {
-    text.contains('.')
-        && text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-}
-
-fn check_site(site: &str) -> Result<&str, ConfigError> {
-    if is_domain(site) {
-        Ok(site)
-    } else {
-        Err(ConfigError::new(
-            "DD_SITE",
-            format!("{site:?} is not a DataDog site such as datadoghq.com or datadoghq.eu"),
-        ))
-    }
+/// `DD_SITE`, one of DataDog's documented sites.
+fn check_site(site: &str) -> Result<String, ConfigError> {
+    sites::check_datadog_site(site)
+        .map(|site| site.site)
+        .map_err(|error| ConfigError::new("DD_SITE", error))
 }
 
 /// Why a duration setting was refused.
@@ -529,6 +509,65 @@ mod tests {
             "GENESYS_CLIENT_ID"
         );
         assert_eq!(variable_of(&[("GENESYS_API_URL", "http://x")]), "GENESYS_REGION");
+    }
+
+    #[test]
+    fn dd_site_must_be_a_documented_site_and_an_address_names_the_one_meant() {
+        let base_url = |site: &str| {
+            lambda_config(&[
+                ("FLOW_METRICS_TABLE", "t"),
+                ("DD_API_KEY", "k"),
+                ("DD_SITE", site),
+            ])
+            .map(|config| config.datadog.base_url)
+        };
+        assert_eq!(
+            base_url("us5.datadoghq.com"),
+            Ok("https://api.us5.datadoghq.com".to_owned())
+        );
+        assert_eq!(
+            base_url("ddog-gov.com"),
+            Ok("https://api.ddog-gov.com".to_owned())
+        );
+        let refused = |site: &str| base_url(site).expect_err("refused").to_string();
+        assert_eq!(
+            refused("app.datadoghq.eu"),
+            "DD_SITE: \"app.datadoghq.eu\" is not a DataDog site parameter: use datadoghq.eu (its \
+             site, whose pages a browser shows there)"
+        );
+        assert!(
+            refused("https://app.datadoghq.com/dashboard").contains("use datadoghq.com"),
+            "{}",
+            refused("https://app.datadoghq.com/dashboard")
+        );
+        assert!(refused("api.us5.datadoghq.com").contains("use us5.datadoghq.com"));
+        let unknown = refused("datadoghq.de");
+        assert!(unknown.starts_with("DD_SITE: \"datadoghq.de\" is not a DataDog site: the nearest is datadoghq.eu; the sites are datadoghq.com, "), "{unknown}");
+    }
+
+    #[test]
+    fn genesys_region_is_the_domain_not_the_address_a_browser_shows() {
+        let refused = |region: &str| {
+            names_config(&[
+                ("GENESYS_REGION", region),
+                ("GENESYS_CLIENT_ID", "id"),
+                ("GENESYS_CLIENT_SECRET", "s"),
+            ])
+            .expect_err("refused")
+        };
+        let error = refused("apps.mypurecloud.ie");
+        assert_eq!(error.variable, "GENESYS_REGION");
+        assert!(error.problem.contains("use mypurecloud.ie"), "{error}");
+        assert!(
+            refused("https://login.mypurecloud.de")
+                .problem
+                .contains("use mypurecloud.de")
+        );
+        assert!(
+            refused("api.euw2.pure.cloud")
+                .problem
+                .contains("use euw2.pure.cloud")
+        );
     }
 
     #[test]
