@@ -64,8 +64,8 @@ pub struct DataDogConfig {
 
 impl DataDogConfig {
     /// Reads `DD_SITE` (default `datadoghq.com`) or `DD_URL`, `DD_API_KEY` or
-    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, `FLOW_METRICS_METRIC`, `FLOW_METRICS_SELF_METRICS` and
-    /// `FLOW_METRICS_COMPRESSION`.
+    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, the metric names (`FLOW_METRICS_METRIC`, …),
+    /// `FLOW_METRICS_ELAPSED`, `FLOW_METRICS_SELF_METRICS` and `FLOW_METRICS_COMPRESSION`.
     pub fn from_env(env: Env<'_>) -> Result<DataDogConfig, ConfigError> {
         let base_url = match (set(env, "DD_URL"), set(env, "DD_SITE")) {
             (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
@@ -115,6 +115,16 @@ impl DataDogConfig {
             attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
             milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
             outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
+            elapsed: match set(env, "FLOW_METRICS_ELAPSED").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "FLOW_METRICS_ELAPSED",
+                        format!("{other:?} is neither on nor off"),
+                    ));
+                }
+            },
         };
         let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
             .map_err(|error| ConfigError::new("DD_TAGS", error))?;
@@ -427,6 +437,7 @@ mod tests {
             ("DD_TAGS", "env:prod,team:Contact Centre"),
             ("FLOW_METRICS_METRIC", "ivr.flow"),
             ("FLOW_METRICS_SELF_METRICS", "false"),
+            ("FLOW_METRICS_ELAPSED", "off"),
             ("FLOW_METRICS_COMPRESSION", "none"),
             ("FLOW_METRICS_MAX_KEY_AGE", "3d"),
             ("FLOW_METRICS_LEASE", "90s"),
@@ -438,6 +449,7 @@ mod tests {
         assert_eq!(config.datadog.static_tags, ["env:prod", "team:contact_centre"]);
         assert_eq!(config.datadog.metrics.attribute, "ivr.flow");
         assert!(!config.datadog.self_metrics);
+        assert!(!config.datadog.metrics.elapsed);
         assert_eq!(config.datadog.compression, Compression::None);
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
         assert_eq!(config.lease, SignedDuration::from_secs(90));
@@ -617,6 +629,10 @@ mod tests {
         assert_eq!(
             variable_of(&[("FLOW_METRICS_SELF_METRICS", "yes")], ""),
             "FLOW_METRICS_SELF_METRICS"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_ELAPSED", "false")], ""),
+            "FLOW_METRICS_ELAPSED"
         );
         // The elapsed metric's name (`<metric>.elapsed`) and the duration's
         // (`<outcome>.duration`) must fit DataDog's 200 characters too.

@@ -83,6 +83,8 @@ pub struct MetricNames {
     pub attribute: String,
     pub milestone: String,
     pub outcome: String,
+    /// Whether `<attribute>.elapsed` goes beside each attribute count (`FLOW_METRICS_ELAPSED`).
+    pub elapsed: bool,
 }
 
 impl Default for MetricNames {
@@ -91,12 +93,13 @@ impl Default for MetricNames {
             attribute: "genesys.flow.metric".to_owned(),
             milestone: "genesys.flow.milestone".to_owned(),
             outcome: "genesys.flow.outcome".to_owned(),
+            elapsed: true,
         }
     }
 }
 
 impl MetricNames {
-    /// Every metric name occurrences can be sent as.
+    /// Every metric name occurrences can be sent as (`.elapsed` whether or not it is on).
     pub fn all(&self) -> [String; 5] {
         [
             self.attribute.clone(),
@@ -112,7 +115,8 @@ impl MetricNames {
         match source {
             Source::Attribute => (
                 &self.attribute,
-                Some(format!("{}{ELAPSED_SUFFIX}", self.attribute)),
+                self.elapsed
+                    .then(|| format!("{}{ELAPSED_SUFFIX}", self.attribute)),
             ),
             Source::Milestone => (&self.milestone, None),
             Source::Outcome { .. } => (&self.outcome, Some(format!("{}{DURATION_SUFFIX}", self.outcome))),
