@@ -103,31 +103,7 @@ impl DataDogConfig {
                 ));
             }
         };
-        let defaults = MetricNames::default();
-        let metric_name = |variable: &'static str, default: String, suffix: &str| {
-            let name = set(env, variable).unwrap_or(default);
-            tags::check_metric_name(&name)
-                .and_then(|()| tags::check_metric_name(&format!("{name}{suffix}")))
-                .map(|()| name)
-                .map_err(|error| ConfigError::new(variable, error))
-        };
-        let metrics = MetricNames {
-            attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
-            milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
-            outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
-            elapsed: match set(env, "FLOW_METRICS_ELAPSED").as_deref() {
-                None | Some("on") => true,
-                Some("off") => false,
-                Some(other) => {
-                    return Err(ConfigError::new(
-                        "FLOW_METRICS_ELAPSED",
-                        format!("{other:?} is neither on nor off"),
-                    ));
-                }
-            },
-        };
-        let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
-            .map_err(|error| ConfigError::new("DD_TAGS", error))?;
+        let SeriesConfig { metrics, static_tags } = SeriesConfig::from_env(env)?;
         let self_metrics = match set(env, "FLOW_METRICS_SELF_METRICS").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -168,6 +144,45 @@ impl DataDogConfig {
             self_metrics: self.self_metrics,
             compression: self.compression,
         }
+    }
+}
+
+/// What names the series: the metric names (`FLOW_METRICS_METRIC`, …, `FLOW_METRICS_ELAPSED`)
+/// and the static tags (`DD_TAGS`). The sink sends them; the audit counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesConfig {
+    pub metrics: MetricNames,
+    pub static_tags: Vec<String>,
+}
+
+impl SeriesConfig {
+    pub fn from_env(env: Env<'_>) -> Result<SeriesConfig, ConfigError> {
+        let defaults = MetricNames::default();
+        let metric_name = |variable: &'static str, default: String, suffix: &str| {
+            let name = set(env, variable).unwrap_or(default);
+            tags::check_metric_name(&name)
+                .and_then(|()| tags::check_metric_name(&format!("{name}{suffix}")))
+                .map(|()| name)
+                .map_err(|error| ConfigError::new(variable, error))
+        };
+        let metrics = MetricNames {
+            attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
+            milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
+            outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
+            elapsed: match set(env, "FLOW_METRICS_ELAPSED").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "FLOW_METRICS_ELAPSED",
+                        format!("{other:?} is neither on nor off"),
+                    ));
+                }
+            },
+        };
+        let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
+            .map_err(|error| ConfigError::new("DD_TAGS", error))?;
+        Ok(SeriesConfig { metrics, static_tags })
     }
 }
 

@@ -148,6 +148,25 @@ fn seconds(occurrence: &Occurrence<'_>) -> Option<f64> {
     .map(|seconds| seconds.as_secs_f64())
 }
 
+/// The series an occurrence goes in, as (metric name, tags): its count's, and beside it the
+/// seconds' when it carries seconds. To DataDog each distinct pair is a distribution, billed as
+/// custom metrics; two occurrences whose pairs are equal share one.
+pub fn series_of(
+    occurrence: &Occurrence<'_>,
+    metrics: &MetricNames,
+    static_tags: &[String],
+) -> Vec<(String, Vec<String>)> {
+    let (count_metric, seconds_metric) = metrics.of(&occurrence.source);
+    let mut tags = series_tags(occurrence);
+    tags.extend(static_tags.iter().cloned());
+    let mut series = Vec::with_capacity(2);
+    if let Some(seconds_metric) = seconds_metric.filter(|_| seconds(occurrence).is_some()) {
+        series.push((seconds_metric, tags.clone()));
+    }
+    series.insert(0, (count_metric.to_owned(), tags));
+    series
+}
+
 /// The requests for a push and how many of its occurrences were late.
 #[derive(Debug, PartialEq)]
 pub struct Plan {
