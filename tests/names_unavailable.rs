@@ -9,11 +9,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
+use common::secrets::{FakeSecrets, SECRET_ARN};
 use flow_metrics::config::{CredentialsSource, GenesysConfig, NamesConfig};
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::names::Names;
@@ -21,64 +22,10 @@ use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
 const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
-const SECRET_ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:genesys-oauth-AbCdEf";
 const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
-
-/// Secrets Manager's `GetSecretValue`, answering what the test sets: a refusal (the function's
-/// role lacks the permission) or the secret's text.
-#[derive(Clone, Default)]
-struct FakeSecrets(Arc<Mutex<Option<String>>>);
-
-impl Respond for FakeSecrets {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let target = common::request_header(request, "x-amz-target").unwrap_or_default();
-        assert_eq!(target, "secretsmanager.GetSecretValue");
-        match &*self.0.lock().expect("lock") {
-            None => ResponseTemplate::new(400)
-                .insert_header("x-amzn-ErrorType", "AccessDeniedException")
-                .set_body_raw(
-                    json!({
-                        "__type": "AccessDeniedException",
-                        "Message": "User: arn:aws:sts::123456789012:assumed-role/flow-metrics/fn is not \
-                                    authorized to perform: secretsmanager:GetSecretValue"
-                    })
-                    .to_string(),
-                    "application/x-amz-json-1.1",
-                ),
-            Some(text) => ResponseTemplate::new(200).set_body_raw(
-                json!({"ARN": SECRET_ARN, "Name": "genesys-oauth", "SecretString": text}).to_string(),
-                "application/x-amz-json-1.1",
-            ),
-        }
-    }
-}
-
-impl FakeSecrets {
-    async fn start(&self) -> (MockServer, aws_sdk_secretsmanager::Client) {
-        let server = MockServer::start().await;
-        Mock::given(wiremock::matchers::method("POST"))
-            .respond_with(self.clone())
-            .mount(&server)
-            .await;
-        let config = aws_sdk_secretsmanager::Config::builder()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("eu-west-1"))
-            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .endpoint_url(server.uri())
-            .build();
-        (server, aws_sdk_secretsmanager::Client::from_conf(config))
-    }
-
-    fn answer(&self, text: Option<&str>) {
-        *self.0.lock().expect("lock") = text.map(str::to_owned);
-    }
-}
 
 fn markers() -> Vec<String> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/log_markers.json"))
