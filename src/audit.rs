@@ -3,19 +3,27 @@
 //! key's time, split into delivered, in-flight and stuck keys.
 //!
 //! Pure aggregation and formatting; reading the table is the DynamoDB ledger's scan.
+//!
+//! [`CustomMetrics`] counts what the delivered keys cost in DataDog: the distinct (metric name,
+//! tags) pairs their points went to, each a distribution that DataDog bills as 5 custom metrics
+//! (count, sum, min, max, avg), 5 more with percentile aggregations (p50, p75, p90, p95, p99).
 //! - delivered: pushed to the sink and confirmed; DataDog should show exactly these.
 //! - claimed: claimed by an invocation whose lease has not expired: in flight.
 //! - stuck: claimed, lease expired, never confirmed (a crash, or a released claim waiting for
 //!   its event's retry). `flow-metrics redrive` delivers them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use jiff::Timestamp;
 use jiff::fmt::temporal::DateTimePrinter;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::count::Occurrence;
+use crate::key::Source;
 use crate::ledger::dynamodb::{LedgerItem, schema};
+use crate::sink::datadog::MetricNames;
+use crate::sink::datadog::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX, series_of};
 
 /// How to bucket key times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +223,148 @@ pub fn write_json(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()>
     writeln!(out)
 }
 
+/// Custom metrics DataDog bills per tag combination of a distribution: count, sum, min, max, avg.
+pub const PER_DISTRIBUTION: u64 = 5;
+
+/// Custom metrics percentile aggregations add per tag combination: p50, p75, p90, p95, p99.
+pub const PER_PERCENTILES: u64 = 5;
+
+/// The distinct series the delivered keys of a ledger went to, per metric name.
+#[derive(Debug)]
+pub struct CustomMetrics {
+    metrics: MetricNames,
+    static_tags: Vec<String>,
+    series: BTreeMap<String, BTreeSet<Vec<String>>>,
+}
+
+/// One metric name's tag combinations and what they cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomMetricRow {
+    pub metric: String,
+    pub tag_combinations: u64,
+    /// `5 ×` the combinations.
+    pub custom_metrics: u64,
+    /// `10 ×` the combinations, for a metric whose percentiles matter (time to a step, an
+    /// outcome's duration); `None` for the counts, whose percentiles say nothing (every value
+    /// is 1).
+    pub with_percentiles: Option<u64>,
+}
+
+impl CustomMetrics {
+    /// Series as the sink names them: `metrics` (with `.elapsed` on or off) and the static tags.
+    pub fn new(metrics: MetricNames, static_tags: Vec<String>) -> Self {
+        CustomMetrics {
+            metrics,
+            static_tags,
+            series: BTreeMap::new(),
+        }
+    }
+
+    /// Counts a delivered key's series. The ledger keeps ids of flows, milestones and outcomes
+    /// where the tags carry names: each id counts once (an id sent while its name was unknown
+    /// made a series of its own too). Attribute keys are counted with their `.elapsed`, which
+    /// every live event carries (a redrive sends counts only).
+    pub fn add(&mut self, item: &LedgerItem) {
+        if item.state != schema::DELIVERED {
+            return;
+        }
+        let source = match item.source.as_deref() {
+            Some("milestone") => Source::Milestone,
+            Some("outcome") => Source::Outcome {
+                value: item.outcome_value.as_deref(),
+                duration: item.duration_ms.map(SignedDuration::from_millis),
+            },
+            _ => Source::Attribute,
+        };
+        let occurrence = Occurrence {
+            conversation_id: &item.conversation_id,
+            flow: &item.flow,
+            metric: &item.metric,
+            key: &item.attribute_key,
+            time: Timestamp::from_millisecond(item.key_time_ms).unwrap_or(Timestamp::UNIX_EPOCH),
+            elapsed: Some(SignedDuration::ZERO),
+            source,
+        };
+        for (metric, tags) in series_of(&occurrence, &self.metrics, &self.static_tags) {
+            self.series.entry(metric).or_default().insert(tags);
+        }
+    }
+
+    /// Whether a metric's percentiles are worth turning on.
+    fn percentiles_matter(&self, metric: &str) -> bool {
+        metric == format!("{}{ELAPSED_SUFFIX}", self.metrics.attribute)
+            || metric == format!("{}{DURATION_SUFFIX}", self.metrics.outcome)
+    }
+
+    /// One row per metric name that received points, sorted by name.
+    pub fn rows(&self) -> Vec<CustomMetricRow> {
+        self.series
+            .iter()
+            .map(|(metric, combinations)| {
+                let tag_combinations = combinations.len() as u64;
+                let custom_metrics = PER_DISTRIBUTION * tag_combinations;
+                CustomMetricRow {
+                    metric: metric.clone(),
+                    tag_combinations,
+                    custom_metrics,
+                    with_percentiles: self
+                        .percentiles_matter(metric)
+                        .then_some(custom_metrics + PER_PERCENTILES * tag_combinations),
+                }
+            })
+            .collect()
+    }
+
+    /// The custom metrics of every row, without percentiles and with them where they matter.
+    pub fn totals(&self) -> (u64, u64) {
+        self.rows().iter().fold((0, 0), |(without, with), row| {
+            (
+                without + row.custom_metrics,
+                with + row.with_percentiles.unwrap_or(row.custom_metrics),
+            )
+        })
+    }
+
+    /// What the rows come to, for people.
+    pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let rows = self.rows();
+        writeln!(
+            out,
+            "DataDog custom metrics of the delivered keys' series ({PER_DISTRIBUTION} per tag combination \
+             of a distribution: count, sum, min, max, avg; percentiles p50, p75, p90, p95, p99 add \
+             {PER_PERCENTILES} more):"
+        )?;
+        let width = rows.iter().map(|row| row.metric.len()).max().unwrap_or(0).max(5);
+        for row in &rows {
+            write!(
+                out,
+                "  {:<width$}  {:>7} tag combination(s)  {:>8} custom metrics",
+                row.metric, row.tag_combinations, row.custom_metrics
+            )?;
+            match row.with_percentiles {
+                Some(with) => writeln!(out, ", {with} with percentiles")?,
+                None => writeln!(out)?,
+            }
+        }
+        let (without, with) = self.totals();
+        let percentiles: Vec<&str> = rows
+            .iter()
+            .filter(|row| row.with_percentiles.is_some())
+            .map(|row| row.metric.as_str())
+            .collect();
+        write!(
+            out,
+            "  {:<width$}  {:>26}  {without:>8} custom metrics",
+            "total", ""
+        )?;
+        if percentiles.is_empty() {
+            writeln!(out)
+        } else {
+            writeln!(out, ", {with} with percentiles on {}", percentiles.join(" and "))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +490,67 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&json).expect("valid json");
         assert_eq!(json[0].get("source"), None);
         assert_eq!(json[1]["source"], "milestone");
+    }
+
+    #[test]
+    fn custom_metrics_count_delivered_keys_only_and_add_up() {
+        let mut custom = CustomMetrics::new(MetricNames::default(), vec!["env:prod".to_owned()]);
+        custom.add(&item(
+            "Routing",
+            "Start",
+            "2026-03-07T10:15:00Z",
+            "delivered",
+            None,
+        ));
+        custom.add(&item(
+            "Routing",
+            "Start",
+            "2026-03-07T10:16:00Z",
+            "delivered",
+            None,
+        ));
+        custom.add(&item(
+            "Routing",
+            "Menu",
+            "2026-03-07T10:16:00Z",
+            "delivered",
+            None,
+        ));
+        custom.add(&item(
+            "Routing",
+            "Stuck",
+            "2026-03-07T10:16:00Z",
+            "claimed",
+            Some(0),
+        ));
+        let rows = custom.rows();
+        assert_eq!(
+            rows,
+            [
+                CustomMetricRow {
+                    metric: "genesys.flow.metric".to_owned(),
+                    tag_combinations: 2,
+                    custom_metrics: 10,
+                    with_percentiles: None,
+                },
+                CustomMetricRow {
+                    metric: "genesys.flow.metric.elapsed".to_owned(),
+                    tag_combinations: 2,
+                    custom_metrics: 10,
+                    with_percentiles: Some(20),
+                },
+            ]
+        );
+        assert_eq!(custom.totals(), (20, 30));
+        let mut out = Vec::new();
+        custom.write(&mut out).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        let total = text.lines().last().expect("a total line");
+        assert!(total.starts_with("  total"), "{text}");
+        assert!(
+            total.ends_with("20 custom metrics, 30 with percentiles on genesys.flow.metric.elapsed"),
+            "{text}"
+        );
     }
 
     #[test]

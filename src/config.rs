@@ -14,6 +14,7 @@ use crate::names::Names;
 use crate::names::genesys::{Credentials, GenesysSettings};
 use crate::sink::datadog::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX};
 use crate::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames, tags};
+use crate::sites;
 use crate::timing::DEFAULT_LEASE;
 
 /// Looks a variable up; the entry points pass the process environment, tests a map.
@@ -63,8 +64,8 @@ pub struct DataDogConfig {
 
 impl DataDogConfig {
     /// Reads `DD_SITE` (default `datadoghq.com`) or `DD_URL`, `DD_API_KEY` or
-    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, `FLOW_METRICS_METRIC`, `FLOW_METRICS_SELF_METRICS` and
-    /// `FLOW_METRICS_COMPRESSION`.
+    /// `DD_API_KEY_SECRET_ARN`, `DD_TAGS`, the metric names (`FLOW_METRICS_METRIC`, …),
+    /// `FLOW_METRICS_ELAPSED`, `FLOW_METRICS_SELF_METRICS` and `FLOW_METRICS_COMPRESSION`.
     pub fn from_env(env: Env<'_>) -> Result<DataDogConfig, ConfigError> {
         let base_url = match (set(env, "DD_URL"), set(env, "DD_SITE")) {
             (Some(url), _) if url.starts_with("http://") || url.starts_with("https://") => {
@@ -102,21 +103,7 @@ impl DataDogConfig {
                 ));
             }
         };
-        let defaults = MetricNames::default();
-        let metric_name = |variable: &'static str, default: String, suffix: &str| {
-            let name = set(env, variable).unwrap_or(default);
-            tags::check_metric_name(&name)
-                .and_then(|()| tags::check_metric_name(&format!("{name}{suffix}")))
-                .map(|()| name)
-                .map_err(|error| ConfigError::new(variable, error))
-        };
-        let metrics = MetricNames {
-            attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
-            milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
-            outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
-        };
-        let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
-            .map_err(|error| ConfigError::new("DD_TAGS", error))?;
+        let SeriesConfig { metrics, static_tags } = SeriesConfig::from_env(env)?;
         let self_metrics = match set(env, "FLOW_METRICS_SELF_METRICS").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -157,6 +144,45 @@ impl DataDogConfig {
             self_metrics: self.self_metrics,
             compression: self.compression,
         }
+    }
+}
+
+/// What names the series: the metric names (`FLOW_METRICS_METRIC`, …, `FLOW_METRICS_ELAPSED`)
+/// and the static tags (`DD_TAGS`). The sink sends them; the audit counts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesConfig {
+    pub metrics: MetricNames,
+    pub static_tags: Vec<String>,
+}
+
+impl SeriesConfig {
+    pub fn from_env(env: Env<'_>) -> Result<SeriesConfig, ConfigError> {
+        let defaults = MetricNames::default();
+        let metric_name = |variable: &'static str, default: String, suffix: &str| {
+            let name = set(env, variable).unwrap_or(default);
+            tags::check_metric_name(&name)
+                .and_then(|()| tags::check_metric_name(&format!("{name}{suffix}")))
+                .map(|()| name)
+                .map_err(|error| ConfigError::new(variable, error))
+        };
+        let metrics = MetricNames {
+            attribute: metric_name("FLOW_METRICS_METRIC", defaults.attribute, ELAPSED_SUFFIX)?,
+            milestone: metric_name("FLOW_METRICS_MILESTONE_METRIC", defaults.milestone, "")?,
+            outcome: metric_name("FLOW_METRICS_OUTCOME_METRIC", defaults.outcome, DURATION_SUFFIX)?,
+            elapsed: match set(env, "FLOW_METRICS_ELAPSED").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "FLOW_METRICS_ELAPSED",
+                        format!("{other:?} is neither on nor off"),
+                    ));
+                }
+            },
+        };
+        let static_tags = tags::parse_static_tags(&set(env, "DD_TAGS").unwrap_or_default())
+            .map_err(|error| ConfigError::new("DD_TAGS", error))?;
+        Ok(SeriesConfig { metrics, static_tags })
     }
 }
 
@@ -265,16 +291,7 @@ impl NamesConfig {
 }
 
 fn check_region(region: &str) -> Result<(), ConfigError> {
-    if is_domain(region) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            "GENESYS_REGION",
-            format!(
-                "{region:?} is not a Genesys Cloud region domain such as mypurecloud.com or euw2.pure.cloud"
-            ),
-        ))
-    }
+    sites::check_genesys_region(region).map_err(|error| ConfigError::new("GENESYS_REGION", error))
 }
 
 /// Everything the Lambda reads at cold start.
@@ -330,23 +347,11 @@ fn duration_setting(
     }
 }
 
-/// Whether `text` reads as a DNS domain (lowercase, with a dot).
-fn is_domain(text: &str) -> bool {
-    text.contains('.')
-        && text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-}
-
-fn check_site(site: &str) -> Result<&str, ConfigError> {
-    if is_domain(site) {
-        Ok(site)
-    } else {
-        Err(ConfigError::new(
-            "DD_SITE",
-            format!("{site:?} is not a DataDog site such as datadoghq.com or datadoghq.eu"),
-        ))
-    }
+/// `DD_SITE`, one of DataDog's documented sites.
+fn check_site(site: &str) -> Result<String, ConfigError> {
+    sites::check_datadog_site(site)
+        .map(|site| site.site)
+        .map_err(|error| ConfigError::new("DD_SITE", error))
 }
 
 /// Why a duration setting was refused.
@@ -447,6 +452,7 @@ mod tests {
             ("DD_TAGS", "env:prod,team:Contact Centre"),
             ("FLOW_METRICS_METRIC", "ivr.flow"),
             ("FLOW_METRICS_SELF_METRICS", "false"),
+            ("FLOW_METRICS_ELAPSED", "off"),
             ("FLOW_METRICS_COMPRESSION", "none"),
             ("FLOW_METRICS_MAX_KEY_AGE", "3d"),
             ("FLOW_METRICS_LEASE", "90s"),
@@ -458,6 +464,7 @@ mod tests {
         assert_eq!(config.datadog.static_tags, ["env:prod", "team:contact_centre"]);
         assert_eq!(config.datadog.metrics.attribute, "ivr.flow");
         assert!(!config.datadog.self_metrics);
+        assert!(!config.datadog.metrics.elapsed);
         assert_eq!(config.datadog.compression, Compression::None);
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
         assert_eq!(config.lease, SignedDuration::from_secs(90));
@@ -532,6 +539,65 @@ mod tests {
     }
 
     #[test]
+    fn dd_site_must_be_a_documented_site_and_an_address_names_the_one_meant() {
+        let base_url = |site: &str| {
+            lambda_config(&[
+                ("FLOW_METRICS_TABLE", "t"),
+                ("DD_API_KEY", "k"),
+                ("DD_SITE", site),
+            ])
+            .map(|config| config.datadog.base_url)
+        };
+        assert_eq!(
+            base_url("us5.datadoghq.com"),
+            Ok("https://api.us5.datadoghq.com".to_owned())
+        );
+        assert_eq!(
+            base_url("ddog-gov.com"),
+            Ok("https://api.ddog-gov.com".to_owned())
+        );
+        let refused = |site: &str| base_url(site).expect_err("refused").to_string();
+        assert_eq!(
+            refused("app.datadoghq.eu"),
+            "DD_SITE: \"app.datadoghq.eu\" is not a DataDog site parameter: use datadoghq.eu (its \
+             site, whose pages a browser shows there)"
+        );
+        assert!(
+            refused("https://app.datadoghq.com/dashboard").contains("use datadoghq.com"),
+            "{}",
+            refused("https://app.datadoghq.com/dashboard")
+        );
+        assert!(refused("api.us5.datadoghq.com").contains("use us5.datadoghq.com"));
+        let unknown = refused("datadoghq.de");
+        assert!(unknown.starts_with("DD_SITE: \"datadoghq.de\" is not a DataDog site: the nearest is datadoghq.eu; the sites are datadoghq.com, "), "{unknown}");
+    }
+
+    #[test]
+    fn genesys_region_is_the_domain_not_the_address_a_browser_shows() {
+        let refused = |region: &str| {
+            names_config(&[
+                ("GENESYS_REGION", region),
+                ("GENESYS_CLIENT_ID", "id"),
+                ("GENESYS_CLIENT_SECRET", "s"),
+            ])
+            .expect_err("refused")
+        };
+        let error = refused("apps.mypurecloud.ie");
+        assert_eq!(error.variable, "GENESYS_REGION");
+        assert!(error.problem.contains("use mypurecloud.ie"), "{error}");
+        assert!(
+            refused("https://login.mypurecloud.de")
+                .problem
+                .contains("use mypurecloud.de")
+        );
+        assert!(
+            refused("api.euw2.pure.cloud")
+                .problem
+                .contains("use euw2.pure.cloud")
+        );
+    }
+
+    #[test]
     fn dd_url_overrides_the_site() {
         let config = lambda_config(&[
             ("FLOW_METRICS_TABLE", "t"),
@@ -578,6 +644,10 @@ mod tests {
         assert_eq!(
             variable_of(&[("FLOW_METRICS_SELF_METRICS", "yes")], ""),
             "FLOW_METRICS_SELF_METRICS"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_ELAPSED", "false")], ""),
+            "FLOW_METRICS_ELAPSED"
         );
         // The elapsed metric's name (`<metric>.elapsed`) and the duration's
         // (`<outcome>.duration`) must fit DataDog's 200 characters too.

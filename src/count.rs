@@ -182,6 +182,9 @@ pub struct Tally {
     /// Names of delivered milestones and outcomes (their flow's, their own) sent as ids, because
     /// no name was known.
     pub names_unresolved: u64,
+    /// Batches (in the Lambda, invocations) that ran while names could not be had at all: the
+    /// Genesys API's setup failed, and ids stood in for every name not in the fixed map.
+    pub names_unavailable: u64,
 }
 
 impl AddAssign for Tally {
@@ -197,6 +200,7 @@ impl AddAssign for Tally {
         self.keys_invalid += other.keys_invalid;
         self.keys_stale += other.keys_stale;
         self.names_unresolved += other.names_unresolved;
+        self.names_unavailable += other.names_unavailable;
     }
 }
 

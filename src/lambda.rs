@@ -169,6 +169,7 @@ fn log_summary(tally: &Tally, mode: &'static str) {
         keys_invalid = tally.keys_invalid,
         keys_stale = tally.keys_stale,
         names_unresolved = tally.names_unresolved,
+        names_unavailable = tally.names_unavailable,
         "invocation"
     );
 }

@@ -26,4 +26,5 @@ pub mod redrive;
 pub mod replay;
 pub mod simulate;
 pub mod sink;
+pub mod sites;
 pub mod timing;

@@ -279,8 +279,11 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         let clock = Clock::new(time);
         let oldest_safe = count::oldest_safe_event_age(self.ledger.terms().retention, self.max_key_age)
             .and_then(|age| time.now.checked_sub(age).ok());
+        // Asked first, so that a setup due another try starts as early as it can.
+        let names_unavailable = self.names.unavailable().is_some();
         let mut tally = Tally {
             events_read: events.len() as u64,
+            names_unavailable: u64::from(names_unavailable),
             ..Tally::default()
         };
         let mut outcomes: Vec<Option<EventOutcome>> = Vec::with_capacity(events.len());

@@ -635,3 +635,38 @@ async fn the_time_since_the_flows_first_key_travels_with_each_count() {
     assert!(of("genesys.flow.metric", "metric:poison").is_none());
     assert!(of("genesys.flow.metric.elapsed", "metric:poison").is_none());
 }
+
+#[tokio::test]
+async fn with_elapsed_off_only_the_counts_are_sent() {
+    let intake = accepting().await;
+    let timed = |metric: &'static str, key: &'static str, elapsed_ms: i64| Occurrence {
+        elapsed: Some(jiff::SignedDuration::from_millis(elapsed_ms)),
+        ..occurrence("Routing", metric, key, "2026-03-07T11:59:40Z")
+    };
+    let occurrences = [
+        timed("Start", "a", 0),
+        timed("Menu", "b", 10_000),
+        timed("Menu", "c", 12_500),
+    ];
+    let mut settings = settings(&intake, false);
+    settings.metrics.elapsed = false;
+    DataDogSink::new(settings)
+        .expect("sink")
+        .with_retry(quick_retries())
+        .push(&occurrences, &context())
+        .await
+        .expect("delivered");
+    let metrics: Vec<String> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .map(|series| series["metric"].as_str().expect("a name").to_owned())
+        .collect();
+    assert_eq!(metrics, ["genesys.flow.metric", "genesys.flow.metric"]);
+    let counted: usize = intake
+        .points("genesys.flow.metric")
+        .iter()
+        .map(|point| point.2)
+        .sum();
+    assert_eq!(counted, 3, "the counts are unchanged");
+}

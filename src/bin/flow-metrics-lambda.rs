@@ -1,6 +1,8 @@
 //! The AWS Lambda function (`provided.al2023`, built with cargo-lambda). Configuration is read
 //! and checked, the API key (and a Genesys OAuth client, if configured) fetched and the clients
 //! built once per cold start; each invocation then runs [`flow_metrics::lambda::handle`].
+//! Names never stop the function: if the OAuth client cannot be had, it starts with ids in place
+//! of names (see [`Names::from_config_or_ids`]).
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use aws_config::BehaviorVersion;
 use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
 use flow_metrics::lambda::time_left;
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
-use flow_metrics::names::Names;
+use flow_metrics::names::{self, Names};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
 use flow_metrics::sink::datadog::ApiKey;
@@ -59,7 +61,8 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
         ApiKeySource::Key(key) => key.clone(),
         ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
     };
-    let names = Names::from_config(&config.names, Some(&secrets)).await?;
+    // A missing name is never worth an event: without the OAuth client, ids stand in.
+    let names = Names::from_config_or_ids(&config.names, Some(secrets), names::SETUP_RETRY).await;
     let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), &config.table)
         .with_lease(config.lease)
         .with_retention(config.retention);

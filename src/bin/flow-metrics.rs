@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use flow_metrics::audit::{self, Audit, Bucket};
+use flow_metrics::audit::{self, Audit, Bucket, CustomMetrics};
 use flow_metrics::config::{
-    ApiKeySource, CredentialsSource, DataDogConfig, NamesConfig, check_retention, parse_duration, process_env,
+    ApiKeySource, CredentialsSource, DataDogConfig, NamesConfig, SeriesConfig, check_retention,
+    parse_duration, process_env,
 };
 use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
 use flow_metrics::drain::{DeadLetterBucket, DeadLetterQueue, DeadLetterSource, Drained, drain};
@@ -54,7 +55,9 @@ enum Command {
     /// rejected event and per invalid key, then a summary. Exit status: 0 when every event was
     /// read, 1 when some were rejected, 2 on bad usage, 3 when the replay had to stop.
     Replay(ReplayArgs),
-    /// Count the ledger's keys per flow and metric: delivered, claimed (in flight), stuck.
+    /// Count the ledger's keys per flow and metric: delivered, claimed (in flight), stuck; then
+    /// the DataDog custom metrics the delivered keys' series make (named by DD_TAGS,
+    /// FLOW_METRICS_METRIC, … and FLOW_METRICS_ELAPSED, as the sink names them).
     Audit(AuditArgs),
     /// Deliver stuck keys (claimed, lease expired, never confirmed) to the sink, exactly once.
     ///
@@ -479,8 +482,14 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         BucketArg::Hour => Bucket::Hour,
         BucketArg::Day => Bucket::Day,
     });
+    let series = SeriesConfig::from_env(&process_env)?;
+    let mut custom_metrics = CustomMetrics::new(series.metrics, series.static_tags);
     let mut audit = Audit::new(bucket, Timestamp::now());
-    let totals = scan(&ledger, &args.scan, &filter, |item| audit.add(&item)).await?;
+    let totals = scan(&ledger, &args.scan, &filter, |item| {
+        audit.add(&item);
+        custom_metrics.add(&item);
+    })
+    .await?;
     let rows = audit.rows();
     let mut stdout = io::stdout().lock();
     match args.format {
@@ -489,6 +498,7 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         Format::Json => audit::write_json(&rows, &mut stdout)?,
     }
     report_scan(table, &args.scan, totals);
+    custom_metrics.write(&mut io::stderr().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,15 +5,24 @@
 //! must fetch a name starts fetching it in the background and answers `None` until it has it.
 //! [`Names`] puts a fixed id → name map (a setting) ahead of the Genesys Cloud Platform API
 //! ([`genesys::GenesysDirectory`]), either of which may be absent.
+//!
+//! A missing name is never worth an event: where the API cannot be set up (its OAuth client's
+//! secret cannot be read), [`Names::from_config_or_ids`] starts with the fixed map alone, says so
+//! in the log (`names unavailable`, the marker of `src/log_markers.json`), and tries the setup
+//! again in the background at most every [`SETUP_RETRY`], so that a mended permission heals
+//! without a restart.
 
 pub mod genesys;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::config::NamesConfig;
+use tokio::time::Instant;
+
+use crate::config::{GenesysConfig, NamesConfig};
 use genesys::GenesysDirectory;
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
@@ -46,7 +55,23 @@ pub trait Directory: Send + Sync + fmt::Debug {
     fn fetching(&self) -> usize {
         0
     }
+
+    /// Why names cannot be fetched at all right now (their setup failed), if so. When the setup
+    /// is due another try, this starts one in the background (counted by [`Self::fetching`]).
+    fn unavailable(&self) -> Option<Arc<str>> {
+        None
+    }
 }
+
+/// How often a failed setup of the Genesys API is tried again, at most.
+pub const SETUP_RETRY: Duration = Duration::from_secs(300);
+
+/// Longest a background try of the setup may take, so that a hung one never stops the next.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The words every log line about names being unavailable carries: the cdk stack's metric
+/// filter counts them (`namesUnavailable` in `src/log_markers.json`).
+pub const UNAVAILABLE_MARKER: &str = "names unavailable";
 
 /// How long a Lambda invocation, its events settled, lets the name fetches it started finish:
 /// Lambda freezes the function once the handler returns, and a fetch frozen mid-request would
@@ -91,6 +116,8 @@ pub enum NamesSetupError {
     NoSecretsClient,
     #[error(transparent)]
     Client(#[from] genesys::NameError),
+    #[error("setting up the Genesys API took longer than {}s", .0.as_secs())]
+    TimedOut(Duration),
 }
 
 impl Names {
@@ -133,5 +160,144 @@ impl Directory for Names {
 
     fn fetching(&self) -> usize {
         self.fetched.as_ref().map_or(0, |fetched| fetched.fetching())
+    }
+
+    fn unavailable(&self) -> Option<Arc<str>> {
+        self.fetched.as_ref()?.unavailable()
+    }
+}
+
+impl Names {
+    /// The names a configuration gives, never failing: for the Lambda, where a missing name is
+    /// never worth an event. If the Genesys API cannot be set up (its OAuth client's secret
+    /// cannot be read, say), the fixed map alone is used and ids stand in for the other names;
+    /// the failure is logged with the marker [`UNAVAILABLE_MARKER`] and why (never the secret's
+    /// content), and the setup is tried again in the background at most every `retry_every`.
+    pub async fn from_config_or_ids(
+        config: &NamesConfig,
+        secrets: Option<aws_sdk_secretsmanager::Client>,
+        retry_every: Duration,
+    ) -> Names {
+        let Some(genesys) = &config.genesys else {
+            return Names::from_config(config, None)
+                .await
+                .unwrap_or_else(|_| Names::new(config.fixed.clone(), None));
+        };
+        match Names::from_config(config, secrets.as_ref()).await {
+            Ok(names) => names,
+            Err(error) => {
+                let why: Arc<str> = Arc::from(error.to_string());
+                log_unavailable(&why, retry_every);
+                let deferred = Deferred {
+                    inner: Arc::new(DeferredInner {
+                        config: genesys.clone(),
+                        secrets,
+                        retry_every,
+                        state: Mutex::new(SetupState::Failed {
+                            why,
+                            retry_at: Instant::now() + retry_every,
+                        }),
+                        trying: AtomicBool::new(false),
+                    }),
+                };
+                Names::new(config.fixed.clone(), Some(Arc::new(deferred)))
+            }
+        }
+    }
+}
+
+fn log_unavailable(why: &str, retry_every: Duration) {
+    tracing::error!(
+        error = why,
+        retry_in_s = retry_every.as_secs(),
+        "{UNAVAILABLE_MARKER}: the Genesys API cannot be set up, so ids stand in for names not \
+         in FLOW_METRICS_NAMES; counting goes on, and the setup is tried again later"
+    );
+}
+
+/// The Genesys API whose setup failed: no names until a later try succeeds.
+#[derive(Debug)]
+struct Deferred {
+    inner: Arc<DeferredInner>,
+}
+
+#[derive(Debug)]
+struct DeferredInner {
+    config: GenesysConfig,
+    secrets: Option<aws_sdk_secretsmanager::Client>,
+    retry_every: Duration,
+    state: Mutex<SetupState>,
+    /// A setup try is running in the background.
+    trying: AtomicBool,
+}
+
+#[derive(Debug)]
+enum SetupState {
+    Ready(GenesysDirectory),
+    Failed { why: Arc<str>, retry_at: Instant },
+}
+
+impl DeferredInner {
+    async fn try_setup(&self) {
+        let attempt = tokio::time::timeout(
+            SETUP_TIMEOUT,
+            GenesysDirectory::from_config(&self.config, self.secrets.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| Err(NamesSetupError::TimedOut(SETUP_TIMEOUT)));
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        *state = match attempt {
+            Ok(directory) => {
+                tracing::info!(
+                    api = self.config.api_url,
+                    "names of flows, milestones and outcomes are available again from the Genesys API"
+                );
+                SetupState::Ready(directory)
+            }
+            Err(error) => {
+                let why: Arc<str> = Arc::from(error.to_string());
+                log_unavailable(&why, self.retry_every);
+                SetupState::Failed {
+                    why,
+                    retry_at: Instant::now() + self.retry_every,
+                }
+            }
+        };
+        self.trying.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Directory for Deferred {
+    fn name(&self, kind: NameKind, id: &str) -> Option<Arc<str>> {
+        match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            SetupState::Ready(directory) => directory.name(kind, id),
+            SetupState::Failed { .. } => None,
+        }
+    }
+
+    fn fetching(&self) -> usize {
+        let trying = usize::from(self.inner.trying.load(Ordering::SeqCst));
+        match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            SetupState::Ready(directory) => directory.fetching() + trying,
+            SetupState::Failed { .. } => trying,
+        }
+    }
+
+    fn unavailable(&self) -> Option<Arc<str>> {
+        let state = self.inner.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let SetupState::Failed { why, retry_at } = &*state else {
+            return None;
+        };
+        let why = why.clone();
+        let due = Instant::now() >= *retry_at;
+        drop(state);
+        // Without a runtime nothing can be tried; one try at a time.
+        if let (true, Ok(runtime)) = (due, tokio::runtime::Handle::try_current())
+            && !self.inner.trying.swap(true, Ordering::SeqCst)
+        {
+            let inner = self.inner.clone();
+            runtime.spawn(async move { inner.try_setup().await });
+        }
+        Some(why)
     }
 }

@@ -490,7 +490,7 @@ impl Sink for DataDogSink {
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
 /// order of `self_metric_values`.
-pub const SELF_METRICS: [(&str, &str); 12] = [
+pub const SELF_METRICS: [(&str, &str); 13] = [
     ("events", "read"),
     ("events", "ignored"),
     ("events", "rejected"),
@@ -503,9 +503,10 @@ pub const SELF_METRICS: [(&str, &str); 12] = [
     ("keys", "late"),
     ("push_failures", ""),
     ("names_unresolved", ""),
+    ("names_unavailable", ""),
 ];
 
-fn self_metric_values(pending: &SelfMetrics) -> [u64; 12] {
+fn self_metric_values(pending: &SelfMetrics) -> [u64; 13] {
     let tally = &pending.tally;
     [
         tally.events_read,
@@ -520,6 +521,7 @@ fn self_metric_values(pending: &SelfMetrics) -> [u64; 12] {
         pending.late,
         pending.push_failures,
         tally.names_unresolved,
+        tally.names_unavailable,
     ]
 }
 

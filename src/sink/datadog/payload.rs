@@ -83,6 +83,8 @@ pub struct MetricNames {
     pub attribute: String,
     pub milestone: String,
     pub outcome: String,
+    /// Whether `<attribute>.elapsed` goes beside each attribute count (`FLOW_METRICS_ELAPSED`).
+    pub elapsed: bool,
 }
 
 impl Default for MetricNames {
@@ -91,12 +93,13 @@ impl Default for MetricNames {
             attribute: "genesys.flow.metric".to_owned(),
             milestone: "genesys.flow.milestone".to_owned(),
             outcome: "genesys.flow.outcome".to_owned(),
+            elapsed: true,
         }
     }
 }
 
 impl MetricNames {
-    /// Every metric name occurrences can be sent as.
+    /// Every metric name occurrences can be sent as (`.elapsed` whether or not it is on).
     pub fn all(&self) -> [String; 5] {
         [
             self.attribute.clone(),
@@ -112,7 +115,8 @@ impl MetricNames {
         match source {
             Source::Attribute => (
                 &self.attribute,
-                Some(format!("{}{ELAPSED_SUFFIX}", self.attribute)),
+                self.elapsed
+                    .then(|| format!("{}{ELAPSED_SUFFIX}", self.attribute)),
             ),
             Source::Milestone => (&self.milestone, None),
             Source::Outcome { .. } => (&self.outcome, Some(format!("{}{DURATION_SUFFIX}", self.outcome))),
@@ -142,6 +146,25 @@ fn seconds(occurrence: &Occurrence<'_>) -> Option<f64> {
         Source::Outcome { duration, .. } => duration,
     }
     .map(|seconds| seconds.as_secs_f64())
+}
+
+/// The series an occurrence goes in, as (metric name, tags): its count's, and beside it the
+/// seconds' when it carries seconds. To DataDog each distinct pair is a distribution, billed as
+/// custom metrics; two occurrences whose pairs are equal share one.
+pub fn series_of(
+    occurrence: &Occurrence<'_>,
+    metrics: &MetricNames,
+    static_tags: &[String],
+) -> Vec<(String, Vec<String>)> {
+    let (count_metric, seconds_metric) = metrics.of(&occurrence.source);
+    let mut tags = series_tags(occurrence);
+    tags.extend(static_tags.iter().cloned());
+    let mut series = Vec::with_capacity(2);
+    if let Some(seconds_metric) = seconds_metric.filter(|_| seconds(occurrence).is_some()) {
+        series.push((seconds_metric, tags.clone()));
+    }
+    series.insert(0, (count_metric.to_owned(), tags));
+    series
 }
 
 /// The requests for a push and how many of its occurrences were late.

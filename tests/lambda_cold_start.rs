@@ -1,0 +1,135 @@
+//! The real Lambda binary at cold start, against a fake Lambda Runtime API on 127.0.0.1 (the
+//! three calls a function makes: the next invocation, its response, an init error): a Genesys
+//! OAuth client whose secret the function's role may not read does not stop it. It starts, says
+//! why names are unavailable with the words the stack's alarm counts, and answers invocations.
+//! (The end-to-end tests with a ledger are in `lambda_e2e.rs`; this one needs no emulator: the
+//! event belongs to another topic, so no ledger call is made.)
+
+mod common;
+
+use std::fs::File;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::emulator::Running;
+use common::intake::Intake;
+use common::secrets::{FakeSecrets, SECRET_ARN};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+const REQUEST_ID: &str = "4f0c2b7e-0d1a-4a7b-9c3e-2b1d0e9f8a76";
+
+/// A runtime API that hands out one invocation of `event`, then keeps the function waiting.
+async fn runtime_api(event: &str) -> MockServer {
+    let server = MockServer::start().await;
+    let deadline_ms = jiff::Timestamp::now().as_millisecond() + 30_000;
+    Mock::given(method("GET"))
+        .and(path(NEXT))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("lambda-runtime-aws-request-id", REQUEST_ID)
+                .insert_header("lambda-runtime-deadline-ms", deadline_ms.to_string().as_str())
+                .insert_header(
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:eu-west-1:123456789012:function:flow-metrics",
+                )
+                .set_body_raw(event.to_owned(), "application/json"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(NEXT))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(120)))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(
+            "^/2018-06-01/runtime/(invocation/[^/]+/(response|error)|init/error)$",
+        ))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_starts_and_answers_when_the_genesys_secret_cannot_be_read() {
+    let secrets = FakeSecrets::default();
+    let (secrets_server, _client) = secrets.start().await;
+    let intake = Intake::accepting().await;
+    let runtime = runtime_api(&common::other_topic_event("c-1")).await;
+    let log_path = std::env::temp_dir().join(format!("flow-metrics-cold-start-{}.log", std::process::id()));
+    let log = File::create(&log_path).expect("a log file");
+    let mut function = Running(
+        Command::new(env!("CARGO_BIN_EXE_flow-metrics-lambda"))
+            .env("AWS_LAMBDA_RUNTIME_API", runtime.uri())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "flow-metrics")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", secrets_server.uri())
+            .env("FLOW_METRICS_TABLE", "flow-metrics-ledger")
+            .env("DD_API_KEY", "cold-start-test-key")
+            .env("DD_URL", intake.uri())
+            .env("GENESYS_LOGIN_URL", "http://127.0.0.1:9")
+            .env("GENESYS_API_URL", "http://127.0.0.1:9")
+            .env("GENESYS_CREDENTIALS_SECRET_ARN", SECRET_ARN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the function"),
+    );
+
+    // Wait for its answer, or for it to stop.
+    let answered_by = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let received = runtime.received_requests().await.unwrap_or_default();
+        let posted = received
+            .iter()
+            .find(|request| request.method.as_str() == "POST")
+            .map(|request| {
+                (
+                    request.url.path().to_owned(),
+                    String::from_utf8_lossy(&request.body).into_owned(),
+                )
+            });
+        let exited = function.0.try_wait().expect("the function's status");
+        if posted.is_some() || exited.is_some() || Instant::now() > answered_by {
+            break (posted, exited);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert_eq!(
+        answer,
+        (
+            Some((
+                format!("/2018-06-01/runtime/invocation/{REQUEST_ID}/response"),
+                "null".to_owned()
+            )),
+            None
+        ),
+        "the function answers the invocation and keeps running: {logs}"
+    );
+    let unavailable = logs
+        .lines()
+        .find(|line| line.contains("names unavailable"))
+        .unwrap_or_else(|| panic!("the failure is logged with its marker: {logs}"));
+    assert!(unavailable.contains("\"ERROR\""), "{unavailable}");
+    assert!(unavailable.contains("AccessDeniedException"), "{unavailable}");
+    assert!(!logs.contains("cannot start"), "{logs}");
+    let invocation = logs
+        .lines()
+        .find(|line| line.contains("\"invocation\""))
+        .unwrap_or_else(|| panic!("an invocation line: {logs}"));
+    assert!(invocation.contains("\"names_unavailable\":1"), "{invocation}");
+}
