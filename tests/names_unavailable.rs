@@ -66,6 +66,15 @@ fn self_metric(intake: &Intake, name: &str) -> f64 {
         .sum()
 }
 
+/// Sends what the sink holds back: the self-metrics ride with its next request.
+async fn send_held_back(sink: &DataDogSink) {
+    sink.flush(&PushContext {
+        now: now(),
+        deadline: None,
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_secret_that_cannot_be_read_at_cold_start_leaves_ids_for_names_and_counting_goes_on() {
     let (logs, _guard) = common::logs::capture();
@@ -134,13 +143,7 @@ async fn a_secret_that_cannot_be_read_at_cold_start_leaves_ids_for_names_and_cou
         "{invocation_line}"
     );
     // The self-metric rides with the next request.
-    pipeline
-        .sink()
-        .flush(&PushContext {
-            now: now(),
-            deadline: None,
-        })
-        .await;
+    send_held_back(pipeline.sink()).await;
     assert_eq!(self_metric(&intake, "names_unavailable"), 1.0);
 
     // The permission is mended; the setup is tried again once it is due, in the background,
@@ -170,13 +173,7 @@ async fn a_secret_that_cannot_be_read_at_cold_start_leaves_ids_for_names_and_cou
     let answer = flow_metrics::lambda::handle(&pipeline, &sample("c-last"), time).await;
     assert!(answer.is_ok(), "{answer:?}");
     assert!(logs.take().contains("\"names_unavailable\":0"));
-    pipeline
-        .sink()
-        .flush(&PushContext {
-            now: now(),
-            deadline: None,
-        })
-        .await;
+    send_held_back(pipeline.sink()).await;
     assert_eq!(self_metric(&intake, "names_unavailable"), before);
 }
 

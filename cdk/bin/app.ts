@@ -12,9 +12,14 @@ import { appSettings, credentialsMismatch } from '../lib/settings';
 
 const app = new App();
 const settings = appSettings((key) => app.node.tryGetContext(key));
-// The CLI sets these from the credentials it was given: deploying with another account's
-// credentials would fail later, and less clearly.
-const mismatch = credentialsMismatch(settings, process.env.CDK_DEFAULT_ACCOUNT, process.env.CDK_DEFAULT_REGION);
+// The CLI sets CDK_DEFAULT_ACCOUNT from the credentials it was given: deploying with another
+// account's would fail later, and less clearly. (Its CDK_DEFAULT_REGION falls back to us-east-1
+// when nothing is configured, so the shell's own variables are compared instead.)
+const mismatch = credentialsMismatch(
+  settings,
+  process.env.CDK_DEFAULT_ACCOUNT,
+  process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION,
+);
 if (mismatch.error) throw new Error(mismatch.error);
 if (mismatch.warning) console.error(`warning: ${mismatch.warning}`);
 const stack = new FlowMetricsStack(app, settings.stackName, {

@@ -465,7 +465,7 @@ export function credentialsMismatch(
   if (shellRegion !== undefined && shellRegion !== settings.region) {
     return {
       warning:
-        `your shell's default region is ${shellRegion}; this stack deploys to ${settings.region} (cdk/settings.json "region"), ` +
+        `your shell's AWS_REGION is ${shellRegion}; this stack deploys to ${settings.region} (cdk/settings.json "region"), ` +
         `so give --region ${settings.region} to the aws commands that follow`,
     };
   }

@@ -104,7 +104,7 @@ describe('account and region', () => {
     const settings = read({});
     expect(credentialsMismatch(settings, '999999999999', 'eu-west-1').error).toMatch(/credentials are for account 999999999999.*deploys to 123456789012/);
     expect(credentialsMismatch(settings, '123456789012', 'us-east-1')).toEqual({
-      warning: expect.stringMatching(/default region is us-east-1; this stack deploys to eu-west-1.*--region eu-west-1/),
+      warning: expect.stringMatching(/AWS_REGION is us-east-1; this stack deploys to eu-west-1.*--region eu-west-1/),
     });
     expect(credentialsMismatch(settings, undefined, undefined)).toEqual({});
   });
