@@ -305,7 +305,7 @@ export class FlowMetricsStack extends Stack {
         defaultValue: 0,
       }).metric({ period, statistic: 'Sum' });
     const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
-    const alarms = [
+    const alarms: cloudwatch.AlarmBase[] = [
       alarm(
         'FunctionErrorsAlarm',
         'The function has failed for 15 minutes: events are being retried, then dead-lettered',
@@ -412,32 +412,28 @@ export class FlowMetricsStack extends Stack {
 
   /**
    * No event for `noEventsAlarmMinutes` of opening hours: Genesys stopped sending. A schedule in
-   * the centre's time zone marks each five minutes the centre is open with a point, and the alarm
-   * counts only periods that have one, so nights, weekends and holidays raise nothing.
+   * the centre's time zone marks each five minutes the centre is open with a point; the alarm is
+   * a composite of "open for that long" and "silent for that long", so nights, weekends and
+   * holidays raise nothing. Each child treats missing data as CloudWatch documents it, with no
+   * metric math over series that may hold no point at all.
    */
-  private noEventsAlarm(settings: FlowMetricsSettings, matched: cloudwatch.Metric): cloudwatch.Alarm {
+  private noEventsAlarm(settings: FlowMetricsSettings, matched: cloudwatch.Metric): cloudwatch.AlarmBase {
     const periods = settings.noEventsAlarmMinutes / OPENING_STEP_MINUTES;
-    const props = {
-      evaluationPeriods: periods,
-      datapointsToAlarm: periods,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    };
-    if (settings.openingHours === undefined) {
-      return new cloudwatch.Alarm(this, 'NoEventsAlarm', {
-        ...props,
-        alarmDescription: `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes: is the integration active, and its topics subscribed?`,
-        metric: new cloudwatch.MathExpression({ expression: 'FILL(events, 0)', usingMetrics: { events: matched }, period: matched.period }),
+    const silent = (id: string, description: string) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription: description,
+        metric: matched,
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: periods,
+        datapointsToAlarm: periods,
+        // No point is no event.
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
+    const topics = 'is the integration active, and its topics subscribed?';
+    if (settings.openingHours === undefined) {
+      return silent('NoEventsAlarm', `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes: ${topics}`);
     }
-    const open = new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: 'OpeningHours',
-      dimensionsMap: { Stack: this.stackName },
-      statistic: 'Sum',
-      period: matched.period,
-    });
     const role = new iam.Role(this, 'OpeningHoursRole', {
       assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'),
       description: 'genesys-flow-metrics: marks the centre\'s opening hours in CloudWatch',
@@ -466,19 +462,33 @@ export class FlowMetricsStack extends Stack {
         }),
       });
     });
-    return new cloudwatch.Alarm(this, 'NoEventsAlarm', {
-      ...props,
-      alarmDescription:
-        `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes of opening hours ` +
-        `(${settings.openingHoursText}, ${settings.timeZone}): is the integration active, and its topics subscribed?`,
-      metric: new cloudwatch.MathExpression({
-        expression: 'IF(FILL(open, 0) > 0 AND FILL(events, 0) < 1, 1, 0)',
-        usingMetrics: { open, events: matched },
+    const hours = `${settings.openingHoursText}, ${settings.timeZone}`;
+    const open = new cloudwatch.Alarm(this, 'CentreOpenAlarm', {
+      alarmDescription: `Not an alert (no action): the centre has been open for ${settings.noEventsAlarmMinutes} minutes (${hours}); NoEventsAlarm's half`,
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'OpeningHours',
+        dimensionsMap: { Stack: this.stackName },
+        statistic: 'Sum',
         period: matched.period,
-        label: 'open and silent',
       }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: periods,
+      datapointsToAlarm: periods,
+      // No mark is closed.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const quiet = silent(
+      'SilenceAlarm',
+      `Not an alert (no action): the rule has matched no event for ${settings.noEventsAlarmMinutes} minutes, open or closed; NoEventsAlarm's half`,
+    );
+    return new cloudwatch.CompositeAlarm(this, 'NoEventsAlarm', {
+      alarmDescription: `The rule matched no Genesys event for ${settings.noEventsAlarmMinutes} minutes of opening hours (${hours}): ${topics}`,
+      alarmRule: cloudwatch.AlarmRule.allOf(
+        cloudwatch.AlarmRule.fromAlarm(open, cloudwatch.AlarmState.ALARM),
+        cloudwatch.AlarmRule.fromAlarm(quiet, cloudwatch.AlarmState.ALARM),
+      ),
     });
   }
 

@@ -174,7 +174,7 @@ describe('opening hours', () => {
     },
   );
 
-  test('the no-events alarm counts only silent periods that are open, in the centre\'s time zone', () => {
+  test('the no-events alarm fires only when the centre has been open and silent that long, in its time zone', () => {
     const { template } = synth({ openingHours: 'Mon-Fri 08:00-18:00', timeZone: 'America/Chicago', noEventsAlarmMinutes: '45' });
     const schedules = resources(template, 'AWS::Scheduler::Schedule');
     expect(schedules.map((s) => s.Properties.ScheduleExpression)).toEqual(['cron(0/5 8-17 ? * MON,TUE,WED,THU,FRI *)']);
@@ -190,17 +190,44 @@ describe('opening hours', () => {
         }),
       }),
     );
+    // Open for 45 minutes (no mark is closed), and silent for 45 minutes (no point is no event).
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'OpeningHours',
+      Namespace: 'GenesysFlowMetrics',
+      Dimensions: [{ Name: 'Stack', Value: 'Test' }],
+      Period: 300,
+      Statistic: 'Sum',
       EvaluationPeriods: 9,
       DatapointsToAlarm: 9,
-      Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Threshold: 1,
       TreatMissingData: 'notBreaching',
-      Metrics: Match.arrayWith([
-        Match.objectLike({ Expression: 'IF(FILL(open, 0) > 0 AND FILL(events, 0) < 1, 1, 0)', ReturnData: true }),
-        Match.objectLike({ Id: 'open', MetricStat: Match.objectLike({ Period: 300, Stat: 'Sum' }) }),
-        Match.objectLike({ Id: 'events', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'MatchedEvents' }) }) }),
-      ]),
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'MatchedEvents',
+      Namespace: 'AWS/Events',
+      Period: 300,
+      EvaluationPeriods: 9,
+      DatapointsToAlarm: 9,
+      ComparisonOperator: 'LessThanThreshold',
+      Threshold: 1,
+      TreatMissingData: 'breaching',
+    });
+    const alarmId = (metric: string) =>
+      Object.entries(template.findResources('AWS::CloudWatch::Alarm')).find(([, a]) => (a as Resource).Properties.MetricName === metric)![0];
+    template.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', {
+      AlarmRule: {
+        'Fn::Join': [
+          '',
+          [
+            '(ALARM("',
+            { 'Fn::GetAtt': [alarmId('OpeningHours'), 'Arn'] },
+            '") AND ALARM("',
+            { 'Fn::GetAtt': [alarmId('MatchedEvents'), 'Arn'] },
+            '"))',
+          ],
+        ],
+      },
     });
     // The schedules may only mark hours in the stack's own namespace.
     const policy = resources(template, 'AWS::IAM::Policy').find((p) => JSON.stringify(p).includes('MarkOpeningHours'))!;
@@ -218,10 +245,12 @@ describe('opening hours', () => {
   test('a centre that never closes alarms on any silence, with no schedule', () => {
     const { template } = synth({ openingHours: 'always', timeZone: '' });
     template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+    template.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 0);
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'MatchedEvents',
       EvaluationPeriods: 12,
       ComparisonOperator: 'LessThanThreshold',
-      Metrics: Match.arrayWith([Match.objectLike({ Expression: 'FILL(events, 0)' })]),
+      TreatMissingData: 'breaching',
     });
   });
 });

@@ -426,14 +426,10 @@ describe('queued mode', () => {
 });
 
 describe('alarms and outputs', () => {
-  /** Alarm metric names in a template (an expression alarm by its metrics' names). */
+  /** Alarm metric names in a template. */
   const alarmMetrics = (template: Template): string[] =>
     Object.values(template.findResources('AWS::CloudWatch::Alarm'))
-      .map((alarm) => {
-        const properties = (alarm as { Properties: { MetricName?: string; Metrics?: Array<{ MetricStat?: { Metric: { MetricName: string } } }> } })
-          .Properties;
-        return properties.MetricName ?? (properties.Metrics ?? []).flatMap((m) => (m.MetricStat ? [m.MetricStat.Metric.MetricName] : [])).sort().join('+');
-      })
+      .map((alarm) => (alarm as { Properties: { MetricName: string } }).Properties.MetricName)
       .sort();
 
   test.each([
@@ -446,8 +442,9 @@ describe('alarms and outputs', () => {
         'DestinationDeliveryFailures',
         'Errors',
         'InvocationsFailedToBeSentToDlq',
-        'MatchedEvents+OpeningHours',
+        'MatchedEvents',
         'NamesUnavailable',
+        'OpeningHours',
         'PutRequests',
         'Throttles',
       ],
@@ -460,8 +457,9 @@ describe('alarms and outputs', () => {
         'DataDogPushFailures',
         'Errors',
         'InvocationsFailedToBeSentToDlq',
-        'MatchedEvents+OpeningHours',
+        'MatchedEvents',
         'NamesUnavailable',
+        'OpeningHours',
         'Throttles',
       ],
     ],
@@ -497,15 +495,18 @@ describe('alarms and outputs', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'NamesUnavailable', EvaluationPeriods: 1, Threshold: 0 });
   });
 
-  test('an alarm email gets a topic that every alarm notifies', () => {
+  test('an alarm email gets a topic that every alarm notifies, but the two halves of the no-events alarm', () => {
     const { template } = synth({ alarmEmail: 'ivr-team@example.com' });
     const topic = logicalId(template, 'AWS::SNS::Topic');
     template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ivr-team@example.com' });
-    const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(10);
-    for (const alarm of alarms) {
-      expect((alarm as { Properties: { AlarmActions: unknown } }).Properties.AlarmActions).toEqual([{ Ref: topic }]);
+    const actions = (type: string) =>
+      Object.entries(template.findResources(type)).map(([id, alarm]) => [id.replace(/[0-9A-F]{8}$/, ''), (alarm as { Properties: { AlarmActions?: unknown } }).Properties.AlarmActions]);
+    const metricAlarms = actions('AWS::CloudWatch::Alarm');
+    expect(metricAlarms).toHaveLength(11);
+    for (const [id, alarmActions] of metricAlarms) {
+      expect([id, alarmActions]).toEqual([id, ['CentreOpenAlarm', 'SilenceAlarm'].includes(id as string) ? undefined : [{ Ref: topic }]]);
     }
+    expect(actions('AWS::CloudWatch::CompositeAlarm')).toEqual([['NoEventsAlarm', [{ Ref: topic }]]]);
   });
 
   test('outputs name everything an operator looks for, and whether it is paused', () => {
