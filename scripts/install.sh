@@ -32,6 +32,9 @@ elif [ "$(major aws --version)" -lt 2 ]; then
 fi
 if ! have cargo-lambda && ! cargo lambda --version >/dev/null 2>&1; then
   problem "cargo-lambda (builds the function)" "pipx install cargo-lambda && pipx ensurepath   (or: pip3 install --user cargo-lambda)"
+elif ! cargo lambda system 2>/dev/null | grep -q '^  command:'; then
+  # cargo-lambda links the function with Zig; under pipx it does not see the Zig pip brought.
+  problem "Zig, which cargo-lambda builds with" "npm install -g @ziglang/cli   (or: cargo lambda system --setup)"
 fi
 # The function is built for arm64 unless the settings say x86_64.
 architecture=$(node -e 'try { console.log(require("./cdk/settings.json").architecture ?? "arm64") } catch { console.log("arm64") }' 2>/dev/null || echo arm64)

@@ -18,7 +18,7 @@ function pathWith(leftOut: string[], fakes: Record<string, string> = {}): string
     if (found) fs.symlinkSync(found, path.join(dir, tool));
   }
   for (const [tool, output] of Object.entries(fakes)) {
-    fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\necho "${output}"\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\nprintf '%s\\n' "${output}"\n`, { mode: 0o755 });
   }
   return dir;
 }
@@ -47,4 +47,11 @@ test('the arm64 build needs its Rust target, or x86_64', () => {
   expect(result.stderr).toContain(
     'missing: the Rust target for arm64 Lambda functions\n  fix: rustup target add aarch64-unknown-linux-gnu   (or set "architecture": "x86_64" in cdk/settings.json)',
   );
+});
+
+test('cargo-lambda without the Zig it links with is named, with the command that brings it', () => {
+  const result = check(pathWith([], { aws: 'aws-cli/2.31.0', 'cargo-lambda': 'zig:\n  install_options:\n  - npm install -g @ziglang/cli' }));
+  expect(result.stderr).toContain('missing: Zig, which cargo-lambda builds with\n  fix: npm install -g @ziglang/cli');
+  const found = check(pathWith([], { aws: 'aws-cli/2.31.0', 'cargo-lambda': 'zig:\n  command: /usr/bin/zig' }));
+  expect(found.stderr).not.toContain('Zig');
 });
