@@ -15,9 +15,9 @@ use std::time::Duration;
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
 use common::secrets::{FakeSecrets, SECRET_ARN};
-use flow_metrics::config::{CredentialsSource, GenesysConfig, NamesConfig};
+
 use flow_metrics::ledger::MemoryLedger;
-use flow_metrics::names::Names;
+use flow_metrics::names::{CredentialsSource, GenesysConfig, Names, NamesConfig};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::{SignedDuration, Timestamp};

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
-use flow_metrics::config::{ApiKeySource, LambdaConfig, process_env};
+use flow_metrics::config::process_env;
+use flow_metrics::lambda::LambdaConfig;
 use flow_metrics::lambda::time_left;
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
 use flow_metrics::names::{self, Names};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
-use flow_metrics::sink::datadog::ApiKey;
+use flow_metrics::sink::datadog::{ApiKey, ApiKeySource};
 use jiff::Timestamp;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;

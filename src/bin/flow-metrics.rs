@@ -16,21 +16,18 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use flow_metrics::audit::{self, Audit, Bucket, CustomMetrics};
-use flow_metrics::config::{
-    ApiKeySource, CredentialsSource, DataDogConfig, NamesConfig, SeriesConfig, check_retention,
-    parse_duration, process_env,
-};
+use flow_metrics::config::{check_retention, parse_duration, process_env};
 use flow_metrics::count::{DEFAULT_MAX_KEY_AGE, Tally};
 use flow_metrics::drain::{DeadLetterBucket, DeadLetterQueue, DeadLetterSource, Drained, drain};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals, create_table};
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
 use flow_metrics::names::genesys::GenesysDirectory;
-use flow_metrics::names::{Directory, NameKind, Names};
+use flow_metrics::names::{CredentialsSource, Directory, NameKind, Names, NamesConfig};
 use flow_metrics::pipeline::{EventOutcome, Pipeline};
 use flow_metrics::redrive::redrive;
 use flow_metrics::replay::{self, DEFAULT_BATCH_SIZE, Source};
 use flow_metrics::simulate::{self, TraceShape};
-use flow_metrics::sink::datadog::ApiKey;
+use flow_metrics::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig, SeriesConfig};
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::{SignedDuration, Timestamp};

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::{CredentialsSource, GenesysConfig};
 use super::{Directory, NameKind, NamesSetupError, RETRY_AFTER_FAILURE};
-use crate::config::{CredentialsSource, GenesysConfig};
 use crate::error_text::with_causes;
 use crate::sink::datadog::USER_AGENT;
 

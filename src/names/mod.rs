@@ -13,6 +13,7 @@
 //! without a restart.
 
 pub mod genesys;
+mod settings;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,8 +23,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{GenesysConfig, NamesConfig};
 use genesys::GenesysDirectory;
+pub use settings::{CredentialsSource, DEFAULT_NAMES_TTL, GenesysConfig, NamesConfig};
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);

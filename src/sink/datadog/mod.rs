@@ -28,6 +28,7 @@
 
 mod api_key;
 pub mod payload;
+mod settings;
 pub mod tags;
 
 use std::io::Write as _;
@@ -44,6 +45,7 @@ use tokio::time::Instant;
 pub use api_key::{ApiKey, ApiKeyError};
 pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
+pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};

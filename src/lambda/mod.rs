@@ -7,6 +7,10 @@
 //! to the dead-letter queue: nothing is dropped silently. Queued mode answers with
 //! `batchItemFailures`, so one poison record never blocks the others.
 
+mod settings;
+
+pub use settings::LambdaConfig;
+
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
