@@ -2,7 +2,7 @@
 //! design, DynamoDB units by DynamoDB's sizing rules, in $ per million events. The same as
 //! `flow-metrics simulate`.
 
-use flow_metrics::simulate::{TraceShape, compare};
+use flow_metrics::cli::simulate::{TraceShape, compare};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()

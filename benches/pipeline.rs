@@ -7,10 +7,10 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flow_metrics::attribute::classify;
+use flow_metrics::cli::simulate::{CountingSink, TraceShape, generate};
 use flow_metrics::event::decode;
 use flow_metrics::ledger::MemoryLedger;
 use flow_metrics::pipeline::Pipeline;
-use flow_metrics::simulate::{CountingSink, TraceShape, generate};
 use jiff::Timestamp;
 
 fn events() -> Vec<String> {

@@ -10,6 +10,7 @@
 pub mod attribute;
 pub mod audit;
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod count;
 pub mod drain;
@@ -24,7 +25,6 @@ pub mod names;
 pub mod pipeline;
 pub mod redrive;
 pub mod replay;
-pub mod simulate;
 pub mod sink;
 pub mod sites;
 pub mod timing;

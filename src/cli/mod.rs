@@ -1,0 +1,107 @@
+//! `flow-metrics`, the command line: one module per subcommand, each with its arguments, its
+//! run and its output; `shared` holds what several share (the table, the sink, names, scans).
+//! `src/bin/flow-metrics.rs` parses and dispatches.
+//! - `replay` runs Genesys events through the pipeline from files or stdin (with no file, the
+//!   bundled samples), printing each counted occurrence;
+//! - `audit` scans the ledger table and counts delivered, in-flight and stuck keys;
+//! - `redrive` delivers the stuck ones; `drain` dead letters' events;
+//! - `simulate` estimates costs (its cost model beside it); `sample-event` writes an event for
+//!   testing a deployment;
+//! - `names` checks that ids can be named (the Genesys OAuth client and its permissions).
+
+pub mod audit;
+pub mod drain;
+pub mod names;
+pub mod redrive;
+pub mod replay;
+pub mod sample_event;
+mod shared;
+pub mod simulate;
+
+use clap::{Parser, Subcommand};
+
+/// Counts Genesys Cloud flow metric attributes exactly once.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay EventBridge events from files through the pipeline and print what counts.
+    ///
+    /// Prints one JSON object per counted occurrence on stdout, and on stderr one line per
+    /// rejected event and per invalid key, then a summary. Exit status: 0 when every event was
+    /// read, 1 when some were rejected, 2 on bad usage, 3 when the replay had to stop.
+    Replay(replay::ReplayArgs),
+    /// Count the ledger's keys per flow and metric: delivered, claimed (in flight), stuck; then
+    /// the DataDog custom metrics the delivered keys' series make (named by DD_TAGS,
+    /// FLOW_METRICS_METRIC, … and FLOW_METRICS_ELAPSED, as the sink names them).
+    Audit(audit::AuditArgs),
+    /// Deliver stuck keys (claimed, lease expired, never confirmed) to the sink, exactly once.
+    ///
+    /// Safe while the Lambda runs, and safe to run twice. Exit status: 0 when every stuck key
+    /// was delivered or found delivered, 1 when some could not be, 3 on error.
+    Redrive(redrive::RedriveArgs),
+    /// Estimate costs: run a generated month-like trace through the pipeline with DynamoDB
+    /// units metered, beside the snapshot-diff design, and print $ per million events.
+    Simulate(simulate::SimulateArgs),
+    /// Send dead letters' events through the pipeline again (a dead-letter queue's messages, an
+    /// on-failure bucket's objects, or both), deleting each letter once its event is acknowledged.
+    ///
+    /// Reads both shapes a dead letter holds (EventBridge events, Lambda on-failure records). A
+    /// rejected event (poison) or one not delivered stays where it is, with why. With both
+    /// --queue-url and --bucket, the queue is drained first, then the bucket. Safe to run twice:
+    /// keys already counted are skipped. Exit status: 0 when everything was drained, 1 when
+    /// letters were kept, 2 on bad usage, 3 on error.
+    Drain(drain::DrainArgs),
+    /// Print an attributes event of now, carrying one metric key: to test a deployment end to
+    /// end (`aws lambda invoke --payload file://event.json`).
+    SampleEvent(sample_event::SampleEventArgs),
+    /// Look ids up as the function would (FLOW_METRICS_NAMES, then the Genesys API), waiting
+    /// for each answer: to check the OAuth client and its permissions before deploying.
+    ///
+    /// Exit status: 0 when every id was named, 1 when some were not (each line says why), 3 on
+    /// error.
+    Names(names::NamesArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// `eval "$(scripts/operator-env.sh)"` exports the deployed function's environment: the
+    /// operator commands then take its lease, retention and stale age, not their defaults.
+    #[test]
+    fn operator_commands_take_the_functions_timing_from_its_variables() {
+        let command = Cli::command();
+        let env_of = |subcommand: &str, arg: &str| {
+            let sub = command.find_subcommand(subcommand).expect(subcommand);
+            let arg = sub.get_arguments().find(|a| a.get_id() == arg).expect(arg);
+            arg.get_env().and_then(|name| name.to_str()).map(str::to_owned)
+        };
+        for (subcommand, arg, variable) in [
+            ("drain", "lease", "FLOW_METRICS_LEASE"),
+            ("drain", "retention", "FLOW_METRICS_RETENTION"),
+            ("replay", "lease", "FLOW_METRICS_LEASE"),
+            ("replay", "retention", "FLOW_METRICS_RETENTION"),
+            ("replay", "max_key_age", "FLOW_METRICS_MAX_KEY_AGE"),
+            ("redrive", "lease", "FLOW_METRICS_LEASE"),
+        ] {
+            assert_eq!(
+                env_of(subcommand, arg).as_deref(),
+                Some(variable),
+                "{subcommand} --{arg}"
+            );
+        }
+    }
+}

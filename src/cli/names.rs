@@ -1,0 +1,75 @@
+//! `flow-metrics names`: ids looked up as the function would (the fixed map, then the Genesys
+//! API), waiting for each answer, to check the OAuth client and its permissions.
+
+use std::process::ExitCode;
+
+use crate::config::process_env;
+use crate::names::genesys::GenesysDirectory;
+use crate::names::{CredentialsSource, NameKind, NamesConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct NamesArgs {
+    /// A flow id to name (repeatable).
+    #[arg(long = "flow")]
+    flows: Vec<String>,
+
+    /// A milestone id to name (repeatable).
+    #[arg(long = "milestone")]
+    milestones: Vec<String>,
+
+    /// An outcome id to name (repeatable).
+    #[arg(long = "outcome")]
+    outcomes: Vec<String>,
+}
+
+pub async fn run(args: &NamesArgs) -> anyhow::Result<ExitCode> {
+    let config = NamesConfig::from_env(&process_env)?;
+    let directory = match &config.genesys {
+        None => None,
+        Some(genesys) => {
+            let secrets = match genesys.credentials {
+                CredentialsSource::SecretArn(_) => {
+                    let aws = crate::aws::load_config(None).await?;
+                    Some(aws_sdk_secretsmanager::Client::new(&aws))
+                }
+                CredentialsSource::Given(_) => None,
+            };
+            Some(GenesysDirectory::from_config(genesys, secrets.as_ref()).await?)
+        }
+    };
+    let asked = [
+        (NameKind::Flow, &args.flows),
+        (NameKind::Milestone, &args.milestones),
+        (NameKind::Outcome, &args.outcomes),
+    ];
+    let mut unnamed = 0;
+    for (kind, ids) in asked {
+        for id in ids {
+            let answer = match (config.fixed.get(id), &directory) {
+                (Some(name), _) => Ok(format!("{name} (FLOW_METRICS_NAMES)")),
+                (None, Some(directory)) => directory
+                    .look_up(kind, id)
+                    .await
+                    .map(|name| name.to_string())
+                    .map_err(|error| error.to_string()),
+                (None, None) => Err(
+                    "not in FLOW_METRICS_NAMES, and the Genesys API is not configured \
+                                     (GENESYS_REGION and an OAuth client)"
+                        .to_owned(),
+                ),
+            };
+            match answer {
+                Ok(name) => println!("{kind} {id}: {name}"),
+                Err(why) => {
+                    unnamed += 1;
+                    println!("{kind} {id}: not named: {why}");
+                }
+            }
+        }
+    }
+    Ok(if unnamed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
