@@ -13,44 +13,30 @@
 
 mod item;
 mod scan;
+mod sdk_error;
+mod table;
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::client::Waiters as _;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use jiff::SignedDuration;
 
 use self::item::{ClaimItem, KeyState};
 pub use self::item::{LedgerItem, schema};
 pub use self::scan::{ScanFilter, ScanTotals};
+use self::sdk_error::classify_error;
+pub use self::table::create_table;
 use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
 use super::{ClaimToken, LedgerError};
-use crate::error_text::with_causes;
 
 /// How long an item outlives its key's time by default. It must exceed the stale age (7 days)
 /// so that a key can never be counted again after its item expires.
 pub const DEFAULT_RETENTION: SignedDuration = SignedDuration::from_hours(30 * 24);
-
-/// Error codes after which the same request can succeed later.
-const TRANSIENT_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "ReplicatedWriteConflictException",
-];
 
 /// The claim protocol over one DynamoDB table.
 pub type DynamoDbLedger = KeyLedger<DynamoDbStore>;
@@ -298,121 +284,4 @@ impl ItemStore for DynamoDbStore {
     fn retention(&self) -> Option<SignedDuration> {
         Some(self.retention)
     }
-}
-/// Sorts an SDK error into transient (retry the event later) or permanent (fix something).
-fn classify_error<E, R>(operation: &'static str, table: &str, error: SdkError<E, R>) -> LedgerError
-where
-    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let message = match error.as_service_error() {
-        Some(service) => format!(
-            "{}: {}",
-            service.code().unwrap_or("service error"),
-            service.message().unwrap_or_default()
-        ),
-        None => with_causes(&error),
-    };
-    match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            LedgerError::Transient { operation, message }
-        }
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("");
-            if TRANSIENT_CODES.contains(&code) {
-                LedgerError::Transient { operation, message }
-            } else if code == "ResourceNotFoundException" {
-                LedgerError::Permanent {
-                    operation,
-                    message: format!(
-                        "table {table} does not exist in this account and region (or is not active): {message}"
-                    ),
-                }
-            } else {
-                LedgerError::Permanent {
-                    operation,
-                    message: format!("on table {table}: {message}"),
-                }
-            }
-        }
-        _ => LedgerError::Permanent {
-            operation,
-            message: format!("on table {table}: {message}"),
-        },
-    }
-}
-
-/// Creates the ledger table (on-demand, keys and TTL as in `table.json`) if it does not exist,
-/// and waits until it is active. An emulator without TTL support gets a warning, not an error.
-pub async fn create_table(client: &Client, table: &str) -> Result<(), LedgerError> {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key = |name: &str, key_type| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(key_type)
-            .build()
-    };
-    let definition_error = |error: aws_sdk_dynamodb::error::BuildError| LedgerError::Permanent {
-        operation: "CreateTable",
-        message: error.to_string(),
-    };
-    let created = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(schema::PARTITION_KEY).map_err(definition_error)?)
-        .attribute_definitions(attribute(schema::SORT_KEY).map_err(definition_error)?)
-        .key_schema(key(schema::PARTITION_KEY, KeyType::Hash).map_err(definition_error)?)
-        .key_schema(key(schema::SORT_KEY, KeyType::Range).map_err(definition_error)?)
-        .send()
-        .await;
-    match created {
-        Ok(_) => tracing::info!(table, "created the ledger table"),
-        Err(error)
-            if matches!(
-                error.as_service_error(),
-                Some(CreateTableError::ResourceInUseException(_))
-            ) =>
-        {
-            tracing::info!(table, "the ledger table exists already");
-        }
-        Err(error) => return Err(classify_error("CreateTable", table, error)),
-    }
-    client
-        .wait_until_table_exists()
-        .table_name(table)
-        .wait(Duration::from_secs(120))
-        .await
-        .map_err(|error| LedgerError::Permanent {
-            operation: "DescribeTable",
-            message: format!("table {table} did not become active: {}", with_causes(&error)),
-        })?;
-    let time_to_live = TimeToLiveSpecification::builder()
-        .enabled(true)
-        .attribute_name(schema::TIME_TO_LIVE)
-        .build()
-        .map_err(|error| LedgerError::Permanent {
-            operation: "UpdateTimeToLive",
-            message: error.to_string(),
-        })?;
-    if let Err(error) = client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(time_to_live)
-        .send()
-        .await
-    {
-        tracing::warn!(
-            table,
-            error = %with_causes(&error),
-            "could not enable TTL on {}; items will not expire (emulators such as dynalite lack TTL)",
-            schema::TIME_TO_LIVE
-        );
-    }
-    Ok(())
 }
