@@ -8,8 +8,11 @@
 //! the arbiter: of any number of concurrent callers exactly one wins a key. A put whose condition
 //! fails answers with the item it found (`ALL_OLD`; a consistent `GetItem` where an emulator
 //! leaves it out), so a holder whose own applied write was retried by the SDK knows it won.
-//! Confirm keeps the claim token, so a retried confirm succeeds too. The items and their
-//! attribute names are in `item.rs`.
+//! Confirm keeps the claim token, so a retried confirm succeeds too.
+//!
+//! This file holds the store's per-item requests; the items and their attribute names are in
+//! `item.rs`, the audit's parallel scan in `scan.rs`, table creation in `table.rs`, and the
+//! sorting of SDK errors into transient and permanent in `sdk_error.rs`.
 
 mod item;
 mod scan;
