@@ -14,6 +14,7 @@
 //! fails as transient and is retried. Each event gets its own outcome, so one bad event never
 //! blocks the others.
 
+mod naming;
 mod protocol;
 
 use std::sync::Arc;

@@ -4,10 +4,10 @@
 //! them, or their lease ends and this invocation claims them itself, or the wait must end.
 //!
 //! [`crate::ledger`] keeps the protocol for one event's keys; this module runs it for a whole
-//! batch at once, and owns each event's place in it ([`EventKeys`]).
+//! batch at once, and owns each event's place in it ([`EventKeys`]). The names the keys are
+//! pushed under come from `naming`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,11 +15,11 @@ use futures::stream;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
+use super::naming;
 use super::{Clock, DeliveryError, Pipeline};
 use crate::count::{Extracted, Occurrence};
-use crate::key::{MetricKey, Source};
+use crate::key::MetricKey;
 use crate::ledger::{Claim, ClaimRequest, ClaimToken, Held, Ledger, LedgerError};
-use crate::names::NameKind;
 use crate::sink::{PushContext, Sink, SinkError};
 use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY, MIN_ATTEMPT, jittered};
 
@@ -89,14 +89,6 @@ enum Settle {
     Confirm { deadline: Option<Instant> },
     /// Not delivered, for this reason: give them back.
     Release(SinkError),
-}
-
-/// The names found for an occurrence's ids, and how many were not.
-#[derive(Default)]
-struct Resolved {
-    flow: Option<Arc<str>>,
-    metric: Option<Arc<str>>,
-    unresolved: usize,
 }
 
 /// Keys one event won in a round.
@@ -244,28 +236,8 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     })
             })
             .collect();
-        // Attribute keys carry their names: a push of them alone is sent as it is.
-        let names: Vec<Resolved> = if by_id
-            .iter()
-            .all(|occurrence| occurrence.source == Source::Attribute)
-        {
-            Vec::new()
-        } else {
-            by_id.iter().map(|occurrence| self.resolve(occurrence)).collect()
-        };
-        let occurrences: Vec<Occurrence<'_>> = if names.is_empty() {
-            by_id
-        } else {
-            by_id
-                .iter()
-                .zip(&names)
-                .map(|(occurrence, names)| Occurrence {
-                    flow: names.flow.as_deref().unwrap_or(occurrence.flow),
-                    metric: names.metric.as_deref().unwrap_or(occurrence.metric),
-                    ..*occurrence
-                })
-                .collect()
-        };
+        let names = naming::resolve_all(&*self.names, &by_id);
+        let occurrences = naming::with_names(by_id, &names);
         // No push may outlive its claims: it ends before their lease (less a margin), and
         // before the invocation's end less the time to confirm.
         let lease_bound = lease_expires.map(|lease| {
@@ -351,22 +323,6 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             }
         }
         confirmed_any
-    }
-
-    /// The names of a milestone's or outcome's flow and id, where known.
-    fn resolve(&self, occurrence: &Occurrence<'_>) -> Resolved {
-        let kind = match occurrence.source {
-            Source::Attribute => return Resolved::default(),
-            Source::Milestone => NameKind::Milestone,
-            Source::Outcome { .. } => NameKind::Outcome,
-        };
-        let flow = self.names.name(NameKind::Flow, occurrence.flow);
-        let metric = self.names.name(kind, occurrence.metric);
-        Resolved {
-            unresolved: usize::from(flow.is_none()) + usize::from(metric.is_none()),
-            flow,
-            metric,
-        }
     }
 
     async fn settle(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, settle: &Settle) {
