@@ -33,7 +33,9 @@ fn library_modules() -> BTreeMap<String, String> {
         .into_iter()
         .filter_map(|path| {
             let relative = path.strip_prefix(&root).expect("under src").with_extension("");
-            let mut name = relative.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "::");
+            let mut name = relative
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "::");
             if name == "lib" {
                 return None;
             }
@@ -71,7 +73,9 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
                 for (at, _) in line.match_indices(prefix) {
                     let rest = &line[at + prefix.len()..];
                     let end = rest
-                        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '{' || c == ',' || c == ' '))
+                        .find(|c: char| {
+                            !(c.is_alphanumeric() || c == '_' || c == ':' || c == '{' || c == ',' || c == ' ')
+                        })
                         .unwrap_or(rest.len());
                     let path = &rest[..end];
                     let (head, group) = path.split_once("::{").unwrap_or((path, ""));
@@ -84,7 +88,10 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
                             .join("::")
                     };
                     used.extend(module_of(&full(""), modules));
-                    for item in group.split(',').map(|item| item.trim().split("::").next().unwrap_or("")) {
+                    for item in group
+                        .split(',')
+                        .map(|item| item.trim().split("::").next().unwrap_or(""))
+                    {
                         if !item.is_empty() && item != "self" {
                             used.extend(module_of(&full(item), modules));
                         }
@@ -93,7 +100,9 @@ fn imports(modules: &BTreeMap<String, String>) -> BTreeMap<String, BTreeSet<Stri
             }
         }
         used.retain(|other: &String| {
-            other != name && !other.starts_with(&format!("{name}::")) && !name.starts_with(&format!("{other}::"))
+            other != name
+                && !other.starts_with(&format!("{name}::"))
+                && !name.starts_with(&format!("{other}::"))
         });
         graph.insert(name.clone(), used);
     }
@@ -158,10 +167,16 @@ fn no_source_file_is_a_warehouse() {
         .map(|(name, code)| (name, code.lines().count()))
         .filter(|(_, lines)| *lines > MAX_CODE_LINES)
         .collect();
-    assert!(large.is_empty(), "modules over {MAX_CODE_LINES} lines of code: {large:?}");
+    assert!(
+        large.is_empty(),
+        "modules over {MAX_CODE_LINES} lines of code: {large:?}"
+    );
     let entry = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/flow-metrics.rs"))
         .expect("the CLI's entry point");
-    assert!(entry.lines().count() <= MAX_CLI_ENTRY_LINES, "src/bin/flow-metrics.rs parses and dispatches only");
+    assert!(
+        entry.lines().count() <= MAX_CLI_ENTRY_LINES,
+        "src/bin/flow-metrics.rs parses and dispatches only"
+    );
 }
 
 #[test]

@@ -28,6 +28,7 @@
 
 mod api_key;
 pub mod payload;
+mod self_metrics;
 mod settings;
 pub mod tags;
 
@@ -45,18 +46,14 @@ use tokio::time::Instant;
 pub use api_key::{ApiKey, ApiKeyError};
 pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
+pub use self_metrics::{SELF_METRIC_PREFIX, SELF_METRICS};
+use self_metrics::{SELF_METRICS_FLUSH, SelfMetrics, self_metric_series};
 pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 
 use super::{PushContext, PushFailure, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 use crate::error_text::with_causes;
 use crate::timing::{MIN_ATTEMPT, jittered};
-
-/// Prefix of the pipeline's own metrics.
-pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
-
-/// Self-metrics waiting longer than this are sent even by a push with no occurrence.
-const SELF_METRICS_FLUSH: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("genesys-flow-metrics/", env!("CARGO_PKG_VERSION"));
@@ -116,15 +113,6 @@ pub struct DataDogSink {
     self_metrics: Mutex<SelfMetrics>,
     /// The key as a header value marked sensitive, built once.
     api_key_header: HeaderValue,
-}
-
-/// Counts not yet sent as self-metrics.
-#[derive(Debug, Default, Clone, Copy)]
-struct SelfMetrics {
-    tally: Tally,
-    late: u64,
-    push_failures: u64,
-    oldest: Option<Timestamp>,
 }
 
 /// A failed attempt, and what may help.
@@ -488,63 +476,4 @@ impl Sink for DataDogSink {
             self.send_self_metrics(taken, series, context).await;
         }
     }
-}
-
-/// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
-/// order of `self_metric_values`.
-pub const SELF_METRICS: [(&str, &str); 13] = [
-    ("events", "read"),
-    ("events", "ignored"),
-    ("events", "rejected"),
-    ("events", "failed"),
-    ("keys", "counted"),
-    ("keys", "already_counted"),
-    ("keys", "pending"),
-    ("keys", "invalid"),
-    ("keys", "stale"),
-    ("keys", "late"),
-    ("push_failures", ""),
-    ("names_unresolved", ""),
-    ("names_unavailable", ""),
-];
-
-fn self_metric_values(pending: &SelfMetrics) -> [u64; 13] {
-    let tally = &pending.tally;
-    [
-        tally.events_read,
-        tally.events_ignored,
-        tally.events_rejected,
-        tally.events_failed,
-        tally.keys_counted,
-        tally.keys_already_counted,
-        tally.keys_pending,
-        tally.keys_invalid,
-        tally.keys_stale,
-        pending.late,
-        pending.push_failures,
-        tally.names_unresolved,
-        tally.names_unavailable,
-    ]
-}
-
-/// The pipeline's own metrics, each a distribution value of the count at `now`; zeros are left
-/// out. Query them with `sum:`.
-fn self_metric_series(pending: &SelfMetrics, now: Timestamp, static_tags: &[String]) -> Vec<Series> {
-    SELF_METRICS
-        .into_iter()
-        .zip(self_metric_values(pending))
-        .filter(|(_, count)| *count > 0)
-        .map(|((name, outcome), count)| {
-            let mut tags = Vec::with_capacity(static_tags.len() + 1);
-            if !outcome.is_empty() {
-                tags.push(tags::tag("outcome", outcome));
-            }
-            tags.extend(static_tags.iter().cloned());
-            Series::distribution(
-                &format!("{SELF_METRIC_PREFIX}.{name}"),
-                tags,
-                vec![(now.as_second(), vec![count as f64])],
-            )
-        })
-        .collect()
 }
