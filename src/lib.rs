@@ -5,7 +5,8 @@
 //! metric grammar) → [`count`] (what counts: fresh, stale, invalid) → [`ledger`] (claim each
 //! key once) → [`sink`] (deliver what was claimed). [`pipeline`] runs that flow for a batch of
 //! events; [`input`] frames event files for replays, [`drain`] reads dead-letter queues and
-//! buckets.
+//! buckets. The entry points are [`lambda`] (the function) and [`cli`] (the command line);
+//! [`config`] reads settings, each owned by the module that uses it.
 
 pub mod attribute;
 pub mod audit;
