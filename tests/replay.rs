@@ -87,7 +87,8 @@ async fn replay_text(text: String) -> (BTreeSet<(String, String)>, String) {
 
 #[test]
 fn the_readme_command_replays_the_samples() {
-    let output = flow_metrics(&["replay", SAMPLES], None);
+    // `cargo run --release --bin flow-metrics -- replay`: no file, the bundled samples.
+    let output = flow_metrics(&["replay"], None);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let counted = printed(&output.stdout);
@@ -111,6 +112,41 @@ fn the_readme_command_replays_the_samples() {
         invalid[0].starts_with("samples/genesys-events.jsonl:"),
         "{}",
         invalid[0]
+    );
+}
+
+#[test]
+fn the_first_replay_a_newcomer_runs_shows_names() {
+    let output = flow_metrics(&["replay"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim_end().ends_with("names unresolved 0"), "{stderr}");
+    let named: BTreeSet<(String, String)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("json"))
+        .filter(|line| line["source"] != "attribute")
+        .map(|line| {
+            (
+                line["flow"].as_str().unwrap_or("").to_owned(),
+                line["metric"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        BTreeSet::from([
+            ("Customer Routing".to_owned(), "Billing menu".to_owned()),
+            ("Customer Routing".to_owned(), "Identified customer".to_owned()),
+            ("Customer Routing".to_owned(), "Self service".to_owned()),
+            ("Support Bot".to_owned(), "Intent recognised".to_owned()),
+        ])
+    );
+    // A file of one's own is named by FLOW_METRICS_NAMES or the Genesys API, not by the samples'
+    // map: its ids stay ids.
+    let given = flow_metrics(&["replay", SAMPLES], None);
+    assert!(
+        String::from_utf8_lossy(&given.stderr)
+            .trim_end()
+            .ends_with("names unresolved 12")
     );
 }
 

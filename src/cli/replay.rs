@@ -11,18 +11,22 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use jiff::SignedDuration;
 
-use crate::config::{check_retention, parse_duration};
+use crate::config::{check_retention, parse_duration, process_env};
 use crate::count::Tally;
 use crate::ledger::dynamodb::create_table;
 use crate::ledger::{DeliveredCache, DynamoDbLedger, Ledger, MemoryLedger, cache};
+use crate::names::{Names, NamesConfig};
 use crate::pipeline::Pipeline;
 use crate::replay::{self, DEFAULT_BATCH_SIZE, Source};
 use crate::sink::{JsonLinesSink, Sink};
 
-use super::shared::{SinkKind, TableArgs, datadog_sink, names, sink_for_table};
+use super::shared::{SinkKind, TableArgs, datadog_sink, names_from, sink_for_table};
 
 /// The sample events replayed when no file is given.
 const BUNDLED_SAMPLES: &str = include_str!("../../samples/genesys-events.jsonl");
+
+/// The names of the samples' flows, milestones and outcomes, used with them.
+const BUNDLED_NAMES: &str = include_str!("../../samples/flow-names.json");
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -120,7 +124,7 @@ async fn replay_with<L: Ledger, S: Sink>(
 ) -> anyhow::Result<Tally> {
     let pipeline = Pipeline::new(ledger, sink)
         .with_max_key_age(args.max_key_age)
-        .with_names(names(&args.table).await?);
+        .with_names(names_from(replay_names(&args.files)?, &args.table).await?);
     let replayed = replay::replay(&pipeline, sources, args.batch_size, &mut io::stderr()).await;
     eprintln!("summary: {}", replayed.tally);
     match replayed.stopped {
@@ -129,9 +133,24 @@ async fn replay_with<L: Ledger, S: Sink>(
     }
 }
 
+/// The names as the environment configures them; replaying the bundled samples, their names too
+/// (beneath FLOW_METRICS_NAMES), so that the first replay a newcomer runs shows names.
+fn replay_names(files: &[PathBuf]) -> anyhow::Result<NamesConfig> {
+    let mut config = NamesConfig::from_env(&process_env)?;
+    if files.is_empty() {
+        let bundled = Names::parse_fixed(BUNDLED_NAMES).context("samples/flow-names.json")?;
+        for (id, name) in bundled {
+            config.fixed.entry(id).or_insert(name);
+        }
+    }
+    Ok(config)
+}
+
 fn open_sources(files: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
     if files.is_empty() {
-        eprintln!("no file given: replaying the bundled sample events (samples/genesys-events.jsonl)");
+        eprintln!(
+            "no file given: replaying the bundled sample events (samples/genesys-events.jsonl), named by samples/flow-names.json"
+        );
         return Ok(vec![Source {
             name: "samples/genesys-events.jsonl".to_owned(),
             reader: Box::new(BUNDLED_SAMPLES.as_bytes()),

@@ -140,7 +140,11 @@ impl TableArgs {
 
 /// Names of flows, milestones and outcomes, as the environment configures them.
 pub async fn names(table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
-    let config = NamesConfig::from_env(&process_env)?;
+    names_from(NamesConfig::from_env(&process_env)?, table).await
+}
+
+/// Names of flows, milestones and outcomes, as `config` says.
+pub async fn names_from(config: NamesConfig, table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
     let secrets = match config.genesys.as_ref().map(|genesys| &genesys.credentials) {
         Some(CredentialsSource::SecretArn(_)) => {
             let aws = crate::aws::load_config(table.endpoint_url.as_deref()).await?;
