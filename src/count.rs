@@ -3,6 +3,11 @@
 //! Pure rules, no I/O: a key is counted once per conversation if it is a valid metric key that
 //! is not stale. Stale means its datetime is more than `max_key_age` older than the event's own
 //! time, so the result depends only on the event, never on the wall clock.
+//!
+//! How long after the start of its flow run a key came (its `elapsed`) is a pure function of the
+//! event too: a **flow run** is the conversation's valid, non-stale keys of one flow, sorted by
+//! time and split wherever two consecutive keys are more than `run_gap` apart. A stale key never
+//! starts a run, nor is part of one.
 
 use std::ops::AddAssign;
 
@@ -17,6 +22,9 @@ use crate::key::{MetricKey, Source};
 /// Default for how old a key may be, relative to its event, and still count.
 pub const DEFAULT_MAX_KEY_AGE: SignedDuration = SignedDuration::from_hours(7 * 24);
 
+/// Default for how far apart two consecutive keys of a flow may be and still be one run.
+pub const DEFAULT_RUN_GAP: SignedDuration = SignedDuration::from_hours(1);
+
 /// One counted metric occurrence: what a sink receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Occurrence<'a> {
@@ -26,7 +34,7 @@ pub struct Occurrence<'a> {
     pub key: &'a str,
     #[serde(serialize_with = "serialize_utc")]
     pub time: Timestamp,
-    /// How long after the first key of its flow in the conversation this key came, when known.
+    /// How long after the start of its flow run in the conversation this key came, when known.
     #[serde(skip)]
     pub elapsed: Option<SignedDuration>,
     #[serde(flatten)]
@@ -70,9 +78,17 @@ pub struct Extracted<'a> {
     pub stale: Vec<MetricKey<'a>>,
     /// Candidates that break the grammar: never counted.
     pub invalid: Vec<(&'a str, InvalidKey)>,
-    /// Per flow, the time of its first valid key, if the event carries all the conversation's
-    /// attributes.
-    pub flow_starts: Vec<(&'a str, Timestamp)>,
+    /// The flow runs of the fresh keys, if the event carries all the conversation's attributes.
+    pub runs: Vec<FlowRun<'a>>,
+}
+
+/// A flow run: consecutive fresh keys of one flow, none more than the run gap after the one
+/// before; from its first key's time to its last's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRun<'a> {
+    pub flow: &'a str,
+    pub start: Timestamp,
+    pub end: Timestamp,
 }
 
 impl<'a> Extracted<'a> {
@@ -81,19 +97,24 @@ impl<'a> Extracted<'a> {
         self.fresh.len() + self.stale.len() + self.invalid.len()
     }
 
-    /// How long after the first key of its flow `metric` came: a pure function of an event
-    /// that carries all the conversation's attributes; unknown otherwise.
+    /// How long after the start of its flow run `metric` came: a pure function of an event that
+    /// carries all the conversation's attributes; unknown otherwise, and for a stale key.
     pub fn elapsed(&self, metric: &MetricKey<'a>) -> Option<SignedDuration> {
-        self.flow_starts
+        self.runs
             .iter()
-            .find(|(flow, _)| *flow == metric.flow)
-            .map(|(_, start)| metric.time.duration_since(*start))
+            .find(|run| run.flow == metric.flow && run.start <= metric.time && metric.time <= run.end)
+            .map(|run| metric.time.duration_since(run.start))
     }
 }
 
-/// Sorts the event's keys into fresh, stale and invalid ones; attributes that are no metric
-/// keys are left out, and other topics have none.
-pub fn extract<'a>(event: &'a Event<'_>, max_key_age: SignedDuration) -> Extracted<'a> {
+/// Sorts the event's keys into fresh, stale and invalid ones, and the fresh ones of an event
+/// carrying all the conversation's attributes into flow runs (split where keys are more than
+/// `run_gap` apart); attributes that are no metric keys are left out, and other topics have none.
+pub fn extract<'a>(
+    event: &'a Event<'_>,
+    max_key_age: SignedDuration,
+    run_gap: SignedDuration,
+) -> Extracted<'a> {
     let Some((_, event_time)) = event.conversation() else {
         return Extracted::default();
     };
@@ -118,7 +139,7 @@ pub fn extract<'a>(event: &'a Event<'_>, max_key_age: SignedDuration) -> Extract
             }
             extracted.invalid = invalid;
             if event.complete {
-                extracted.flow_starts = flow_starts(extracted.fresh.iter().chain(&extracted.stale));
+                extracted.runs = flow_runs(&extracted.fresh, run_gap);
             }
         }
         Event::FlowOutcome(event) => {
@@ -136,16 +157,23 @@ pub fn extract<'a>(event: &'a Event<'_>, max_key_age: SignedDuration) -> Extract
     extracted
 }
 
-/// Per flow, the time of its earliest key.
-fn flow_starts<'a, 'k: 'a>(keys: impl Iterator<Item = &'a MetricKey<'k>>) -> Vec<(&'k str, Timestamp)> {
-    let mut starts: Vec<(&'k str, Timestamp)> = Vec::new();
-    for key in keys {
-        match starts.iter_mut().find(|(flow, _)| *flow == key.flow) {
-            Some((_, start)) => *start = (*start).min(key.time),
-            None => starts.push((key.flow, key.time)),
+/// The runs of `keys`, per flow in time order: a key more than `gap` after the one before it (of
+/// its flow) starts a new run; exactly `gap` after does not.
+fn flow_runs<'k>(keys: &[MetricKey<'k>], gap: SignedDuration) -> Vec<FlowRun<'k>> {
+    let mut times: Vec<(&'k str, Timestamp)> = keys.iter().map(|key| (key.flow, key.time)).collect();
+    times.sort_unstable();
+    let mut runs: Vec<FlowRun<'k>> = Vec::new();
+    for (flow, time) in times {
+        match runs.last_mut() {
+            Some(run) if run.flow == flow && time.duration_since(run.end) <= gap => run.end = time,
+            _ => runs.push(FlowRun {
+                flow,
+                start: time,
+                end: time,
+            }),
         }
     }
-    starts
+    runs
 }
 
 /// The oldest an event may be, relative to now, for its keys to be judged safely: a key counts

@@ -134,7 +134,9 @@ fn plan(letter: &Letter, body: &str, max_key_age: jiff::SignedDuration) -> Lette
             ("delete", None, 0, Some(format!("another topic: {detail_type}")))
         }
         Ok(event) => {
-            let fresh = count::extract(&event, max_key_age).fresh.len();
+            let fresh = count::extract(&event, max_key_age, count::DEFAULT_RUN_GAP)
+                .fresh
+                .len();
             let action = if fresh > 0 { "deliver" } else { "delete" };
             let conversation_id = event.conversation().map(|(id, _)| id.to_owned());
             (action, conversation_id, fresh, None)

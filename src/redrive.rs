@@ -79,7 +79,7 @@ pub async fn redrive<L: Ledger, S: Sink>(
                 conversation_id: Cow::Borrowed(conversation_id),
                 event_time,
                 attribute_keys: keys.attribute_keys,
-                // Only the stuck keys: how long after its flow's first key each came is unknown.
+                // Only the stuck keys: their flow runs, so how long into its run each came, are unknown.
                 complete: false,
             })));
         }

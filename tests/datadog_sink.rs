@@ -670,3 +670,45 @@ async fn with_elapsed_off_only_the_counts_are_sent() {
         .sum();
     assert_eq!(counted, 3, "the counts are unchanged");
 }
+
+#[tokio::test]
+async fn each_flow_run_is_timed_from_its_own_start_and_stale_keys_start_none() {
+    use flow_metrics::ledger::MemoryLedger;
+    use flow_metrics::pipeline::Pipeline;
+
+    let intake = accepting().await;
+    let pipeline = Pipeline::new(MemoryLedger::default(), sink(&intake, false));
+    // A messaging conversation through the same flow twice, three hours apart, still carrying
+    // an attribute of that flow from four weeks ago (stale: never counted, never a run's start).
+    let event = common::attributes_event(
+        "c-1",
+        "2026-03-07T11:59:00Z",
+        &[
+            "ChatMetric_Start(2026-02-07T08:00:00.000Z)",
+            "ChatMetric_Start(2026-03-07T08:00:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T08:00:20.000Z)",
+            "ChatMetric_Agent(2026-03-07T08:00:40.000Z)",
+            "ChatMetric_Start(2026-03-07T11:00:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T11:00:15.000Z)",
+        ],
+    );
+    let report = pipeline.process_batch(&[event.as_str()], now()).await;
+    assert_eq!((report.tally.keys_counted, report.tally.keys_stale), (5, 1));
+    let elapsed_of = |tag: &str| {
+        let mut seconds: Vec<f64> = intake
+            .accepted()
+            .iter()
+            .flat_map(|body| body["series"].as_array().expect("series").clone())
+            .filter(|series| series["metric"] == "genesys.flow.metric.elapsed" && series["tags"][1] == tag)
+            .flat_map(|series| series["points"].as_array().expect("points").clone())
+            .flat_map(|point| point[1].as_array().expect("values").clone())
+            .map(|value| value.as_f64().expect("seconds"))
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        seconds
+    };
+    // The first run's keys 0, 20 and 40 s from its start; the second's 0 and 15 s from its own.
+    assert_eq!(elapsed_of("metric:start"), [0.0, 0.0]);
+    assert_eq!(elapsed_of("metric:menu"), [15.0, 20.0]);
+    assert_eq!(elapsed_of("metric:agent"), [40.0]);
+}

@@ -406,7 +406,11 @@ fn the_time_from_a_flows_first_key_is_a_pure_function_of_a_complete_event() {
         ],
     );
     let decoded = flow_metrics::event::decode(&event).expect("an attributes event");
-    let extracted = flow_metrics::count::extract(&decoded, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let extracted = flow_metrics::count::extract(
+        &decoded,
+        flow_metrics::count::DEFAULT_MAX_KEY_AGE,
+        flow_metrics::count::DEFAULT_RUN_GAP,
+    );
     let elapsed: Vec<(&str, &str, Option<SignedDuration>)> = extracted
         .fresh
         .iter()
@@ -432,6 +436,161 @@ fn the_time_from_a_flows_first_key_is_a_pure_function_of_a_complete_event() {
         complete: false,
         ..decoded
     });
-    let extracted = flow_metrics::count::extract(&partial, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let extracted = flow_metrics::count::extract(
+        &partial,
+        flow_metrics::count::DEFAULT_MAX_KEY_AGE,
+        flow_metrics::count::DEFAULT_RUN_GAP,
+    );
     assert!(extracted.fresh.iter().all(|key| extracted.elapsed(key).is_none()));
+}
+
+/// Each fresh key of a complete attributes event at `event_time`, in key time order, with its
+/// seconds since the start of its flow run (`None`: unknown), the run gap being the default.
+fn elapsed_of(event_time: &str, keys: &[&str]) -> Vec<(String, Option<f64>)> {
+    elapsed_with_gap(flow_metrics::count::DEFAULT_RUN_GAP, event_time, keys)
+}
+
+fn elapsed_with_gap(run_gap: SignedDuration, event_time: &str, keys: &[&str]) -> Vec<(String, Option<f64>)> {
+    let event = attributes_event(C1, event_time, keys);
+    let decoded = flow_metrics::event::decode(&event).expect("an attributes event");
+    let extracted = flow_metrics::count::extract(&decoded, flow_metrics::count::DEFAULT_MAX_KEY_AGE, run_gap);
+    let mut fresh = extracted.fresh.clone();
+    fresh.sort_by_key(|key| (key.time, key.key));
+    fresh
+        .iter()
+        .map(|key| {
+            let elapsed = extracted.elapsed(key).map(|elapsed| elapsed.as_secs_f64());
+            (format!("{}.{}", key.flow, key.metric), elapsed)
+        })
+        .collect()
+}
+
+fn seconds_of(elapsed: &[(String, Option<f64>)]) -> Vec<Option<f64>> {
+    elapsed.iter().map(|(_, seconds)| *seconds).collect()
+}
+
+#[test]
+fn a_stale_key_never_starts_a_run() {
+    // A conversation still carrying an attribute of four weeks ago: the key is stale (older than
+    // the 7 days allowed), so it neither counts nor starts the run its flow's fresh keys make.
+    let elapsed = elapsed_of(
+        "2026-03-07T04:09:00Z",
+        &[
+            "RoutingMetric_Start(2026-02-07T04:08:00.000Z)",
+            START,      // 04:08:00
+            MENU,       // 04:08:10
+            MENU_AGAIN, // 04:08:20
+        ],
+    );
+    assert_eq!(
+        elapsed,
+        [
+            ("Routing.Start".to_owned(), Some(0.0)),
+            ("Routing.Menu".to_owned(), Some(10.0)),
+            ("Routing.Menu".to_owned(), Some(20.0)),
+        ]
+    );
+}
+
+#[test]
+fn a_flow_gone_through_again_hours_later_starts_a_new_run() {
+    // A messaging conversation through the same flow twice, three hours apart: each run is
+    // measured from its own start, not the second from the first's.
+    let elapsed = elapsed_of(
+        "2026-03-07T07:10:00Z",
+        &[
+            "ChatMetric_Start(2026-03-07T04:00:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T04:00:20.000Z)",
+            "ChatMetric_Agent(2026-03-07T04:00:40.000Z)",
+            "ChatMetric_Start(2026-03-07T07:00:40.000Z)",
+            "ChatMetric_Menu(2026-03-07T07:00:55.000Z)",
+        ],
+    );
+    assert_eq!(
+        seconds_of(&elapsed),
+        [Some(0.0), Some(20.0), Some(40.0), Some(0.0), Some(15.0)]
+    );
+}
+
+#[test]
+fn keys_exactly_the_gap_apart_share_a_run_and_one_second_more_splits_it() {
+    // The default gap is one hour.
+    let within = elapsed_of(
+        "2026-03-07T06:00:00Z",
+        &[
+            "ChatMetric_Start(2026-03-07T04:00:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T05:00:00.000Z)",
+        ],
+    );
+    assert_eq!(seconds_of(&within), [Some(0.0), Some(3600.0)]);
+    let beyond = elapsed_of(
+        "2026-03-07T06:00:00Z",
+        &[
+            "ChatMetric_Start(2026-03-07T04:00:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T05:00:01.000Z)",
+        ],
+    );
+    assert_eq!(seconds_of(&beyond), [Some(0.0), Some(0.0)]);
+
+    // A gap of 90 minutes, as FLOW_METRICS_RUN_GAP=90m sets it.
+    let gap = SignedDuration::from_mins(90);
+    let keys = |second: &str| {
+        [
+            "ChatMetric_Start(2026-03-07T04:00:00.000Z)".to_owned(),
+            format!("ChatMetric_Menu(2026-03-07T05:30:{second}.000Z)"),
+            format!("ChatMetric_Agent(2026-03-07T05:30:{second}.500Z)"),
+        ]
+    };
+    let elapsed = |second: &str| {
+        let keys = keys(second);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        seconds_of(&elapsed_with_gap(gap, "2026-03-07T06:00:00Z", &keys))
+    };
+    assert_eq!(elapsed("00"), [Some(0.0), Some(5400.0), Some(5400.5)]);
+    assert_eq!(elapsed("01"), [Some(0.0), Some(0.0), Some(0.5)]);
+}
+
+#[tokio::test]
+async fn the_pipeline_times_runs_with_its_gap() {
+    // Keys 30 minutes apart: one run by default, two with a 20-minute gap.
+    let event = attributes_event(
+        C1,
+        "2026-03-07T04:09:00Z",
+        &[
+            "ChatMetric_Start(2026-03-07T03:30:00.000Z)",
+            "ChatMetric_Menu(2026-03-07T04:00:00.000Z)",
+        ],
+    );
+    let pipeline = Pipeline::new(MemoryLedger::default(), ElapsedSink::default())
+        .with_run_gap(SignedDuration::from_mins(20));
+    pipeline.process_batch(&[event.as_str()], now()).await;
+    let mut elapsed = pipeline.sink().0.lock().expect("lock").clone();
+    elapsed.sort();
+    assert_eq!(
+        elapsed,
+        [
+            ("Menu".to_owned(), Some(SignedDuration::ZERO)),
+            ("Start".to_owned(), Some(SignedDuration::ZERO)),
+        ]
+    );
+}
+
+/// Remembers each pushed occurrence's metric and elapsed time.
+#[derive(Default)]
+struct ElapsedSink(std::sync::Mutex<Vec<(String, Option<SignedDuration>)>>);
+
+impl flow_metrics::sink::Sink for ElapsedSink {
+    async fn push(
+        &self,
+        occurrences: &[flow_metrics::count::Occurrence<'_>],
+        _context: &flow_metrics::sink::PushContext,
+    ) -> Result<(), flow_metrics::sink::PushFailure> {
+        let mut elapsed = self.0.lock().expect("lock");
+        elapsed.extend(occurrences.iter().map(|o| (o.metric.to_owned(), o.elapsed)));
+        Ok(())
+    }
+
+    fn record(&self, _tally: &flow_metrics::count::Tally, _now: Timestamp) {}
+
+    async fn flush(&self, _context: &flow_metrics::sink::PushContext) {}
 }

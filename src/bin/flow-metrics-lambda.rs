@@ -72,6 +72,7 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
     tracing::info!(table = config.table, "ready");
     Ok(Pipeline::new(ledger, sink)
         .with_max_key_age(config.max_key_age)
+        .with_run_gap(config.run_gap)
         .with_names(Arc::new(names)))
 }
 

@@ -53,6 +53,12 @@ pub struct DrainArgs {
     #[arg(long, env = "FLOW_METRICS_RETENTION", value_parser = parse_duration, default_value = "30d")]
     retention: SignedDuration,
 
+    /// Keys of a flow more than this apart are in different runs, each key's `.elapsed` timed
+    /// from the start of its run (the function's FLOW_METRICS_RUN_GAP, after
+    /// `eval "$(scripts/operator-env.sh)"`).
+    #[arg(long, env = "FLOW_METRICS_RUN_GAP", value_parser = parse_duration, default_value = "1h")]
+    run_gap: SignedDuration,
+
     /// List what would be done with each letter (one JSON line each); change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -80,11 +86,15 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let names = names(&args.table).await?;
     let kept = match sink {
         Some(SinkKind::Datadog) => {
-            let pipeline = Pipeline::new(ledger, datadog_sink(&args.table).await?).with_names(names);
+            let pipeline = Pipeline::new(ledger, datadog_sink(&args.table).await?)
+                .with_run_gap(args.run_gap)
+                .with_names(names);
             sources.drain_all(&pipeline, args.dry_run).await?
         }
         _ => {
-            let pipeline = Pipeline::new(ledger, JsonLinesSink::stdout()).with_names(names);
+            let pipeline = Pipeline::new(ledger, JsonLinesSink::stdout())
+                .with_run_gap(args.run_gap)
+                .with_names(names);
             sources.drain_all(&pipeline, args.dry_run).await?
         }
     };
@@ -184,6 +194,23 @@ mod tests {
     use clap::Parser as _;
 
     use super::super::{Cli, Command};
+
+    #[test]
+    fn its_run_gap_defaults_to_the_functions_and_is_a_duration() {
+        let parse = |args: &[&str]| {
+            let all = ["flow-metrics", "drain", "--queue-url", "q"].iter().chain(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Command::Drain(drain) => drain.run_gap,
+                _ => panic!("drain"),
+            })
+        };
+        assert_eq!(parse(&[]).expect("default"), crate::count::DEFAULT_RUN_GAP);
+        assert_eq!(
+            parse(&["--run-gap", "90m"]).expect("90m"),
+            jiff::SignedDuration::from_mins(90)
+        );
+        assert!(parse(&["--run-gap", "an hour"]).is_err());
+    }
 
     #[test]
     fn drain_reads_a_queue_a_bucket_or_both_and_needs_one() {

@@ -80,7 +80,7 @@ mod tests {
     }
 
     /// `eval "$(scripts/operator-env.sh)"` exports the deployed function's environment: the
-    /// operator commands then take its lease, retention and stale age, not their defaults.
+    /// operator commands then take its lease, retention, stale age and run gap, not their defaults.
     #[test]
     fn operator_commands_take_the_functions_timing_from_its_variables() {
         let command = Cli::command();
@@ -92,9 +92,11 @@ mod tests {
         for (subcommand, arg, variable) in [
             ("drain", "lease", "FLOW_METRICS_LEASE"),
             ("drain", "retention", "FLOW_METRICS_RETENTION"),
+            ("drain", "run_gap", "FLOW_METRICS_RUN_GAP"),
             ("replay", "lease", "FLOW_METRICS_LEASE"),
             ("replay", "retention", "FLOW_METRICS_RETENTION"),
             ("replay", "max_key_age", "FLOW_METRICS_MAX_KEY_AGE"),
+            ("replay", "run_gap", "FLOW_METRICS_RUN_GAP"),
             ("redrive", "lease", "FLOW_METRICS_LEASE"),
         ] {
             assert_eq!(

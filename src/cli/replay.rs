@@ -65,6 +65,11 @@ pub struct ReplayArgs {
     #[arg(long, env = "FLOW_METRICS_MAX_KEY_AGE", value_parser = parse_duration, default_value = "7d")]
     max_key_age: SignedDuration,
 
+    /// Keys of a flow more than this apart are in different runs; each key's `.elapsed` is
+    /// timed from the start of its run.
+    #[arg(long, env = "FLOW_METRICS_RUN_GAP", value_parser = parse_duration, default_value = "1h")]
+    run_gap: SignedDuration,
+
     /// Events per batch (one sink push per batch).
     #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: NonZeroUsize,
@@ -124,6 +129,7 @@ async fn replay_with<L: Ledger, S: Sink>(
 ) -> anyhow::Result<Tally> {
     let pipeline = Pipeline::new(ledger, sink)
         .with_max_key_age(args.max_key_age)
+        .with_run_gap(args.run_gap)
         .with_names(names_from(replay_names(&args.files)?, &args.table).await?);
     let replayed = replay::replay(&pipeline, sources, args.batch_size, &mut io::stderr()).await;
     eprintln!("summary: {}", replayed.tally);
@@ -183,6 +189,7 @@ mod tests {
             panic!("replay");
         };
         assert_eq!(replay.max_key_age, crate::count::DEFAULT_MAX_KEY_AGE);
+        assert_eq!(replay.run_gap, crate::count::DEFAULT_RUN_GAP);
         assert_eq!(replay.lease, crate::timing::DEFAULT_LEASE);
         assert_eq!(replay.retention, crate::ledger::dynamodb::DEFAULT_RETENTION);
     }

@@ -1,10 +1,10 @@
 //! What the Lambda reads at cold start: the ledger table, its lease, retention and stale age,
-//! and the sink's and names' own settings, each read where it is owned.
+//! the flow runs' gap, and the sink's and names' own settings, each read where it is owned.
 
 use jiff::SignedDuration;
 
 use crate::config::{ConfigError, Env, check_retention, duration_setting, setting};
-use crate::count::DEFAULT_MAX_KEY_AGE;
+use crate::count::{DEFAULT_MAX_KEY_AGE, DEFAULT_RUN_GAP};
 use crate::ledger::dynamodb::DEFAULT_RETENTION;
 use crate::names::NamesConfig;
 use crate::sink::datadog::DataDogConfig;
@@ -18,6 +18,8 @@ pub struct LambdaConfig {
     pub datadog: DataDogConfig,
     /// `FLOW_METRICS_MAX_KEY_AGE` (default 7d).
     pub max_key_age: SignedDuration,
+    /// `FLOW_METRICS_RUN_GAP` (default 1h): keys of a flow further apart are in different runs.
+    pub run_gap: SignedDuration,
     /// `FLOW_METRICS_LEASE` (default 40s: the default timeout plus a margin).
     pub lease: SignedDuration,
     /// `FLOW_METRICS_RETENTION` (default 30d, above the max key age).
@@ -30,6 +32,7 @@ impl LambdaConfig {
         let table = setting(env, "FLOW_METRICS_TABLE")
             .ok_or_else(|| ConfigError::new("FLOW_METRICS_TABLE", "is not set: name the ledger table"))?;
         let max_key_age = duration_setting(env, "FLOW_METRICS_MAX_KEY_AGE", DEFAULT_MAX_KEY_AGE)?;
+        let run_gap = duration_setting(env, "FLOW_METRICS_RUN_GAP", DEFAULT_RUN_GAP)?;
         let lease = duration_setting(env, "FLOW_METRICS_LEASE", DEFAULT_LEASE)?;
         let retention = duration_setting(env, "FLOW_METRICS_RETENTION", DEFAULT_RETENTION)?;
         check_retention(retention, max_key_age)
@@ -38,6 +41,7 @@ impl LambdaConfig {
             table,
             datadog: DataDogConfig::from_env(env)?,
             max_key_age,
+            run_gap,
             lease,
             retention,
             names: NamesConfig::from_env(env)?,
@@ -65,6 +69,7 @@ mod tests {
         assert!(config.datadog.self_metrics);
         assert_eq!(config.datadog.compression, Compression::Deflate);
         assert_eq!(config.max_key_age, DEFAULT_MAX_KEY_AGE);
+        assert_eq!(config.run_gap, SignedDuration::from_hours(1));
         assert_eq!(config.retention, DEFAULT_RETENTION);
         assert_eq!(config.lease, DEFAULT_LEASE);
     }
@@ -84,6 +89,7 @@ mod tests {
             ("FLOW_METRICS_ELAPSED", "off"),
             ("FLOW_METRICS_COMPRESSION", "none"),
             ("FLOW_METRICS_MAX_KEY_AGE", "3d"),
+            ("FLOW_METRICS_RUN_GAP", "90m"),
             ("FLOW_METRICS_LEASE", "90s"),
             ("FLOW_METRICS_RETENTION", "14d"),
         ])
@@ -96,6 +102,7 @@ mod tests {
         assert!(!config.datadog.metrics.elapsed);
         assert_eq!(config.datadog.compression, Compression::None);
         assert_eq!(config.max_key_age, SignedDuration::from_hours(72));
+        assert_eq!(config.run_gap, SignedDuration::from_mins(90));
         assert_eq!(config.lease, SignedDuration::from_secs(90));
         assert_eq!(config.retention, SignedDuration::from_hours(14 * 24));
     }
@@ -212,6 +219,25 @@ mod tests {
         assert_eq!(
             variable_of(&[("FLOW_METRICS_RETENTION", "5d")], ""),
             "FLOW_METRICS_RETENTION"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_RUN_GAP", "an hour")], ""),
+            "FLOW_METRICS_RUN_GAP"
+        );
+        assert_eq!(
+            variable_of(&[("FLOW_METRICS_RUN_GAP", "0s")], ""),
+            "FLOW_METRICS_RUN_GAP"
+        );
+        let message = lambda_config(&[
+            ("FLOW_METRICS_TABLE", "t"),
+            ("DD_API_KEY", "k"),
+            ("FLOW_METRICS_RUN_GAP", "an hour"),
+        ])
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            message.starts_with("FLOW_METRICS_RUN_GAP: \"an hour\" is not a duration"),
+            "{message}"
         );
         let message = lambda_config(&[("DD_API_KEY", "k")])
             .expect_err("no table")

@@ -24,7 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
 use crate::attribute::InvalidKey;
-use crate::count::{self, DEFAULT_MAX_KEY_AGE, Tally};
+use crate::count::{self, DEFAULT_MAX_KEY_AGE, DEFAULT_RUN_GAP, Tally};
 use crate::event::{self, Event, EventError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::names::{Directory, Names};
@@ -40,6 +40,7 @@ pub struct Pipeline<L, S> {
     ledger: L,
     sink: S,
     max_key_age: SignedDuration,
+    run_gap: SignedDuration,
     names: Arc<dyn Directory>,
 }
 
@@ -167,6 +168,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             ledger,
             sink,
             max_key_age: DEFAULT_MAX_KEY_AGE,
+            run_gap: DEFAULT_RUN_GAP,
             names: Arc::new(Names::default()),
         }
     }
@@ -189,6 +191,13 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
     /// Keys older than this, relative to their event's time, are stale.
     pub fn with_max_key_age(mut self, max_key_age: SignedDuration) -> Self {
         self.max_key_age = max_key_age;
+        self
+    }
+
+    /// Keys of a flow more than this apart are in different runs: each key's `.elapsed` is timed
+    /// from the start of its run.
+    pub fn with_run_gap(mut self, run_gap: SignedDuration) -> Self {
+        self.run_gap = run_gap;
         self
     }
 
@@ -260,7 +269,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             .filter_map(|(index, event)| {
                 // Only events of a conversation were kept above: other topics are ignored there.
                 let (conversation_id, event_time) = event.conversation()?;
-                let extracted = count::extract(event, self.max_key_age);
+                let extracted = count::extract(event, self.max_key_age, self.run_gap);
                 Some(EventKeys::new(*index, conversation_id, event_time, extracted))
             })
             .collect();

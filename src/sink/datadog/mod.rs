@@ -8,7 +8,7 @@
 //! tags, second), so two Lambda instances posting `1` in the same second would undercount;
 //! distribution values aggregate on DataDog's side. Query them as
 //! `count:genesys.flow.metric{*} by {flow,metric}`. Beside each count, `<metric>.elapsed` holds
-//! the seconds since the first key of the same flow in the conversation, for time-to-step
+//! the seconds since the start of the key's flow run in the conversation, for time-to-step
 //! percentiles; the two series of a (flow, metric) always travel in the same request.
 //!
 //! Each answer the specification lists is handled:

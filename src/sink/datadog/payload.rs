@@ -4,7 +4,7 @@
 //! source's metric name and tags (attributes: `flow:…`, `metric:…`; milestones: `flow:…`,
 //! `milestone:…`; outcomes: `flow:…`, `outcome:…`, `outcome_value:…`; then static tags); values
 //! at the same second share a point. Beside a count, the seconds it carries go in a second series
-//! of the same tags: an attribute key's time since its flow's first key, an outcome's duration. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
+//! of the same tags: an attribute key's time since the start of its flow run, an outcome's duration. DataDog takes points up to about an hour old and ten minutes ahead, so an older key is
 //! sent at the processing time (and counted as late) and a future one at now. A large push is cut
 //! into requests over contiguous runs of occurrences; every series knows which occurrences it
 //! carries, so a refusal can say exactly which were not delivered.
@@ -71,7 +71,7 @@ pub struct Request {
     pub units: Vec<Unit>,
 }
 
-/// What the time since the flow's first key is sent as: `<metric>.elapsed`, in seconds.
+/// What the time since the start of the key's flow run is sent as: `<metric>.elapsed`, in seconds.
 pub const ELAPSED_SUFFIX: &str = ".elapsed";
 
 /// What an outcome's duration is sent as: `<outcome metric>.duration`, in seconds.
