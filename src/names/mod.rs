@@ -1,8 +1,9 @@
 //! Names for the ids that flow milestones and outcomes carry: the flow's, the milestone's and the
 //! outcome's. Tags and stdout lines show a name where one is known and the id otherwise.
 //!
-//! A [`Directory`] answers at once from what it knows and never makes counting wait: one that
-//! must fetch a name starts fetching it in the background and answers `None` until it has it.
+//! A [`Directory`] answers at once from what it knows: one that must fetch a name starts
+//! fetching it in the background and answers `None` until it has it. A push waits for such
+//! fetches a bounded time only ([`NAME_WAIT`] per batch), then sends ids for what is missing.
 //! [`Names`] puts a fixed id → name map (a setting) ahead of the Genesys Cloud Platform API
 //! ([`genesys::GenesysDirectory`]), either of which may be absent.
 //!
@@ -57,6 +58,12 @@ pub trait Directory: Send + Sync + fmt::Debug {
         0
     }
 
+    /// Whether the name of `id` is being fetched right now, so that a push about to send the id
+    /// in its place may wait a little for it (see [`NAME_WAIT`]).
+    fn is_fetching(&self, _kind: NameKind, _id: &str) -> bool {
+        false
+    }
+
     /// Why names cannot be fetched at all right now (their setup failed), if so. When the setup
     /// is due another try, this starts one in the background (counted by [`Self::fetching`]).
     fn unavailable(&self) -> Option<Arc<str>> {
@@ -78,6 +85,11 @@ pub const UNAVAILABLE_MARKER: &str = "names unavailable";
 /// Lambda freezes the function once the handler returns, and a fetch frozen mid-request would
 /// fail on thaw, so that a quiet function would never learn a name.
 pub const FETCH_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a batch (one Lambda invocation, one chunk of a replay) may wait, in all, for the
+/// names of the ids it is about to push: ids still without a name then go out as ids (counted as
+/// unresolved). Never past the push's own deadline less [`crate::timing::MIN_ATTEMPT`].
+pub const NAME_WAIT: Duration = Duration::from_secs(1);
 
 /// The fixed map first, then the fetching directory.
 #[derive(Debug, Default)]
@@ -161,6 +173,14 @@ impl Directory for Names {
 
     fn fetching(&self) -> usize {
         self.fetched.as_ref().map_or(0, |fetched| fetched.fetching())
+    }
+
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        !self.fixed.contains_key(id)
+            && self
+                .fetched
+                .as_ref()
+                .is_some_and(|fetched| fetched.is_fetching(kind, id))
     }
 
     fn unavailable(&self) -> Option<Arc<str>> {
@@ -281,6 +301,13 @@ impl Directory for Deferred {
         match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
             SetupState::Ready(directory) => directory.fetching() + trying,
             SetupState::Failed { .. } => trying,
+        }
+    }
+
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            SetupState::Ready(directory) => directory.is_fetching(kind, id),
+            SetupState::Failed { .. } => false,
         }
     }
 

@@ -267,6 +267,11 @@ impl Directory for GenesysDirectory {
     fn fetching(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
+
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(entries.of(kind).peek(id), Some(Entry::Fetching { .. }))
+    }
 }
 
 impl Shared {
