@@ -148,7 +148,9 @@ pub async fn names(table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
         }
         _ => None,
     };
-    Ok(Arc::new(Names::from_config(&config, secrets.as_ref()).await?))
+    Ok(Arc::new(
+        Names::from_config(&config, secrets.as_ref(), None).await?,
+    ))
 }
 
 pub async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {

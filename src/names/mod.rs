@@ -7,6 +7,10 @@
 //! [`Names`] puts a fixed id → name map (a setting) ahead of the Genesys Cloud Platform API
 //! ([`genesys::GenesysDirectory`]), either of which may be absent.
 //!
+//! Names belong to the fleet: where a [`store::NameStore`] is given (the ledger table, in
+//! Lambda), the names it keeps are learnt at start, so that a cold start asks Genesys only for
+//! what no instance has fetched, and each name fetched is kept there for the others.
+//!
 //! A missing name is never worth an event: where the API cannot be set up (its OAuth client's
 //! secret cannot be read), [`Names::from_config_or_ids`] starts with the fixed map alone, says so
 //! in the log (`names unavailable`, the marker of `src/log_markers.json`), and tries the setup
@@ -15,6 +19,7 @@
 
 pub mod genesys;
 mod settings;
+pub mod store;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +31,7 @@ use tokio::time::Instant;
 
 use genesys::GenesysDirectory;
 pub use settings::{CredentialsSource, DEFAULT_NAMES_TTL, GenesysConfig, NamesConfig};
+use store::NameStore;
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
@@ -45,6 +51,18 @@ impl fmt::Display for NameKind {
             NameKind::Milestone => "milestone",
             NameKind::Outcome => "outcome",
         })
+    }
+}
+
+impl NameKind {
+    /// The kind a [`fmt::Display`] of it names (`flow`, `milestone`, `outcome`).
+    pub fn parse(text: &str) -> Option<NameKind> {
+        match text {
+            "flow" => Some(NameKind::Flow),
+            "milestone" => Some(NameKind::Milestone),
+            "outcome" => Some(NameKind::Outcome),
+            _ => None,
+        }
     }
 }
 
@@ -135,14 +153,21 @@ pub enum NamesSetupError {
 
 impl Names {
     /// The names a configuration gives, reading the OAuth client from Secrets Manager if it is
-    /// kept there. Says in the log where names will come from.
+    /// kept there, and learning the names `store` keeps (one load). Says in the log where names
+    /// will come from.
     pub async fn from_config(
         config: &NamesConfig,
         secrets: Option<&aws_sdk_secretsmanager::Client>,
+        store: Option<Arc<dyn NameStore>>,
     ) -> Result<Names, NamesSetupError> {
         let fetched: Option<Arc<dyn Directory>> = match &config.genesys {
             None => None,
-            Some(genesys) => Some(Arc::new(GenesysDirectory::from_config(genesys, secrets).await?)),
+            Some(genesys) => Some(Arc::new(
+                GenesysDirectory::from_config(genesys, secrets)
+                    .await?
+                    .with_store_seeded(store)
+                    .await,
+            )),
         };
         match &config.genesys {
             Some(genesys) => tracing::info!(
@@ -197,14 +222,15 @@ impl Names {
     pub async fn from_config_or_ids(
         config: &NamesConfig,
         secrets: Option<aws_sdk_secretsmanager::Client>,
+        store: Option<Arc<dyn NameStore>>,
         retry_every: Duration,
     ) -> Names {
         let Some(genesys) = &config.genesys else {
-            return Names::from_config(config, None)
+            return Names::from_config(config, None, None)
                 .await
                 .unwrap_or_else(|_| Names::new(config.fixed.clone(), None));
         };
-        match Names::from_config(config, secrets.as_ref()).await {
+        match Names::from_config(config, secrets.as_ref(), store.clone()).await {
             Ok(names) => names,
             Err(error) => {
                 let why: Arc<str> = Arc::from(error.to_string());
@@ -213,6 +239,7 @@ impl Names {
                     inner: Arc::new(DeferredInner {
                         config: genesys.clone(),
                         secrets,
+                        store,
                         retry_every,
                         state: Mutex::new(SetupState::Failed {
                             why,
@@ -246,6 +273,8 @@ struct Deferred {
 struct DeferredInner {
     config: GenesysConfig,
     secrets: Option<aws_sdk_secretsmanager::Client>,
+    /// Where names are kept, learnt once the setup succeeds.
+    store: Option<Arc<dyn NameStore>>,
     retry_every: Duration,
     state: Mutex<SetupState>,
     /// A setup try is running in the background.
@@ -266,6 +295,10 @@ impl DeferredInner {
         )
         .await
         .unwrap_or_else(|_| Err(NamesSetupError::TimedOut(SETUP_TIMEOUT)));
+        let attempt = match attempt {
+            Ok(directory) => Ok(directory.with_store_seeded(self.store.clone()).await),
+            Err(error) => Err(error),
+        };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *state = match attempt {
             Ok(directory) => {
