@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
-use flow_metrics::ledger::MemoryLedger;
+use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
 use flow_metrics::names::{Directory, NAME_WAIT, NameKind, Names};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
@@ -597,4 +597,44 @@ async fn the_names_command_checks_the_oauth_client_before_a_deployment() {
         "{printed}"
     );
     assert!(!printed.contains("wrong secret"));
+}
+
+#[tokio::test]
+async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_secs(30));
+    // The outcome's key is held by an invocation that died; its claim ends 10 s into the batch
+    // (a lease long enough that each push's own lease leaves room to wait for names).
+    let ledger = MemoryLedger::new(jiff::SignedDuration::from_secs(10));
+    let event = flow_metrics::event::decode(PUBLIC_SAMPLE).expect("event");
+    let extracted = flow_metrics::count::extract(&event, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let outcome = extracted
+        .fresh
+        .iter()
+        .copied()
+        .filter(|key| key.key.starts_with("outcome:"))
+        .collect::<Vec<_>>();
+    assert_eq!(outcome.len(), 1);
+    let dead = ledger
+        .claim(ClaimRequest {
+            conversation_id: "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
+            event_time: now(),
+            keys: &outcome,
+            token: &ClaimToken::random(),
+            now: now(),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(dead.won, [0]);
+    let pipeline = Pipeline::new(ledger, JsonLinesSink::new(Vec::new())).with_names(cold_names(&genesys));
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    let took = started.elapsed();
+    // Two pushes: the milestones at once (after waiting the budget for names), the outcome once
+    // the dead claim ended. The second push had no budget left, so it did not wait again.
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(10) + NAME_WAIT / 2,
+        "took {took:?}"
+    );
 }
