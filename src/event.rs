@@ -251,6 +251,9 @@ fn check_conversation_id(id: &str) -> Result<(), EventError> {
         Some("it is longer than 256 bytes")
     } else if id.chars().any(char::is_control) {
         Some("it contains control characters")
+    } else if id.starts_with('#') {
+        // The ledger table keeps its own items (the names cache) under such partition keys.
+        Some("it starts with '#'")
     } else {
         None
     };

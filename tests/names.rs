@@ -1,6 +1,7 @@
 //! Names for flow, milestone and outcome ids: the Genesys Cloud Platform API through a fake that
 //! keeps Genesys's rules (OAuth client credentials, bearer tokens that expire, 401, 404, 429 with
-//! Retry-After, 5xx), the fixed map that overrides it, and what a pipeline sends meanwhile.
+//! Retry-After, 5xx), the fixed map that overrides it, and what a pipeline sends: names it waited
+//! for (within a bound), ids where they did not come in time.
 
 mod common;
 
@@ -10,12 +11,12 @@ use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
-use flow_metrics::ledger::MemoryLedger;
+use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
-use flow_metrics::names::{Directory, NameKind, Names};
+use flow_metrics::names::{Directory, NAME_WAIT, NameKind, Names};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, PushContext, Sink};
-use flow_metrics::timing::CONFIRM_RESERVE;
+use flow_metrics::timing::{CONFIRM_RESERVE, MIN_ATTEMPT};
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -267,18 +268,86 @@ fn lines(printed: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// (flow, metric) of each line a JSON-lines sink printed.
+fn shown(printed: &[Value]) -> Vec<(String, String)> {
+    printed
+        .iter()
+        .map(|line| {
+            (
+                line["flow"].as_str().unwrap_or("").to_owned(),
+                line["metric"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A fresh directory, as after a cold start, in front of `genesys`.
+fn cold_names(genesys: &FakeGenesys) -> Arc<dyn Directory> {
+    Arc::new(Names::new(HashMap::new(), Some(Arc::new(directory(genesys)))))
+}
+
+/// A batch as a Lambda invocation runs it: 30 s left.
+fn invocation() -> BatchTime {
+    BatchTime {
+        now: now(),
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(30)),
+    }
+}
+
 #[tokio::test]
-async fn counting_never_waits_for_names_and_says_how_many_went_out_as_ids() {
+async fn the_first_batch_after_a_cold_start_waits_for_names_and_sends_them_on_every_point() {
     let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
-    let names: Arc<dyn Directory> = Arc::new(Names::new(HashMap::new(), Some(Arc::new(directory(&genesys)))));
+    genesys.slow_down(Duration::from_millis(50));
+    let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
+        .with_names(cold_names(&genesys));
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    assert!(started.elapsed() < NAME_WAIT, "{:?}", started.elapsed());
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 0));
+    // The same event again counts nothing.
+    let again = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    assert_eq!(
+        (again.tally.keys_counted, again.tally.keys_already_counted),
+        (0, 3)
+    );
+    let (_, sink) = pipeline.into_parts();
+    let named = |flow: &str, metric: &str| (flow.to_owned(), metric.to_owned());
+    assert_eq!(
+        shown(&lines(&sink.into_inner())),
+        [
+            named("Customer Routing", "Identified customer"),
+            named("Customer Routing", "Billing menu"),
+            named("Customer Routing", "Self service"),
+        ]
+    );
+    // Each id was asked once: the waits looked at the fetches, never asked again.
+    assert_eq!(genesys.api_requests().len(), 4);
+}
+
+#[tokio::test]
+async fn names_slower_than_the_bound_go_out_as_ids_counted_as_unresolved_and_each_key_once() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_millis(1500));
+    let names = cold_names(&genesys);
     let pipeline =
         Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new())).with_names(names.clone());
-    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], now()).await;
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= NAME_WAIT && waited < NAME_WAIT + Duration::from_millis(400),
+        "waited {waited:?}"
+    );
     assert_eq!(report.tally.keys_counted, 3);
-    // Nothing was known when the keys were pushed: two ids each (the flow's and its own).
+    // Nothing came in time: two ids each (the flow's and its own).
     assert_eq!(report.tally.names_unresolved, 6);
+    let again = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    assert_eq!(
+        (again.tally.keys_counted, again.tally.keys_already_counted),
+        (0, 3)
+    );
 
-    // Once fetched, the next occurrences carry names.
+    // Once fetched, the next occurrences carry names, at once.
     resolved(&*names, NameKind::Outcome, OUTCOME).await;
     resolved(&*names, NameKind::Flow, FLOW).await;
     let later = PUBLIC_SAMPLE
@@ -287,28 +356,64 @@ async fn counting_never_waits_for_names_and_says_how_many_went_out_as_ids() {
             "11111111-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
         )
         .replace(r#""flowMilestones":["#, r#""flowMilestones":[],"ignored":["#);
-    let report = pipeline.process_batch(&[&later], now()).await;
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[&later], invocation()).await;
+    assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (1, 0));
     let (_, sink) = pipeline.into_parts();
-    let printed = lines(&sink.into_inner());
-    let shown: Vec<(&str, &str)> = printed
-        .iter()
-        .map(|line| {
-            (
-                line["flow"].as_str().unwrap_or(""),
-                line["metric"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let id = |flow: &str, metric: &str| (flow.to_owned(), metric.to_owned());
     assert_eq!(
-        shown,
+        shown(&lines(&sink.into_inner())),
         [
-            (FLOW, FIRST_MILESTONE),
-            (FLOW, SECOND_MILESTONE),
-            (FLOW, OUTCOME),
-            ("Customer Routing", "Self service"),
+            id(FLOW, FIRST_MILESTONE),
+            id(FLOW, SECOND_MILESTONE),
+            id(FLOW, OUTCOME),
+            id("Customer Routing", "Self service"),
         ]
     );
+}
+
+#[tokio::test]
+async fn with_genesys_down_ids_go_out_without_waiting_the_bound_and_each_key_counts_once() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.force(&[(503, None), (503, None), (503, None), (503, None)]);
+    let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
+        .with_names(cold_names(&genesys));
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    // A failed fetch ends the wait for its id: nothing is left to wait for.
+    assert!(started.elapsed() < NAME_WAIT, "{:?}", started.elapsed());
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
+    let again = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    assert_eq!(
+        (again.tally.keys_counted, again.tally.keys_already_counted),
+        (0, 3)
+    );
+    let (_, sink) = pipeline.into_parts();
+    let printed = shown(&lines(&sink.into_inner()));
+    assert_eq!(printed.len(), 3);
+    assert!(printed.iter().all(|(flow, _)| flow == FLOW), "{printed:?}");
+}
+
+#[tokio::test]
+async fn the_wait_for_names_never_eats_the_push_deadline() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_secs(30));
+    let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
+        .with_names(cold_names(&genesys));
+    // Less than the minimal push attempt beyond the confirm reserve: no wait for names at all.
+    let time = BatchTime {
+        now: now(),
+        deadline: Some(tokio::time::Instant::now() + CONFIRM_RESERVE + MIN_ATTEMPT),
+    };
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], time).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
 }
 
 #[tokio::test]
@@ -492,4 +597,44 @@ async fn the_names_command_checks_the_oauth_client_before_a_deployment() {
         "{printed}"
     );
     assert!(!printed.contains("wrong secret"));
+}
+
+#[tokio::test]
+async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_secs(30));
+    // The outcome's key is held by an invocation that died; its claim ends 10 s into the batch
+    // (a lease long enough that each push's own lease leaves room to wait for names).
+    let ledger = MemoryLedger::new(jiff::SignedDuration::from_secs(10));
+    let event = flow_metrics::event::decode(PUBLIC_SAMPLE).expect("event");
+    let extracted = flow_metrics::count::extract(&event, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let outcome = extracted
+        .fresh
+        .iter()
+        .copied()
+        .filter(|key| key.key.starts_with("outcome:"))
+        .collect::<Vec<_>>();
+    assert_eq!(outcome.len(), 1);
+    let dead = ledger
+        .claim(ClaimRequest {
+            conversation_id: "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
+            event_time: now(),
+            keys: &outcome,
+            token: &ClaimToken::random(),
+            now: now(),
+        })
+        .await
+        .expect("claim");
+    assert_eq!(dead.won, [0]);
+    let pipeline = Pipeline::new(ledger, JsonLinesSink::new(Vec::new())).with_names(cold_names(&genesys));
+    let started = tokio::time::Instant::now();
+    let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    let took = started.elapsed();
+    // Two pushes: the milestones at once (after waiting the budget for names), the outcome once
+    // the dead claim ended. The second push had no budget left, so it did not wait again.
+    assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(10) + NAME_WAIT / 2,
+        "took {took:?}"
+    );
 }

@@ -100,7 +100,7 @@ async fn a_secret_that_cannot_be_read_at_cold_start_leaves_ids_for_names_and_cou
 
     // Cold start: the function's role may not read the secret. Names are set up anyway.
     let retry_every = Duration::from_millis(300);
-    let names = Names::from_config_or_ids(&config, Some(secrets_client), retry_every).await;
+    let names = Names::from_config_or_ids(&config, Some(secrets_client), None, retry_every).await;
     let cold_start_logs = logs.take();
     let markers = markers();
     let error_line = cold_start_logs
@@ -192,7 +192,7 @@ async fn an_unreadable_secret_is_logged_without_its_content() {
             ttl: SignedDuration::from_hours(1),
         }),
     };
-    let names = Names::from_config_or_ids(&config, Some(client), Duration::from_secs(300)).await;
+    let names = Names::from_config_or_ids(&config, Some(client), None, Duration::from_secs(300)).await;
     let text = logs.take();
     assert!(text.contains("names unavailable"), "{text}");
     assert!(text.contains("is not {"), "{text}");

@@ -1,6 +1,7 @@
 //! The AWS Lambda function (`provided.al2023`, built with cargo-lambda). Configuration is read
 //! and checked, the API key (and a Genesys OAuth client, if configured) fetched and the clients
 //! built once per cold start; each invocation then runs [`flow_metrics::lambda::handle`].
+//! Names the fleet already fetched are read from the ledger table once here (one `Query`).
 //! Names never stop the function: if the OAuth client cannot be had, it starts with ids in place
 //! of names (see [`Names::from_config_or_ids`]).
 
@@ -10,7 +11,9 @@ use aws_config::BehaviorVersion;
 use flow_metrics::config::process_env;
 use flow_metrics::lambda::LambdaConfig;
 use flow_metrics::lambda::time_left;
+use flow_metrics::ledger::dynamodb::DynamoDbNameStore;
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
+use flow_metrics::names::store::NameStore;
 use flow_metrics::names::{self, Names};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::DataDogSink;
@@ -62,9 +65,13 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
         ApiKeySource::Key(key) => key.clone(),
         ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
     };
+    let dynamodb = flow_metrics::aws::dynamodb_client(&aws);
+    // Names the fleet fetched are kept in the ledger table: read once here, written after fetches.
+    let store: Arc<dyn NameStore> = Arc::new(DynamoDbNameStore::new(dynamodb.clone(), &config.table));
     // A missing name is never worth an event: without the OAuth client, ids stand in.
-    let names = Names::from_config_or_ids(&config.names, Some(secrets), names::SETUP_RETRY).await;
-    let ledger = DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), &config.table)
+    let names =
+        Names::from_config_or_ids(&config.names, Some(secrets), Some(store), names::SETUP_RETRY).await;
+    let ledger = DynamoDbLedger::new(dynamodb, &config.table)
         .with_lease(config.lease)
         .with_retention(config.retention);
     let ledger = DeliveredCache::new(ledger, cache::DEFAULT_CAPACITY);

@@ -152,7 +152,9 @@ pub async fn names_from(config: NamesConfig, table: &TableArgs) -> anyhow::Resul
         }
         _ => None,
     };
-    Ok(Arc::new(Names::from_config(&config, secrets.as_ref()).await?))
+    Ok(Arc::new(
+        Names::from_config(&config, secrets.as_ref(), None).await?,
+    ))
 }
 
 pub async fn datadog_sink(table: &TableArgs) -> anyhow::Result<DataDogSink> {

@@ -1,10 +1,15 @@
 //! Names for the ids that flow milestones and outcomes carry: the flow's, the milestone's and the
 //! outcome's. Tags and stdout lines show a name where one is known and the id otherwise.
 //!
-//! A [`Directory`] answers at once from what it knows and never makes counting wait: one that
-//! must fetch a name starts fetching it in the background and answers `None` until it has it.
+//! A [`Directory`] answers at once from what it knows: one that must fetch a name starts
+//! fetching it in the background and answers `None` until it has it. A push waits for such
+//! fetches a bounded time only ([`NAME_WAIT`] per batch), then sends ids for what is missing.
 //! [`Names`] puts a fixed id → name map (a setting) ahead of the Genesys Cloud Platform API
 //! ([`genesys::GenesysDirectory`]), either of which may be absent.
+//!
+//! Names belong to the fleet: where a [`store::NameStore`] is given (the ledger table, in
+//! Lambda), the names it keeps are learnt at start, so that a cold start asks Genesys only for
+//! what no instance has fetched, and each name fetched is kept there for the others.
 //!
 //! A missing name is never worth an event: where the API cannot be set up (its OAuth client's
 //! secret cannot be read), [`Names::from_config_or_ids`] starts with the fixed map alone, says so
@@ -14,6 +19,7 @@
 
 pub mod genesys;
 mod settings;
+pub mod store;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,6 +31,7 @@ use tokio::time::Instant;
 
 use genesys::GenesysDirectory;
 pub use settings::{CredentialsSource, DEFAULT_NAMES_TTL, GenesysConfig, NamesConfig};
+use store::NameStore;
 
 /// How long an id whose name could not be had is left alone (unless Genesys says longer).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(60);
@@ -47,6 +54,18 @@ impl fmt::Display for NameKind {
     }
 }
 
+impl NameKind {
+    /// The kind a [`fmt::Display`] of it names (`flow`, `milestone`, `outcome`).
+    pub fn parse(text: &str) -> Option<NameKind> {
+        match text {
+            "flow" => Some(NameKind::Flow),
+            "milestone" => Some(NameKind::Milestone),
+            "outcome" => Some(NameKind::Outcome),
+            _ => None,
+        }
+    }
+}
+
 /// Where names come from.
 pub trait Directory: Send + Sync + fmt::Debug {
     /// The name of `id`, if known now. Never waits.
@@ -55,6 +74,12 @@ pub trait Directory: Send + Sync + fmt::Debug {
     /// How many names are being fetched in the background right now.
     fn fetching(&self) -> usize {
         0
+    }
+
+    /// Whether the name of `id` is being fetched right now, so that a push about to send the id
+    /// in its place may wait a little for it (see [`NAME_WAIT`]).
+    fn is_fetching(&self, _kind: NameKind, _id: &str) -> bool {
+        false
     }
 
     /// Why names cannot be fetched at all right now (their setup failed), if so. When the setup
@@ -78,6 +103,11 @@ pub const UNAVAILABLE_MARKER: &str = "names unavailable";
 /// Lambda freezes the function once the handler returns, and a fetch frozen mid-request would
 /// fail on thaw, so that a quiet function would never learn a name.
 pub const FETCH_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a batch (one Lambda invocation, one chunk of a replay) may wait, in all, for the
+/// names of the ids it is about to push: ids still without a name then go out as ids (counted as
+/// unresolved). Never past the push's own deadline less [`crate::timing::MIN_ATTEMPT`].
+pub const NAME_WAIT: Duration = Duration::from_secs(1);
 
 /// The fixed map first, then the fetching directory.
 #[derive(Debug, Default)]
@@ -123,14 +153,21 @@ pub enum NamesSetupError {
 
 impl Names {
     /// The names a configuration gives, reading the OAuth client from Secrets Manager if it is
-    /// kept there. Says in the log where names will come from.
+    /// kept there, and learning the names `store` keeps (one load). Says in the log where names
+    /// will come from.
     pub async fn from_config(
         config: &NamesConfig,
         secrets: Option<&aws_sdk_secretsmanager::Client>,
+        store: Option<Arc<dyn NameStore>>,
     ) -> Result<Names, NamesSetupError> {
         let fetched: Option<Arc<dyn Directory>> = match &config.genesys {
             None => None,
-            Some(genesys) => Some(Arc::new(GenesysDirectory::from_config(genesys, secrets).await?)),
+            Some(genesys) => Some(Arc::new(
+                GenesysDirectory::from_config(genesys, secrets)
+                    .await?
+                    .with_store_seeded(store)
+                    .await,
+            )),
         };
         match &config.genesys {
             Some(genesys) => tracing::info!(
@@ -163,6 +200,14 @@ impl Directory for Names {
         self.fetched.as_ref().map_or(0, |fetched| fetched.fetching())
     }
 
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        !self.fixed.contains_key(id)
+            && self
+                .fetched
+                .as_ref()
+                .is_some_and(|fetched| fetched.is_fetching(kind, id))
+    }
+
     fn unavailable(&self) -> Option<Arc<str>> {
         self.fetched.as_ref()?.unavailable()
     }
@@ -177,14 +222,15 @@ impl Names {
     pub async fn from_config_or_ids(
         config: &NamesConfig,
         secrets: Option<aws_sdk_secretsmanager::Client>,
+        store: Option<Arc<dyn NameStore>>,
         retry_every: Duration,
     ) -> Names {
         let Some(genesys) = &config.genesys else {
-            return Names::from_config(config, None)
+            return Names::from_config(config, None, None)
                 .await
                 .unwrap_or_else(|_| Names::new(config.fixed.clone(), None));
         };
-        match Names::from_config(config, secrets.as_ref()).await {
+        match Names::from_config(config, secrets.as_ref(), store.clone()).await {
             Ok(names) => names,
             Err(error) => {
                 let why: Arc<str> = Arc::from(error.to_string());
@@ -193,6 +239,7 @@ impl Names {
                     inner: Arc::new(DeferredInner {
                         config: genesys.clone(),
                         secrets,
+                        store,
                         retry_every,
                         state: Mutex::new(SetupState::Failed {
                             why,
@@ -226,6 +273,8 @@ struct Deferred {
 struct DeferredInner {
     config: GenesysConfig,
     secrets: Option<aws_sdk_secretsmanager::Client>,
+    /// Where names are kept, learnt once the setup succeeds.
+    store: Option<Arc<dyn NameStore>>,
     retry_every: Duration,
     state: Mutex<SetupState>,
     /// A setup try is running in the background.
@@ -246,6 +295,10 @@ impl DeferredInner {
         )
         .await
         .unwrap_or_else(|_| Err(NamesSetupError::TimedOut(SETUP_TIMEOUT)));
+        let attempt = match attempt {
+            Ok(directory) => Ok(directory.with_store_seeded(self.store.clone()).await),
+            Err(error) => Err(error),
+        };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *state = match attempt {
             Ok(directory) => {
@@ -281,6 +334,13 @@ impl Directory for Deferred {
         match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
             SetupState::Ready(directory) => directory.fetching() + trying,
             SetupState::Failed { .. } => trying,
+        }
+    }
+
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        match &*self.inner.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            SetupState::Ready(directory) => directory.is_fetching(kind, id),
+            SetupState::Failed { .. } => false,
         }
     }
 

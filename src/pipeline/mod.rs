@@ -27,7 +27,7 @@ use crate::attribute::InvalidKey;
 use crate::count::{self, DEFAULT_MAX_KEY_AGE, DEFAULT_RUN_GAP, Tally};
 use crate::event::{self, Event, EventError};
 use crate::ledger::{Ledger, LedgerError};
-use crate::names::{Directory, Names};
+use crate::names::{Directory, NAME_WAIT, Names};
 use crate::sink::{Sink, SinkError};
 use protocol::EventKeys;
 
@@ -127,14 +127,18 @@ struct Clock {
     at: Timestamp,
     started: Instant,
     deadline: Option<Instant>,
+    /// The batch's pushes wait for names being fetched until then at most ([`NAME_WAIT`]).
+    names_until: Instant,
 }
 
 impl Clock {
     fn new(time: BatchTime) -> Self {
+        let started = Instant::now();
         Clock {
             at: time.now,
-            started: Instant::now(),
+            started,
             deadline: time.deadline,
+            names_until: started + NAME_WAIT,
         }
     }
 

@@ -236,8 +236,6 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     })
             })
             .collect();
-        let names = naming::resolve_all(&*self.names, &by_id);
-        let occurrences = naming::with_names(by_id, &names);
         // No push may outlive its claims: it ends before their lease (less a margin), and
         // before the invocation's end less the time to confirm.
         let lease_bound = lease_expires.map(|lease| {
@@ -248,6 +246,15 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // Names being fetched are waited for within the batch's budget, leaving the push its
+        // minimal attempt.
+        let names_until = deadline.map_or(clock.names_until, |deadline| {
+            clock
+                .names_until
+                .min(deadline.checked_sub(MIN_ATTEMPT).unwrap_or(clock.started))
+        });
+        let names = naming::resolve_all(&*self.names, &by_id, names_until).await;
+        let occurrences = naming::with_names(by_id, &names);
         let context = PushContext {
             now: clock.now(),
             deadline,

@@ -25,6 +25,11 @@ pub mod schema {
     pub const SOURCE: &str = "source";
     pub const OUTCOME_VALUE: &str = "outcome_value";
     pub const DURATION_MS: &str = "duration_ms";
+    /// The partition of the names cache (see `names.rs`): no conversation id starts with `#`.
+    pub const NAMES_PARTITION: &str = "#names";
+    /// A cached name, and when it was fetched (epoch ms).
+    pub const NAME: &str = "name";
+    pub const FETCHED_AT_MS: &str = "fetched_at_ms";
     pub const CLAIMED: &str = "claimed";
     pub const DELIVERED: &str = "delivered";
     /// The shared definition itself.

@@ -11,10 +11,11 @@
 //! Confirm keeps the claim token, so a retried confirm succeeds too.
 //!
 //! This file holds the store's per-item requests; the items and their attribute names are in
-//! `item.rs`, the audit's parallel scan in `scan.rs`, table creation in `table.rs`, and the
+//! `item.rs`, the names cache kept in the same table in `names.rs`, the audit's parallel scan in `scan.rs`, table creation in `table.rs`, and the
 //! sorting of SDK errors into transient and permanent in `sdk_error.rs`.
 
 mod item;
+pub mod names;
 mod scan;
 mod sdk_error;
 mod table;
@@ -31,6 +32,7 @@ use jiff::SignedDuration;
 
 use self::item::{ClaimItem, KeyState};
 pub use self::item::{LedgerItem, schema};
+pub use self::names::DynamoDbNameStore;
 pub use self::scan::{ScanFilter, ScanTotals};
 use self::sdk_error::classify_error;
 pub use self::table::create_table;

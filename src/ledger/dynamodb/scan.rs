@@ -1,5 +1,5 @@
 //! The audit's and the redrive's parallel scan of the ledger table: which items to read
-//! ([`ScanFilter`], applied by DynamoDB as a filter expression), the segments read at once, and
+//! ([`ScanFilter`], applied by DynamoDB as a filter expression, and never the names cache's), the segments read at once, and
 //! what the scan read and cost ([`ScanTotals`]).
 
 use std::collections::HashMap;
@@ -63,6 +63,12 @@ impl ScanExpression {
             conditions.push(text.to_owned());
             expression.values.insert(placeholder.to_owned(), value);
         };
+        // The names cache shares the table; its items are no keys.
+        condition(
+            "#pk <> :names",
+            ":names",
+            AttributeValue::S(schema::NAMES_PARTITION.to_owned()),
+        );
         if let Some(since) = filter.since {
             condition(
                 "#time >= :since",

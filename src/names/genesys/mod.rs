@@ -7,12 +7,17 @@
 //! old name used meanwhile). A failure is logged with why and not asked again for a while: a
 //! 429 for as long as `Retry-After` says; a 401 fetches a new token and tries once more. At most
 //! [`MAX_CACHED`] ids of each kind are remembered.
+//!
+//! With a [`NameStore`] (the ledger table, in Lambda), the names it keeps are learnt at start
+//! ([`GenesysDirectory::seed_from_store`]): fresh ones are never asked of Genesys, stale ones are
+//! used while they are fetched again, and every name fetched is written back for the fleet.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use lru::LruCache;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
@@ -25,6 +30,7 @@ mod oauth;
 pub use oauth::Credentials;
 use oauth::TokenState;
 
+use super::store::{NameStore, StoredName};
 use super::{CredentialsSource, GenesysConfig};
 use super::{Directory, NameKind, NamesSetupError, RETRY_AFTER_FAILURE};
 use crate::error_text::with_causes;
@@ -138,6 +144,8 @@ struct Shared {
     fetches: Semaphore,
     /// Fetches spawned and not finished.
     in_flight: AtomicUsize,
+    /// Where names are kept for every instance, if anywhere: read at start, written after fetches.
+    store: OnceLock<Arc<dyn NameStore>>,
 }
 
 /// What is known of each kind's ids: one cache per kind, so that a lookup borrows its id.
@@ -197,8 +205,57 @@ impl GenesysDirectory {
                 token: tokio::sync::Mutex::new(TokenState::default()),
                 fetches: Semaphore::new(CONCURRENT_FETCHES),
                 in_flight: AtomicUsize::new(0),
+                store: OnceLock::new(),
             }),
         })
+    }
+
+    /// With `store`, if any, learnt (see [`Self::seed_from_store`]) and kept up to date.
+    pub async fn with_store_seeded(self, store: Option<Arc<dyn NameStore>>) -> Self {
+        let Some(store) = store else {
+            return self;
+        };
+        let directory = self.with_store(store);
+        let learnt = directory.seed_from_store().await;
+        tracing::info!(learnt, "names learnt from the table");
+        directory
+    }
+
+    /// Keeps every name fetched in `store` too (see [`Self::seed_from_store`]).
+    pub fn with_store(self, store: Arc<dyn NameStore>) -> Self {
+        // Set once, before any fetch: a second store is ignored.
+        let _ = self.shared.store.set(store);
+        self
+    }
+
+    /// Learns every name the store keeps (one load): fresh ones are used without asking Genesys;
+    /// those older than the TTL are used while they are fetched again. A store that cannot be
+    /// read is logged and leaves Genesys to ask. Returns how many names were learnt.
+    pub async fn seed_from_store(&self) -> usize {
+        let Some(store) = self.shared.store.get() else {
+            return 0;
+        };
+        let stored = match store.load_all().await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, "stored names could not be read; they will be asked of Genesys");
+                return 0;
+            }
+        };
+        let (now, wall) = (Instant::now(), Timestamp::now());
+        let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in &stored {
+            let age = Duration::try_from(wall.duration_since(name.fetched_at)).unwrap_or_default();
+            let fresh_for = self.shared.settings.ttl.saturating_sub(age);
+            entries.of(name.kind).put(
+                name.id.clone(),
+                Entry::Known {
+                    name: Arc::from(name.name.as_str()),
+                    fresh_until: now.checked_add(fresh_for).unwrap_or(now),
+                },
+            );
+        }
+        stored.len()
     }
 
     /// The directory a configuration describes, reading the OAuth client from Secrets Manager
@@ -267,6 +324,11 @@ impl Directory for GenesysDirectory {
     fn fetching(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
+
+    fn is_fetching(&self, kind: NameKind, id: &str) -> bool {
+        let mut entries = self.shared.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        matches!(entries.of(kind).peek(id), Some(Entry::Fetching { .. }))
+    }
 }
 
 impl Shared {
@@ -275,6 +337,30 @@ impl Shared {
             Ok(_permit) => self.fetch_name(kind, &id).await,
             Err(_) => return,
         };
+        let kept = match (&fetched, self.store.get()) {
+            (Ok(name), Some(store)) => Some((
+                store,
+                StoredName {
+                    kind,
+                    id: id.clone(),
+                    name: name.to_string(),
+                    fetched_at: Timestamp::now(),
+                },
+            )),
+            _ => None,
+        };
+        self.learn(kind, id, fetched);
+        // Kept for the fleet while this fetch still counts as in flight, so that a Lambda
+        // invocation's grace covers the write too.
+        if let Some((store, kept)) = kept
+            && let Err(error) = store.put(&kept).await
+        {
+            tracing::warn!(kind = %kind, id = kept.id, %error, "a fetched name could not be kept in the table");
+        }
+    }
+
+    /// Records what a fetch brought.
+    fn learn(&self, kind: NameKind, id: String, fetched: Result<Arc<str>, NameError>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let entries = entries.of(kind);
@@ -282,7 +368,7 @@ impl Shared {
         let entry = match fetched {
             Ok(name) => Entry::Known {
                 name,
-                fresh_until: now + self.settings.ttl,
+                fresh_until: now.checked_add(self.settings.ttl).unwrap_or(now),
             },
             Err(error) => {
                 tracing::warn!(
