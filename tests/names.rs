@@ -607,7 +607,11 @@ async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
     // (a lease long enough that each push's own lease leaves room to wait for names).
     let ledger = MemoryLedger::new(jiff::SignedDuration::from_secs(10));
     let event = flow_metrics::event::decode(PUBLIC_SAMPLE).expect("event");
-    let extracted = flow_metrics::count::extract(&event, flow_metrics::count::DEFAULT_MAX_KEY_AGE);
+    let extracted = flow_metrics::count::extract(
+        &event,
+        flow_metrics::count::DEFAULT_MAX_KEY_AGE,
+        flow_metrics::count::DEFAULT_RUN_GAP,
+    );
     let outcome = extracted
         .fresh
         .iter()
