@@ -19,7 +19,7 @@ use jiff::fmt::temporal::DateTimePrinter;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::count::Occurrence;
+use crate::count::{Occurrence, StepIds};
 use crate::key::Source;
 use crate::ledger::dynamodb::{LedgerItem, schema};
 use crate::sink::datadog::MetricNames;
@@ -280,6 +280,7 @@ impl CustomMetrics {
             conversation_id: &item.conversation_id,
             flow: &item.flow,
             metric: &item.metric,
+            ids: StepIds::of(source, &item.flow, &item.metric),
             key: &item.attribute_key,
             time: Timestamp::from_millisecond(item.key_time_ms).unwrap_or(Timestamp::UNIX_EPOCH),
             elapsed: Some(SignedDuration::ZERO),

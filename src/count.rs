@@ -25,12 +25,25 @@ pub const DEFAULT_MAX_KEY_AGE: SignedDuration = SignedDuration::from_hours(7 * 2
 /// Default for how far apart two consecutive keys of a flow may be and still be one run.
 pub const DEFAULT_RUN_GAP: SignedDuration = SignedDuration::from_hours(1);
 
+/// The ids of a milestone's or outcome's flow and step, kept when names replace them, so that
+/// its points can be grouped by id too (a renamed flow, an id sent before its name was known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepIds<'a> {
+    pub flow: &'a str,
+    /// The milestone's or outcome's id.
+    pub step: &'a str,
+}
+
 /// One counted metric occurrence: what a sink receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Occurrence<'a> {
     pub conversation_id: &'a str,
     pub flow: &'a str,
     pub metric: &'a str,
+    /// A milestone's or outcome's ids (`flow` and `metric` may be names); none for attributes,
+    /// whose flow and metric are names already.
+    #[serde(skip)]
+    pub ids: Option<StepIds<'a>>,
     pub key: &'a str,
     #[serde(serialize_with = "serialize_utc")]
     pub time: Timestamp,
@@ -55,12 +68,23 @@ fn serialize_utc<S: serde::Serializer>(time: &Timestamp, serializer: S) -> Resul
     serializer.serialize_str(&text)
 }
 
+impl<'a> StepIds<'a> {
+    /// The ids a key of `source` keeps: a milestone's or outcome's flow and step ids.
+    pub fn of(source: Source<'_>, flow: &'a str, step: &'a str) -> Option<Self> {
+        match source {
+            Source::Attribute => None,
+            Source::Milestone | Source::Outcome { .. } => Some(StepIds { flow, step }),
+        }
+    }
+}
+
 impl<'a> Occurrence<'a> {
     pub fn new(conversation_id: &'a str, metric: &MetricKey<'a>, elapsed: Option<SignedDuration>) -> Self {
         Occurrence {
             conversation_id,
             flow: metric.flow,
             metric: metric.metric,
+            ids: StepIds::of(metric.source, metric.flow, metric.metric),
             key: metric.key,
             time: metric.time,
             elapsed,

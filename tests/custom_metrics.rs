@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::intake::Intake;
 use flow_metrics::audit::{CustomMetricRow, CustomMetrics};
-use flow_metrics::count::Occurrence;
+use flow_metrics::count::{Occurrence, StepIds};
 use flow_metrics::key::Source;
 use flow_metrics::ledger::dynamodb::LedgerItem;
 use flow_metrics::sink::datadog::MetricNames;
@@ -51,21 +51,25 @@ fn known_keys() -> Vec<Known> {
 fn occurrences(keys: &[Known]) -> Vec<Occurrence<'static>> {
     keys.iter()
         .enumerate()
-        .map(|(index, (source, flow, metric, value, duration_ms))| Occurrence {
-            conversation_id: "c",
-            flow,
-            metric,
-            key: "k",
-            time: now() - SignedDuration::from_secs(index as i64),
-            elapsed: (*source == "attribute").then(|| SignedDuration::from_secs(index as i64)),
-            source: match *source {
+        .map(|(index, (source, flow, metric, value, duration_ms))| {
+            let source = match *source {
                 "milestone" => Source::Milestone,
                 "outcome" => Source::Outcome {
                     value: *value,
                     duration: duration_ms.map(SignedDuration::from_millis),
                 },
                 _ => Source::Attribute,
-            },
+            };
+            Occurrence {
+                conversation_id: "c",
+                flow,
+                metric,
+                ids: StepIds::of(source, flow, metric),
+                key: "k",
+                time: now() - SignedDuration::from_secs(index as i64),
+                elapsed: matches!(source, Source::Attribute).then(|| SignedDuration::from_secs(index as i64)),
+                source,
+            }
         })
         .collect()
 }

@@ -41,6 +41,7 @@ async fn the_key_never_reaches_the_logs() {
         conversation_id: "c-1",
         flow: "F",
         metric: "M",
+        ids: None,
         key: "a",
         time: "2026-03-07T11:59:30Z".parse().expect("timestamp"),
         elapsed: None,

@@ -63,6 +63,7 @@ fn occurrence<'a>(flow: &'a str, metric: &'a str, key: &'a str, time: &str) -> O
         conversation_id: "c-1",
         flow,
         metric,
+        ids: None,
         key,
         time: time.parse().expect("timestamp"),
         elapsed: None,

@@ -199,16 +199,31 @@ async fn datadog_receives_the_milestone_outcome_and_duration_metrics_once() {
         .map(|(tags, second, values)| format!("{tags} {second} {values}"))
         .collect();
     let flow = format!("flow:{FLOW}");
+    // Every milestone and outcome point carries its ids beside its names (here the names are
+    // unknown, so ids stand in for them too).
+    let flow_id = format!("flow_id:{FLOW}");
     assert_eq!(
         milestone_points,
         BTreeSet::from([
             format!(
                 "{} 1765551656 1",
-                tags(&[&flow, &format!("milestone:{FIRST_MILESTONE}"), "env:test"])
+                tags(&[
+                    &flow,
+                    &format!("milestone:{FIRST_MILESTONE}"),
+                    &flow_id,
+                    &format!("milestone_id:{FIRST_MILESTONE}"),
+                    "env:test"
+                ])
             ),
             format!(
                 "{} 1765551659 1",
-                tags(&[&flow, &format!("milestone:{SECOND_MILESTONE}"), "env:test"])
+                tags(&[
+                    &flow,
+                    &format!("milestone:{SECOND_MILESTONE}"),
+                    &flow_id,
+                    &format!("milestone_id:{SECOND_MILESTONE}"),
+                    "env:test"
+                ])
             ),
         ])
     );
@@ -216,6 +231,8 @@ async fn datadog_receives_the_milestone_outcome_and_duration_metrics_once() {
         &flow,
         &format!("outcome:{OUTCOME}"),
         "outcome_value:success",
+        &flow_id,
+        &format!("outcome_id:{OUTCOME}"),
         "env:test",
     ]);
     assert_eq!(

@@ -445,7 +445,9 @@ async fn datadog_gets_names_as_tags_and_a_self_metric_for_ids_sent_in_their_plac
         [serde_json::json!([
             "flow:customer_routing",
             "outcome:self_service",
-            "outcome_value:success"
+            "outcome_value:success",
+            format!("flow_id:{FLOW}"),
+            format!("outcome_id:{OUTCOME}"),
         ])]
     );
     let milestone_tags: Vec<Value> = intake

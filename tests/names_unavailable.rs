@@ -129,7 +129,9 @@ async fn a_secret_that_cannot_be_read_at_cold_start_leaves_ids_for_names_and_cou
         json!([
             "flow:billing_ivr",
             format!("outcome:{OUTCOME}"),
-            "outcome_value:success"
+            "outcome_value:success",
+            format!("flow_id:{FLOW}"),
+            format!("outcome_id:{OUTCOME}"),
         ])
     );
     assert_eq!(intake.points("genesys.flow.milestone").len(), 2);

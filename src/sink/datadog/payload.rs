@@ -124,15 +124,27 @@ impl MetricNames {
     }
 }
 
-/// The tags that name an occurrence's series, before the static ones.
+/// The tags that name an occurrence's series, before the static ones. A milestone's and an
+/// outcome's carry their ids beside their names (`flow_id`, `milestone_id`, `outcome_id`), so
+/// that a renamed flow, or an id sent before its name was known, still groups as one.
 fn series_tags(occurrence: &Occurrence<'_>) -> Vec<String> {
     let flow = tags::tag("flow", occurrence.flow);
+    let ids = |step_key: &'static str| -> Vec<String> {
+        occurrence.ids.map_or_else(Vec::new, |ids| {
+            vec![tags::tag("flow_id", ids.flow), tags::tag(step_key, ids.step)]
+        })
+    };
     match occurrence.source {
         Source::Attribute => vec![flow, tags::tag("metric", occurrence.metric)],
-        Source::Milestone => vec![flow, tags::tag("milestone", occurrence.metric)],
+        Source::Milestone => {
+            let mut tags = vec![flow, tags::tag("milestone", occurrence.metric)];
+            tags.extend(ids("milestone_id"));
+            tags
+        }
         Source::Outcome { value, .. } => {
             let mut tags = vec![flow, tags::tag("outcome", occurrence.metric)];
             tags.extend(value.map(|value| tags::tag("outcome_value", value)));
+            tags.extend(ids("outcome_id"));
             tags
         }
     }
