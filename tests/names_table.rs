@@ -351,3 +351,51 @@ async fn a_conversation_id_cannot_take_the_names_partition() {
         report.outcomes
     );
 }
+
+/// Operator commands on the table share the fleet's names: a replay into it reads them and asks
+/// Genesys nothing it already knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_into_the_table_names_from_the_table_too() {
+    let emulator = Dynalite::start();
+    create_table(&emulator.client(), TABLE).await.expect("table");
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let first = cold_start(&emulator, &genesys).await;
+    first.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
+    first
+        .finish_name_fetches(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    let (requests, tokens) = (genesys.api_requests().len(), genesys.token_requests());
+
+    let events = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        events.path(),
+        of_conversation("33333333-2d4f-4a6e-9b8c-1f2e3d4c5b6a"),
+    )
+    .expect("events");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
+        .args([
+            "replay", "--ledger", "dynamodb", "--table", TABLE, "--sink", "stdout",
+        ])
+        .args(["--endpoint-url", &emulator.endpoint, "--retention", "3650d"])
+        .arg(events.path())
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GENESYS_LOGIN_URL", genesys.uri())
+        .env("GENESYS_API_URL", genesys.uri())
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .expect("run flow-metrics");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.trim_end().ends_with("names unresolved 0"), "{stderr}");
+    assert_eq!(shown(output.stdout), named());
+    assert_eq!(
+        genesys.api_requests().len(),
+        requests,
+        "no name was asked of Genesys"
+    );
+    assert_eq!(genesys.token_requests(), tokens, "not even a token");
+}

@@ -130,7 +130,14 @@ async fn replay_with<L: Ledger, S: Sink>(
     let pipeline = Pipeline::new(ledger, sink)
         .with_max_key_age(args.max_key_age)
         .with_run_gap(args.run_gap)
-        .with_names(names_from(replay_names(&args.files)?, &args.table).await?);
+        .with_names(
+            names_from(
+                replay_names(&args.files)?,
+                &args.table,
+                args.ledger == LedgerKind::Dynamodb,
+            )
+            .await?,
+        );
     let replayed = replay::replay(&pipeline, sources, args.batch_size, &mut io::stderr()).await;
     eprintln!("summary: {}", replayed.tally);
     match replayed.stopped {

@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::process_env;
 use crate::ledger::DynamoDbLedger;
+use crate::ledger::dynamodb::DynamoDbNameStore;
 use crate::ledger::dynamodb::{LedgerItem, ScanFilter, ScanTotals};
+use crate::names::store::NameStore;
 use crate::names::{CredentialsSource, Directory, Names, NamesConfig};
 use crate::sink::DataDogSink;
 use crate::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig};
@@ -140,11 +142,16 @@ impl TableArgs {
 
 /// Names of flows, milestones and outcomes, as the environment configures them.
 pub async fn names(table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
-    names_from(NamesConfig::from_env(&process_env)?, table).await
+    names_from(NamesConfig::from_env(&process_env)?, table, true).await
 }
 
-/// Names of flows, milestones and outcomes, as `config` says.
-pub async fn names_from(config: NamesConfig, table: &TableArgs) -> anyhow::Result<Arc<dyn Directory>> {
+/// Names of flows, milestones and outcomes, as `config` says; with `from_table`, the ledger
+/// table's names too (read once, fetched names written back), as the function shares them.
+pub async fn names_from(
+    config: NamesConfig,
+    table: &TableArgs,
+    from_table: bool,
+) -> anyhow::Result<Arc<dyn Directory>> {
     let secrets = match config.genesys.as_ref().map(|genesys| &genesys.credentials) {
         Some(CredentialsSource::SecretArn(_)) => {
             let aws = crate::aws::load_config(table.endpoint_url.as_deref()).await?;
@@ -152,8 +159,14 @@ pub async fn names_from(config: NamesConfig, table: &TableArgs) -> anyhow::Resul
         }
         _ => None,
     };
+    let store: Option<Arc<dyn NameStore>> = if from_table && config.genesys.is_some() {
+        let (client, name) = table.client().await?;
+        Some(Arc::new(DynamoDbNameStore::new(client, name)))
+    } else {
+        None
+    };
     Ok(Arc::new(
-        Names::from_config(&config, secrets.as_ref(), None).await?,
+        Names::from_config(&config, secrets.as_ref(), store).await?,
     ))
 }
 
