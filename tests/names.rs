@@ -644,3 +644,40 @@ async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
         "took {took:?}"
     );
 }
+
+/// A replay of a fresh file against a reachable Genesys waits for the names before it pushes:
+/// every line carries them, and none goes out as an id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_fresh_file_sends_names_on_every_point() {
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    genesys.slow_down(Duration::from_millis(50));
+    let events = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(events.path(), PUBLIC_SAMPLE).expect("events");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics"));
+    command
+        .arg("replay")
+        .arg(events.path())
+        .env("GENESYS_LOGIN_URL", genesys.uri())
+        .env("GENESYS_API_URL", genesys.uri())
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", CLIENT_SECRET);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("run flow-metrics"))
+        .await
+        .expect("joined");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.trim_end().ends_with("names unresolved 0"), "{stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["flow"], "Customer Routing", "{line}");
+        assert!(
+            ["Identified customer", "Billing menu", "Self service"]
+                .contains(&line["metric"].as_str().unwrap_or("")),
+            "{line}"
+        );
+    }
+}
