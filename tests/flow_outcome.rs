@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use common::emulator::Dynalite;
 use common::intake::{Intake, Rules};
+use common::public_sample::{CONVERSATION, FIRST_MILESTONE, FLOW, OUTCOME, PUBLIC_SAMPLE, SECOND_MILESTONE};
 use flow_metrics::attribute::InvalidKey;
 use flow_metrics::event::{Event, EventError, decode};
 use flow_metrics::ledger::dynamodb::{LedgerItem, ScanFilter, create_table};
@@ -16,13 +17,6 @@ use flow_metrics::redrive::redrive;
 use flow_metrics::sink::{DataDogSink, JsonLinesSink, Sink};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-
-const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
-const CONVERSATION: &str = "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a";
-const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
-const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
-const FIRST_MILESTONE: &str = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const SECOND_MILESTONE: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
 
 /// Just after the sample's event, so that its keys are fresh and in DataDog's window.
 fn now() -> Timestamp {

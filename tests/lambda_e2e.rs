@@ -14,6 +14,7 @@ use common::attributes_event;
 use common::emulator::{Dynalite, Running, start_listening};
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
+use common::public_sample::{FLOW as SAMPLE_FLOW, OUTCOME as SAMPLE_OUTCOME, PUBLIC_SAMPLE};
 use flow_metrics::ledger::dynamodb::create_table;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -213,8 +214,7 @@ async fn the_lambda_counts_direct_and_queued_events_once_and_replay_sends_the_sa
 
 /// The public flow outcome sample, for `conversation`, its times a few seconds ago.
 fn recent_flow_outcome(conversation: &str) -> Value {
-    let mut event: Value =
-        serde_json::from_str(include_str!("fixtures/flow-outcome-public-sample.json")).expect("sample");
+    let mut event: Value = serde_json::from_str(PUBLIC_SAMPLE).expect("sample");
     let ms = |seconds: i64| (Timestamp::now() - SignedDuration::from_secs(seconds)).as_millisecond();
     event["detail"]["topicName"] = json!(format!(
         "v2.detail.events.conversation.{conversation}.flow.outcome"
@@ -228,9 +228,6 @@ fn recent_flow_outcome(conversation: &str) -> Value {
     body["flowMilestones"][1]["milestoneTime"] = json!(ms(35));
     event
 }
-
-const SAMPLE_FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
-const SAMPLE_OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_lambda_counts_flow_outcomes_once_and_names_them_from_genesys() {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
+use common::public_sample::{FIRST_MILESTONE, FLOW, OUTCOME, PUBLIC_SAMPLE, SECOND_MILESTONE, known_names};
 use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
 use flow_metrics::names::{Directory, NAME_WAIT, NameKind, Names};
@@ -19,21 +20,6 @@ use flow_metrics::sink::{DataDogSink, JsonLinesSink, PushContext, Sink};
 use flow_metrics::timing::{CONFIRM_RESERVE, MIN_ATTEMPT};
 use jiff::Timestamp;
 use serde_json::Value;
-
-const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
-const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
-const FIRST_MILESTONE: &str = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const SECOND_MILESTONE: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
-const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
-
-fn known() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![
-        ("flows", FLOW, "Customer Routing"),
-        ("milestones", FIRST_MILESTONE, "Identified customer"),
-        ("milestones", SECOND_MILESTONE, "Billing menu"),
-        ("outcomes", OUTCOME, "Self service"),
-    ]
-}
 
 fn settings(genesys: &FakeGenesys, secret: &str, retry_after_failure: Duration) -> GenesysSettings {
     GenesysSettings {
@@ -85,7 +71,7 @@ async fn resolved(directory: &dyn Directory, kind: NameKind, id: &str) -> Arc<st
 
 #[tokio::test]
 async fn names_are_fetched_in_the_background_then_served_from_the_cache() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let directory = directory(&genesys);
     // The first look never waits: no name yet, the id stands in.
     assert_eq!(directory.name(NameKind::Flow, FLOW), None);
@@ -128,7 +114,7 @@ async fn names_are_fetched_in_the_background_then_served_from_the_cache() {
 #[tokio::test]
 async fn a_token_is_renewed_before_it_expires() {
     // Genesys's tokens here last 2 s: the client renews after 1.8 s, never sending an expired one.
-    let genesys = FakeGenesys::start(Duration::from_secs(2), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(2), &known_names()).await;
     let directory = directory(&genesys);
     resolved(&directory, NameKind::Flow, FLOW).await;
     tokio::time::sleep(Duration::from_millis(1900)).await;
@@ -139,7 +125,7 @@ async fn a_token_is_renewed_before_it_expires() {
 
 #[tokio::test]
 async fn a_revoked_token_is_replaced_and_the_request_tried_again() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let directory = directory(&genesys);
     resolved(&directory, NameKind::Flow, FLOW).await;
     genesys.revoke_tokens();
@@ -159,7 +145,7 @@ async fn a_revoked_token_is_replaced_and_the_request_tried_again() {
 #[tokio::test]
 async fn a_rate_limited_name_keeps_the_id_and_waits_as_long_as_genesys_says() {
     let (logs, _guard) = common::logs::capture();
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     // The directory's own pause after a failure is short; Genesys's Retry-After is not.
     let directory =
         GenesysDirectory::new(settings(&genesys, CLIENT_SECRET, Duration::from_millis(1))).expect("client");
@@ -182,7 +168,7 @@ async fn a_rate_limited_name_keeps_the_id_and_waits_as_long_as_genesys_says() {
 #[tokio::test]
 async fn server_errors_and_unknown_ids_keep_the_id_say_why_and_are_tried_again_later() {
     let (logs, _guard) = common::logs::capture();
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let directory =
         GenesysDirectory::new(settings(&genesys, CLIENT_SECRET, Duration::from_millis(200))).expect("client");
     genesys.force(&[(503, None)]);
@@ -204,7 +190,7 @@ async fn server_errors_and_unknown_ids_keep_the_id_say_why_and_are_tried_again_l
 #[tokio::test]
 async fn refused_credentials_are_said_and_not_tried_for_every_id() {
     let (logs, _guard) = common::logs::capture();
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let directory =
         GenesysDirectory::new(settings(&genesys, "wrong secret", Duration::from_secs(60))).expect("client");
     for id in [FLOW, "a-1", "a-2", "a-3"] {
@@ -225,7 +211,7 @@ async fn refused_credentials_are_said_and_not_tried_for_every_id() {
 
 #[tokio::test]
 async fn ids_that_could_change_the_request_path_are_never_sent() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let directory = directory(&genesys);
     let (logs, _guard) = common::logs::capture();
     assert_eq!(directory.name(NameKind::Flow, "../../users/me"), None);
@@ -238,7 +224,7 @@ async fn ids_that_could_change_the_request_path_are_never_sent() {
 
 #[tokio::test]
 async fn the_fixed_map_overrides_the_api() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let fixed = HashMap::from([(FLOW.to_owned(), "Routing (fixed)".to_owned())]);
     let names = Names::new(fixed, Some(Arc::new(directory(&genesys))));
     assert_eq!(
@@ -296,7 +282,7 @@ fn invocation() -> BatchTime {
 
 #[tokio::test]
 async fn the_first_batch_after_a_cold_start_waits_for_names_and_sends_them_on_every_point() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_millis(50));
     let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
         .with_names(cold_names(&genesys));
@@ -326,7 +312,7 @@ async fn the_first_batch_after_a_cold_start_waits_for_names_and_sends_them_on_ev
 
 #[tokio::test]
 async fn names_slower_than_the_bound_go_out_as_ids_counted_as_unresolved_and_each_key_once() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_millis(1500));
     let names = cold_names(&genesys);
     let pipeline =
@@ -375,7 +361,7 @@ async fn names_slower_than_the_bound_go_out_as_ids_counted_as_unresolved_and_eac
 
 #[tokio::test]
 async fn with_genesys_down_ids_go_out_without_waiting_the_bound_and_each_key_counts_once() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.force(&[(503, None), (503, None), (503, None), (503, None)]);
     let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
         .with_names(cold_names(&genesys));
@@ -397,7 +383,7 @@ async fn with_genesys_down_ids_go_out_without_waiting_the_bound_and_each_key_cou
 
 #[tokio::test]
 async fn the_wait_for_names_never_eats_the_push_deadline() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_secs(30));
     let pipeline = Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new()))
         .with_names(cold_names(&genesys));
@@ -487,7 +473,7 @@ async fn invoke(names: Arc<dyn Directory>, time_left: Duration) {
 
 #[tokio::test]
 async fn a_lambda_invocation_lets_the_name_fetches_it_started_finish_before_it_returns() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_millis(300));
     let directory = Arc::new(directory(&genesys));
     invoke(directory.clone(), Duration::from_secs(30)).await;
@@ -505,7 +491,7 @@ async fn a_lambda_invocation_lets_the_name_fetches_it_started_finish_before_it_r
 
 #[tokio::test]
 async fn a_lambda_invocation_never_waits_for_names_past_its_deadline() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_secs(30));
     let directory = Arc::new(directory(&genesys));
     // 300 ms left beyond the time kept for confirming: the grace ends there, not with Genesys.
@@ -543,7 +529,7 @@ async fn check_names(genesys: &FakeGenesys, secret: &str, args: &[&str]) -> (Opt
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_names_command_checks_the_oauth_client_before_a_deployment() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let (status, printed) = check_names(
         &genesys,
         CLIENT_SECRET,
@@ -603,7 +589,7 @@ async fn the_names_command_checks_the_oauth_client_before_a_deployment() {
 
 #[tokio::test]
 async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_secs(30));
     // The outcome's key is held by an invocation that died; its claim ends 10 s into the batch
     // (a lease long enough that each push's own lease leaves room to wait for names).
@@ -649,7 +635,7 @@ async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
 /// every line carries them, and none goes out as an id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_of_a_fresh_file_sends_names_on_every_point() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     genesys.slow_down(Duration::from_millis(50));
     let events = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(events.path(), PUBLIC_SAMPLE).expect("events");

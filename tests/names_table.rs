@@ -12,6 +12,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::emulator::Dynalite;
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
+use common::public_sample::{
+    CONVERSATION, FIRST_MILESTONE, FLOW, OUTCOME, PUBLIC_SAMPLE, SECOND_MILESTONE, known_names,
+};
 use flow_metrics::audit::{Audit, totals};
 use flow_metrics::event::EventError;
 use flow_metrics::ledger::dynamodb::{DynamoDbNameStore, ScanFilter, create_table, schema};
@@ -25,21 +28,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 const TABLE: &str = "flow-metrics-names";
-const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
-const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
-const FIRST_MILESTONE: &str = "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const SECOND_MILESTONE: &str = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c";
-const CONVERSATION: &str = "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a";
-const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
-
-fn known() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![
-        ("flows", FLOW, "Customer Routing"),
-        ("milestones", FIRST_MILESTONE, "Identified customer"),
-        ("milestones", SECOND_MILESTONE, "Billing menu"),
-        ("outcomes", OUTCOME, "Self service"),
-    ]
-}
 
 fn now() -> Timestamp {
     "2025-12-12T15:02:31Z".parse().expect("time")
@@ -111,7 +99,7 @@ fn named() -> Vec<(String, String)> {
 async fn names_fetched_once_are_kept_in_the_table_and_a_second_cold_start_asks_genesys_nothing() {
     let emulator = Dynalite::start();
     create_table(&emulator.client(), TABLE).await.expect("table");
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
 
     let first = cold_start(&emulator, &genesys).await;
     let report = first.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
@@ -179,7 +167,7 @@ async fn names_fetched_once_are_kept_in_the_table_and_a_second_cold_start_asks_g
 async fn the_audit_and_the_redrive_scan_never_see_the_names() {
     let emulator = Dynalite::start();
     create_table(&emulator.client(), TABLE).await.expect("table");
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let ledger = DynamoDbLedger::new(emulator.client(), TABLE).with_retention(common::ARCHIVE_RETENTION);
     let audit = |filter: ScanFilter| {
         let ledger = ledger.clone();
@@ -262,7 +250,7 @@ async fn seeded(genesys: &FakeGenesys, store: Arc<MemoryNameStore>) -> GenesysDi
 
 #[tokio::test]
 async fn only_what_the_table_lacks_or_has_stale_is_asked_of_genesys_and_written_back() {
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let store = Arc::new(MemoryNameStore::default());
     let kept = |kind, id: &str, name: &str, age: SignedDuration| StoredName {
         kind,
@@ -358,7 +346,7 @@ async fn a_conversation_id_cannot_take_the_names_partition() {
 async fn a_replay_into_the_table_names_from_the_table_too() {
     let emulator = Dynalite::start();
     create_table(&emulator.client(), TABLE).await.expect("table");
-    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known()).await;
+    let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
     let first = cold_start(&emulator, &genesys).await;
     first.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
     first

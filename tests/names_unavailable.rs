@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
+use common::public_sample::{FLOW, OUTCOME, PUBLIC_SAMPLE};
 use common::secrets::{FakeSecrets, SECRET_ARN};
 
 use flow_metrics::ledger::MemoryLedger;
@@ -22,10 +23,6 @@ use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::sink::{DataDogSink, PushContext, Sink};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-
-const FLOW: &str = "d2c1b0a9-8f7e-4d6c-b5a4-938271605f4e";
-const OUTCOME: &str = "a9b8c7d6-e5f4-4a3b-8c2d-1e0f9a8b7c6d";
-const PUBLIC_SAMPLE: &str = include_str!("fixtures/flow-outcome-public-sample.json");
 
 fn markers() -> Vec<String> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/log_markers.json"))

@@ -6,6 +6,7 @@ pub mod fault_proxy;
 pub mod genesys;
 pub mod intake;
 pub mod logs;
+pub mod public_sample;
 pub mod secrets;
 
 use std::sync::Mutex;
