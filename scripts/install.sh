@@ -37,7 +37,8 @@ elif ! cargo lambda system 2>/dev/null | grep -q '^  command:'; then
   problem "Zig, which cargo-lambda builds with" "npm install -g @ziglang/cli   (or: cargo lambda system --setup)"
 fi
 # The function is built for arm64 unless the settings say x86_64.
-architecture=$(node -e 'try { console.log(require("./cdk/settings.json").architecture ?? "arm64") } catch { console.log("arm64") }' 2>/dev/null || echo arm64)
+settings="${FLOW_METRICS_SETTINGS:-$PWD/cdk/settings.json}"
+architecture=$(node -e 'try { console.log(require(process.argv[1]).architecture ?? "arm64") } catch { console.log("arm64") }' "$settings" 2>/dev/null || echo arm64)
 if [ "$architecture" = arm64 ] && have rustup && ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
   problem "the Rust target for arm64 Lambda functions" \
     "rustup target add aarch64-unknown-linux-gnu   (or set \"architecture\": \"x86_64\" in cdk/settings.json)"

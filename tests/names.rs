@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::genesys::{CLIENT_ID, CLIENT_SECRET, FakeGenesys};
 use common::intake::Intake;
-use common::public_sample::{FIRST_MILESTONE, FLOW, OUTCOME, PUBLIC_SAMPLE, SECOND_MILESTONE, known_names};
+use common::public_sample::{
+    CONVERSATION, FIRST_MILESTONE, FLOW, OUTCOME, PUBLIC_SAMPLE, SECOND_MILESTONE, known_names,
+};
 use flow_metrics::ledger::{ClaimRequest, ClaimToken, Ledger, MemoryLedger};
 use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
 use flow_metrics::names::{Directory, NAME_WAIT, NameKind, Names};
@@ -313,17 +315,16 @@ async fn the_first_batch_after_a_cold_start_waits_for_names_and_sends_them_on_ev
 #[tokio::test]
 async fn names_slower_than_the_bound_go_out_as_ids_counted_as_unresolved_and_each_key_once() {
     let genesys = FakeGenesys::start(Duration::from_secs(3600), &known_names()).await;
-    genesys.slow_down(Duration::from_millis(1500));
+    // Genesys answers well after the bound: the wait ends at the bound, not with Genesys.
+    let latency = Duration::from_secs(3);
+    genesys.slow_down(latency);
     let names = cold_names(&genesys);
     let pipeline =
         Pipeline::new(MemoryLedger::default(), JsonLinesSink::new(Vec::new())).with_names(names.clone());
     let started = tokio::time::Instant::now();
     let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
     let waited = started.elapsed();
-    assert!(
-        waited >= NAME_WAIT && waited < NAME_WAIT + Duration::from_millis(400),
-        "waited {waited:?}"
-    );
+    assert!(waited >= NAME_WAIT && waited < latency, "waited {waited:?}");
     assert_eq!(report.tally.keys_counted, 3);
     // Nothing came in time: two ids each (the flow's and its own).
     assert_eq!(report.tally.names_unresolved, 6);
@@ -337,14 +338,11 @@ async fn names_slower_than_the_bound_go_out_as_ids_counted_as_unresolved_and_eac
     resolved(&*names, NameKind::Outcome, OUTCOME).await;
     resolved(&*names, NameKind::Flow, FLOW).await;
     let later = PUBLIC_SAMPLE
-        .replace(
-            "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
-            "11111111-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
-        )
+        .replace(CONVERSATION, "11111111-2d4f-4a6e-9b8c-1f2e3d4c5b6a")
         .replace(r#""flowMilestones":["#, r#""flowMilestones":[],"ignored":["#);
     let started = tokio::time::Instant::now();
     let report = pipeline.process_batch(&[&later], invocation()).await;
-    assert!(started.elapsed() < Duration::from_millis(200));
+    assert!(started.elapsed() < NAME_WAIT, "{:?}", started.elapsed());
     assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (1, 0));
     let (_, sink) = pipeline.into_parts();
     let id = |flow: &str, metric: &str| (flow.to_owned(), metric.to_owned());
@@ -394,11 +392,7 @@ async fn the_wait_for_names_never_eats_the_push_deadline() {
     };
     let started = tokio::time::Instant::now();
     let report = pipeline.process_batch(&[PUBLIC_SAMPLE], time).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < NAME_WAIT, "{:?}", started.elapsed());
     assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
 }
 
@@ -609,7 +603,7 @@ async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
     assert_eq!(outcome.len(), 1);
     let dead = ledger
         .claim(ClaimRequest {
-            conversation_id: "7e1a9c3b-2d4f-4a6e-9b8c-1f2e3d4c5b6a",
+            conversation_id: CONVERSATION,
             event_time: now(),
             keys: &outcome,
             token: &ClaimToken::random(),
@@ -623,10 +617,11 @@ async fn the_wait_for_names_is_one_budget_for_the_whole_batch() {
     let report = pipeline.process_batch(&[PUBLIC_SAMPLE], invocation()).await;
     let took = started.elapsed();
     // Two pushes: the milestones at once (after waiting the budget for names), the outcome once
-    // the dead claim ended. The second push had no budget left, so it did not wait again.
+    // the dead claim ended. The second push had no budget left, so it did not wait again (had it,
+    // the batch would take the lease plus a second budget).
     assert_eq!((report.tally.keys_counted, report.tally.names_unresolved), (3, 6));
     assert!(
-        took >= Duration::from_secs(10) && took < Duration::from_secs(10) + NAME_WAIT / 2,
+        took >= Duration::from_secs(10) && took < Duration::from_secs(10) + NAME_WAIT,
         "took {took:?}"
     );
 }

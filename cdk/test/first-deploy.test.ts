@@ -267,7 +267,9 @@ describe('a failed event of any size reaches the dead letter whole', () => {
 
   test.each(['direct', 'queued'])('%s mode: every queue takes a whole EventBridge event (256 KB)', (mode) => {
     const { template } = synth({ mode });
-    for (const queue of resources(template, 'AWS::SQS::Queue')) {
+    const queues = resources(template, 'AWS::SQS::Queue');
+    expect(queues.length).toBe(mode === 'queued' ? 2 : 1);
+    for (const queue of queues) {
       const size = queue.Properties.MaximumMessageSize as number | undefined;
       expect(size === undefined || size >= 256 * 1024).toBe(true);
     }

@@ -23,8 +23,11 @@ function pathWith(leftOut: string[], fakes: Record<string, string> = {}): string
   return dir;
 }
 
+/** Settings of the test's own: never the developer's cdk/settings.json (which may say x86_64). */
+const NO_SETTINGS = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flow-metrics-settings-')), 'settings.json');
+
 function check(PATH: string) {
-  return spawnSync('bash', [SCRIPT, '--check'], { encoding: 'utf8', env: { ...process.env, PATH } });
+  return spawnSync('bash', [SCRIPT, '--check'], { encoding: 'utf8', env: { ...process.env, PATH, FLOW_METRICS_SETTINGS: NO_SETTINGS } });
 }
 
 test('missing tools are each named with the command that installs them', () => {

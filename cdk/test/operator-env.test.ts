@@ -9,7 +9,11 @@ import * as path from 'path';
 
 const SCRIPT = path.join(__dirname, '..', '..', 'scripts', 'operator-env.sh');
 
-/** A fake `aws` that logs its arguments and answers describe-stacks and get-function-configuration. */
+/**
+ * A fake `aws` that logs its arguments and answers describe-stacks and get-function-configuration;
+ * with `outputs` of `'no such stack'`, describe-stacks fails as the CLI does for a stack that
+ * does not exist (CloudFormation's ValidationError, exit status 254).
+ */
 function fakeAws(outputs: unknown, variables: unknown): { dir: string; calls: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flow-metrics-aws-'));
   const calls = path.join(dir, 'calls');
@@ -17,7 +21,7 @@ function fakeAws(outputs: unknown, variables: unknown): { dir: string; calls: st
   fs.writeFileSync(path.join(dir, 'variables.json'), JSON.stringify(variables));
   fs.writeFileSync(
     path.join(dir, 'aws'),
-    `#!/bin/bash\necho "$*" >> ${calls}\ncase "$*" in\n  *describe-stacks*) cat ${dir}/outputs.json;;\n  *get-function-configuration*) cat ${dir}/variables.json;;\n  *) exit 2;;\nesac\n`,
+    `#!/bin/bash\necho "$*" >> ${calls}\ncase "$*" in\n  *describe-stacks*) if grep -q '"no such stack"' ${dir}/outputs.json; then echo "An error occurred (ValidationError) when calling the DescribeStacks operation: Stack with id GenesysFlowMetrics does not exist" >&2; exit 254; fi; cat ${dir}/outputs.json;;\n  *get-function-configuration*) cat ${dir}/variables.json;;\n  *) exit 2;;\nesac\n`,
     { mode: 0o755 },
   );
   return { dir, calls };
@@ -53,8 +57,11 @@ test('the shell gets the function\'s environment, the region and the outputs, qu
   );
 });
 
-test('without settings, or with no stack there, it says what to do', () => {
+test('without settings, with no stack there, or a stack of another version, it says what to do', () => {
   const aws = fakeAws(null, {});
   expect(run(undefined, aws).stderr).toMatch(/settings.json does not exist: write it first \(README, Deploying, step 3\)/);
   expect(run({ region: 'eu-west-1' }, aws).stderr).toMatch(/stack GenesysFlowMetrics has no FunctionName output/);
+  const missing = run({ region: 'eu-west-1' }, fakeAws('no such stack', {}));
+  expect(missing.status).toBe(1);
+  expect(missing.stderr).toMatch(/cannot read stack GenesysFlowMetrics in eu-west-1: is it deployed/);
 });

@@ -289,16 +289,15 @@ enum SetupState {
 
 impl DeferredInner {
     async fn try_setup(&self) {
-        let attempt = tokio::time::timeout(
-            SETUP_TIMEOUT,
-            GenesysDirectory::from_config(&self.config, self.secrets.as_ref()),
-        )
-        .await
-        .unwrap_or_else(|_| Err(NamesSetupError::TimedOut(SETUP_TIMEOUT)));
-        let attempt = match attempt {
-            Ok(directory) => Ok(directory.with_store_seeded(self.store.clone()).await),
-            Err(error) => Err(error),
+        // One bound over the whole setup, the table's names included: a hung read must not
+        // leave `trying` set, or no setup would be tried again.
+        let setup = async {
+            let directory = GenesysDirectory::from_config(&self.config, self.secrets.as_ref()).await?;
+            Ok(directory.with_store_seeded(self.store.clone()).await)
         };
+        let attempt = tokio::time::timeout(SETUP_TIMEOUT, setup)
+            .await
+            .unwrap_or_else(|_| Err(NamesSetupError::TimedOut(SETUP_TIMEOUT)));
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *state = match attempt {
             Ok(directory) => {
