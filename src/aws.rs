@@ -44,9 +44,20 @@ pub async fn secret_string(
 /// Loads the SDK configuration. `endpoint_url` (or the standard `AWS_ENDPOINT_URL`) points the
 /// clients at an emulator.
 pub async fn load_config(endpoint_url: Option<&str>) -> Result<SdkConfig, AwsSetupError> {
+    load_config_in(endpoint_url, None).await
+}
+
+/// Loads the SDK configuration, in `region` when given rather than the chain's.
+pub async fn load_config_in(
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+) -> Result<SdkConfig, AwsSetupError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
     let config = loader.load().await;
     if config.region().is_none() {

@@ -14,6 +14,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod count;
+pub mod deployment;
 pub mod drain;
 pub mod error_text;
 pub mod event;

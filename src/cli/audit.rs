@@ -8,17 +8,16 @@ use clap::ValueEnum;
 use jiff::Timestamp;
 
 use crate::audit::{self, Audit, Bucket, CustomMetrics};
-use crate::config::process_env;
 use crate::ledger::DynamoDbLedger;
 use crate::ledger::dynamodb::ScanFilter;
-use crate::sink::datadog::SeriesConfig;
 
-use super::shared::{ScanArgs, TableArgs, report_scan, scan};
+use super::shared::{ScanArgs, report_scan, scan};
+use super::target::TargetArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     #[command(flatten)]
-    table: TableArgs,
+    target: TargetArgs,
 
     #[command(flatten)]
     scan: ScanArgs,
@@ -65,8 +64,9 @@ pub enum Format {
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let (client, table) = args.table.client().await?;
-    let ledger = DynamoDbLedger::new(client, table);
+    let settings = args.target.settings().await?;
+    let table = settings.table()?;
+    let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table);
     let filter = ScanFilter {
         since: args.since,
         until: args.until,
@@ -79,7 +79,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         BucketArg::Hour => Bucket::Hour,
         BucketArg::Day => Bucket::Day,
     });
-    let series = SeriesConfig::from_env(&process_env)?;
+    let series = settings.series()?;
     let mut custom_metrics = CustomMetrics::new(series.metrics, series.static_tags);
     let mut audit = Audit::new(bucket, Timestamp::now());
     let totals = scan(&ledger, &args.scan, &filter, |item| {

@@ -7,57 +7,62 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::SignedDuration;
 
-use crate::config::parse_duration;
-use crate::count::DEFAULT_MAX_KEY_AGE;
+use crate::config::{check_retention, parse_duration};
+use crate::count::{DEFAULT_MAX_KEY_AGE, DEFAULT_RUN_GAP};
 use crate::drain::{DeadLetterBucket, DeadLetterQueue, DeadLetterSource, Drained, drain};
 use crate::ledger::DynamoDbLedger;
+use crate::ledger::dynamodb::DEFAULT_RETENTION;
 use crate::pipeline::Pipeline;
 use crate::sink::{JsonLinesSink, Sink};
+use crate::timing::DEFAULT_LEASE;
 
-use super::shared::{SinkKind, TableArgs, datadog_sink, names, sink_for_table};
+use super::shared::SinkKind;
+use super::target::TargetArgs;
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("dead_letters").args(["queue_url", "bucket"]).required(true).multiple(true)))]
 pub struct DrainArgs {
-    /// The dead-letter queue (the stack's `DeadLetterQueueUrl` output).
+    /// The dead-letter queue (default: the stack's `DeadLetterQueueUrl` output).
     #[arg(long)]
     queue_url: Option<String>,
 
-    /// The on-failure bucket of direct mode (the stack's `DeadLetterBucketName` output): each
-    /// object is one failed invocation's record.
+    /// The on-failure bucket of direct mode (default: the stack's `DeadLetterBucketName`
+    /// output): each object is one failed invocation's record.
     #[arg(long)]
     bucket: Option<String>,
 
     /// Only the bucket's objects whose keys start with this (default: the whole bucket).
-    #[arg(long, requires = "bucket")]
+    #[arg(long)]
     prefix: Option<String>,
 
-    /// The ledger table the Lambda uses. `--endpoint-url` applies to SQS and S3 too (S3 is then
-    /// addressed path-style); to point each service at its own emulator, set
-    /// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3.
+    /// The deployment: its dead letters, its table and its function's settings. `--endpoint-url`
+    /// applies to SQS and S3 too (S3 is then addressed path-style); to point each service at its
+    /// own emulator, set AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3.
     #[command(flatten)]
-    table: TableArgs,
+    target: TargetArgs,
 
-    /// Where the events' keys go (required unless --dry-run): the table records them as
-    /// delivered.
+    /// Where the events' keys go (default against a deployment: DataDog; required with a table
+    /// no stack created, unless --dry-run): the table records them as delivered.
     #[arg(long, value_enum)]
     sink: Option<SinkKind>,
 
-    /// How long the drain's own claims hold (as the Lambda's, by default; the function's own
-    /// setting, FLOW_METRICS_LEASE, after `eval "$(scripts/operator-env.sh)"`).
-    #[arg(long, env = "FLOW_METRICS_LEASE", value_parser = parse_duration, default_value = "40s")]
-    lease: SignedDuration,
+    /// How long the drain's own claims hold (default: the function's FLOW_METRICS_LEASE).
+    #[arg(long, value_parser = parse_duration)]
+    lease: Option<SignedDuration>,
 
-    /// The table's item retention, as deployed (FLOW_METRICS_RETENTION, which
-    /// scripts/operator-env.sh takes from the function): events too old for it are kept, not counted.
-    #[arg(long, env = "FLOW_METRICS_RETENTION", value_parser = parse_duration, default_value = "30d")]
-    retention: SignedDuration,
+    /// The table's item retention (default: the function's FLOW_METRICS_RETENTION): events
+    /// too old for it are kept, not counted.
+    #[arg(long, value_parser = parse_duration)]
+    retention: Option<SignedDuration>,
+
+    /// Keys older than this, relative to their event's time, are stale and never counted
+    /// (default: the function's FLOW_METRICS_MAX_KEY_AGE).
+    #[arg(long, value_parser = parse_duration)]
+    max_key_age: Option<SignedDuration>,
 
     /// Keys of a flow more than this apart are in different runs, each key's `.elapsed` timed
-    /// from the start of its run (the function's FLOW_METRICS_RUN_GAP, after
-    /// `eval "$(scripts/operator-env.sh)"`).
-    #[arg(long, env = "FLOW_METRICS_RUN_GAP", value_parser = parse_duration, default_value = "1h")]
-    run_gap: SignedDuration,
+    /// from the start of its run (default: the function's FLOW_METRICS_RUN_GAP).
+    #[arg(long, value_parser = parse_duration)]
+    run_gap: Option<SignedDuration>,
 
     /// List what would be done with each letter (one JSON line each); change nothing.
     #[arg(long)]
@@ -65,35 +70,68 @@ pub struct DrainArgs {
 }
 
 pub async fn run(args: DrainArgs) -> anyhow::Result<ExitCode> {
-    let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
-    let (aws, table) = args.table.aws().await?;
-    let ledger = DynamoDbLedger::new(crate::aws::dynamodb_client(&aws), table)
-        .with_lease(args.lease)
-        .with_retention(args.retention);
+    let settings = args.target.settings().await?;
+    let deployed = |output: &str| {
+        settings
+            .deployment()
+            .and_then(|deployment| deployment.output(output))
+            .map(str::to_owned)
+    };
+    let (queue_url, bucket) = match (&args.queue_url, &args.bucket) {
+        (None, None) => (deployed("DeadLetterQueueUrl"), deployed("DeadLetterBucketName")),
+        (queue_url, bucket) => (queue_url.clone(), bucket.clone()),
+    };
+    if queue_url.is_none() && bucket.is_none() {
+        anyhow::bail!("name the dead letters: --stack (its queue and bucket), --queue-url or --bucket");
+    }
+    if args.prefix.is_some() && bucket.is_none() {
+        anyhow::bail!("--prefix selects objects of a bucket, and no bucket is drained");
+    }
+    let sink = (!args.dry_run).then(|| settings.sink(args.sink));
+    let lease = settings.duration("FLOW_METRICS_LEASE", ("--lease", args.lease), DEFAULT_LEASE)?;
+    let retention = settings.duration(
+        "FLOW_METRICS_RETENTION",
+        ("--retention", args.retention),
+        DEFAULT_RETENTION,
+    )?;
+    let max_key_age = settings.duration(
+        "FLOW_METRICS_MAX_KEY_AGE",
+        ("--max-key-age", args.max_key_age),
+        DEFAULT_MAX_KEY_AGE,
+    )?;
+    let run_gap = settings.duration(
+        "FLOW_METRICS_RUN_GAP",
+        ("--run-gap", args.run_gap),
+        DEFAULT_RUN_GAP,
+    )?;
+    check_retention(retention, max_key_age)?;
+    let table = settings.table()?;
+    let aws = settings.aws().await?;
+    let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table)
+        .with_lease(lease)
+        .with_retention(retention);
     let mut sources = DeadLetters {
-        queue: args
-            .queue_url
-            .as_ref()
-            .map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(&aws), url)),
-        bucket: args.bucket.as_ref().map(|bucket| {
+        queue: queue_url.map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(aws), url)),
+        bucket: bucket.map(|bucket| {
             // An emulator serves buckets under its own host, not as host names of their own.
             let path_style =
                 aws.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-            let client = crate::aws::s3_client(&aws, path_style);
+            let client = crate::aws::s3_client(aws, path_style);
             DeadLetterBucket::new(client, bucket, args.prefix.clone())
         }),
+        max_key_age,
     };
-    let names = names(&args.table).await?;
+    let names = settings.names().await?;
     let kept = match sink {
         Some(SinkKind::Datadog) => {
-            let pipeline = Pipeline::new(ledger, datadog_sink(&args.table).await?)
-                .with_run_gap(args.run_gap)
+            let pipeline = Pipeline::new(ledger, settings.datadog_sink().await?)
+                .with_run_gap(run_gap)
                 .with_names(names);
             sources.drain_all(&pipeline, args.dry_run).await?
         }
         _ => {
             let pipeline = Pipeline::new(ledger, JsonLinesSink::stdout())
-                .with_run_gap(args.run_gap)
+                .with_run_gap(run_gap)
                 .with_names(names);
             sources.drain_all(&pipeline, args.dry_run).await?
         }
@@ -109,6 +147,8 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<ExitCode> {
 struct DeadLetters {
     queue: Option<DeadLetterQueue>,
     bucket: Option<DeadLetterBucket>,
+    /// Keys older than this, relative to their event's time, are never counted.
+    max_key_age: SignedDuration,
 }
 
 impl DeadLetters {
@@ -121,10 +161,10 @@ impl DeadLetters {
     ) -> anyhow::Result<usize> {
         let mut kept = 0;
         if let Some(queue) = &mut self.queue {
-            kept += drain_one(pipeline, queue, dry_run).await?;
+            kept += drain_one(pipeline, queue, dry_run, self.max_key_age).await?;
         }
         if let Some(bucket) = &mut self.bucket {
-            kept += drain_one(pipeline, bucket, dry_run).await?;
+            kept += drain_one(pipeline, bucket, dry_run, self.max_key_age).await?;
         }
         Ok(kept)
     }
@@ -136,6 +176,7 @@ async fn drain_one<S: Sink, D: DeadLetterSource>(
     pipeline: &Pipeline<DynamoDbLedger, S>,
     source: &mut D,
     dry_run: bool,
+    max_key_age: SignedDuration,
 ) -> anyhow::Result<usize> {
     let noun = source.noun();
     let progress = if io::stderr().is_terminal() && !dry_run {
@@ -152,7 +193,7 @@ async fn drain_one<S: Sink, D: DeadLetterSource>(
     } else {
         ProgressBar::hidden()
     };
-    let drained = drain(pipeline, source, dry_run, DEFAULT_MAX_KEY_AGE, |plan| {
+    let drained = drain(pipeline, source, dry_run, max_key_age, |plan| {
         progress.inc(1);
         if dry_run {
             println!("{}", serde_json::to_string(plan).unwrap_or_default());
@@ -194,40 +235,36 @@ mod tests {
     use clap::Parser as _;
 
     use super::super::{Cli, Command};
+    use super::DrainArgs;
+
+    fn parse(args: &[&str]) -> Result<DrainArgs, clap::Error> {
+        Cli::try_parse_from(["flow-metrics", "drain"].iter().chain(args)).map(|cli| match cli.command {
+            Command::Drain(drain) => drain,
+            _ => panic!("drain"),
+        })
+    }
 
     #[test]
-    fn its_run_gap_defaults_to_the_functions_and_is_a_duration() {
-        let parse = |args: &[&str]| {
-            let all = ["flow-metrics", "drain", "--queue-url", "q"].iter().chain(args);
-            Cli::try_parse_from(all).map(|cli| match cli.command {
-                Command::Drain(drain) => drain.run_gap,
-                _ => panic!("drain"),
-            })
-        };
-        assert_eq!(parse(&[]).expect("default"), crate::count::DEFAULT_RUN_GAP);
+    fn its_durations_are_the_functions_unless_a_flag_says_otherwise() {
+        let defaults = parse(&["--stack", "S"]).expect("a stack alone");
         assert_eq!(
-            parse(&["--run-gap", "90m"]).expect("90m"),
-            jiff::SignedDuration::from_mins(90)
+            (
+                defaults.lease,
+                defaults.retention,
+                defaults.max_key_age,
+                defaults.run_gap
+            ),
+            (None, None, None, None)
         );
+        let given = parse(&["--run-gap", "90m", "--retention", "10d"]).expect("durations");
+        assert_eq!(given.run_gap, Some(jiff::SignedDuration::from_mins(90)));
+        assert_eq!(given.retention, Some(jiff::SignedDuration::from_hours(240)));
         assert!(parse(&["--run-gap", "an hour"]).is_err());
     }
 
     #[test]
-    fn drain_reads_a_queue_a_bucket_or_both_and_needs_one() {
-        let parse = |args: &[&str]| Cli::try_parse_from(["flow-metrics", "drain"].iter().chain(args));
-        let missing = parse(&["--table", "t"]).expect_err("no source");
-        assert_eq!(missing.kind(), clap::error::ErrorKind::MissingRequiredArgument);
-        let prefix_alone = parse(&["--queue-url", "q", "--prefix", "p/"]).expect_err("a prefix of no bucket");
-        assert_eq!(
-            prefix_alone.kind(),
-            clap::error::ErrorKind::MissingRequiredArgument
-        );
-        let Command::Drain(both) = parse(&["--queue-url", "q", "--bucket", "b", "--prefix", "p/"])
-            .expect("both")
-            .command
-        else {
-            panic!("drain");
-        };
+    fn drain_reads_a_queue_a_bucket_or_both() {
+        let both = parse(&["--queue-url", "q", "--bucket", "b", "--prefix", "p/"]).expect("both");
         assert_eq!(
             (
                 both.queue_url.as_deref(),

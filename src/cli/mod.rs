@@ -17,6 +17,7 @@ pub mod replay;
 pub mod sample_event;
 mod shared;
 pub mod simulate;
+mod target;
 
 use clap::{Parser, Subcommand};
 
@@ -77,33 +78,5 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    /// `eval "$(scripts/operator-env.sh)"` exports the deployed function's environment: the
-    /// operator commands then take its lease, retention, stale age and run gap, not their defaults.
-    #[test]
-    fn operator_commands_take_the_functions_timing_from_its_variables() {
-        let command = Cli::command();
-        let env_of = |subcommand: &str, arg: &str| {
-            let sub = command.find_subcommand(subcommand).expect(subcommand);
-            let arg = sub.get_arguments().find(|a| a.get_id() == arg).expect(arg);
-            arg.get_env().and_then(|name| name.to_str()).map(str::to_owned)
-        };
-        for (subcommand, arg, variable) in [
-            ("drain", "lease", "FLOW_METRICS_LEASE"),
-            ("drain", "retention", "FLOW_METRICS_RETENTION"),
-            ("drain", "run_gap", "FLOW_METRICS_RUN_GAP"),
-            ("replay", "lease", "FLOW_METRICS_LEASE"),
-            ("replay", "retention", "FLOW_METRICS_RETENTION"),
-            ("replay", "max_key_age", "FLOW_METRICS_MAX_KEY_AGE"),
-            ("replay", "run_gap", "FLOW_METRICS_RUN_GAP"),
-            ("redrive", "lease", "FLOW_METRICS_LEASE"),
-        ] {
-            assert_eq!(
-                env_of(subcommand, arg).as_deref(),
-                Some(variable),
-                "{subcommand} --{arg}"
-            );
-        }
     }
 }

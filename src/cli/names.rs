@@ -3,9 +3,10 @@
 
 use std::process::ExitCode;
 
-use crate::config::process_env;
 use crate::names::genesys::GenesysDirectory;
-use crate::names::{CredentialsSource, NameKind, NamesConfig};
+use crate::names::{CredentialsSource, NameKind};
+
+use super::target::TargetArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct NamesArgs {
@@ -20,17 +21,22 @@ pub struct NamesArgs {
     /// An outcome id to name (repeatable).
     #[arg(long = "outcome")]
     outcomes: Vec<String>,
+
+    /// The deployment whose names settings and Genesys client to check (default: this shell's
+    /// FLOW_METRICS_NAMES, GENESYS_*).
+    #[command(flatten)]
+    target: TargetArgs,
 }
 
 pub async fn run(args: &NamesArgs) -> anyhow::Result<ExitCode> {
-    let config = NamesConfig::from_env(&process_env)?;
+    let settings = args.target.settings().await?;
+    let config = settings.names_config()?;
     let directory = match &config.genesys {
         None => None,
         Some(genesys) => {
             let secrets = match genesys.credentials {
                 CredentialsSource::SecretArn(_) => {
-                    let aws = crate::aws::load_config(None).await?;
-                    Some(aws_sdk_secretsmanager::Client::new(&aws))
+                    Some(aws_sdk_secretsmanager::Client::new(settings.aws().await?))
                 }
                 CredentialsSource::Given(_) => None,
             };

@@ -15,25 +15,27 @@ use crate::names::Directory;
 use crate::pipeline::{EventOutcome, Pipeline};
 use crate::redrive::redrive;
 use crate::sink::{JsonLinesSink, Sink};
+use crate::timing::DEFAULT_LEASE;
 
-use super::shared::{ScanArgs, SinkKind, TableArgs, datadog_sink, names, report_scan, scan, sink_for_table};
+use super::shared::{ScanArgs, SinkKind, report_scan, scan};
+use super::target::TargetArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct RedriveArgs {
     #[command(flatten)]
-    table: TableArgs,
+    target: TargetArgs,
 
     #[command(flatten)]
     scan: ScanArgs,
 
-    /// Where redriven occurrences go (required unless --dry-run): the table records them as
-    /// delivered.
+    /// Where redriven occurrences go (default against a deployment: DataDog; required with a
+    /// table no stack created, unless --dry-run): the table records them as delivered.
     #[arg(long, value_enum)]
     sink: Option<SinkKind>,
 
-    /// How long the redrive's own claims hold (as the Lambda's, by default).
-    #[arg(long, env = "FLOW_METRICS_LEASE", value_parser = parse_duration, default_value = "40s")]
-    lease: SignedDuration,
+    /// How long the redrive's own claims hold (default: the function's FLOW_METRICS_LEASE).
+    #[arg(long, value_parser = parse_duration)]
+    lease: Option<SignedDuration>,
 
     /// Only claims released, or whose lease ended at least this long ago: a recent one may
     /// still be retried by Lambda.
@@ -46,9 +48,11 @@ pub struct RedriveArgs {
 }
 
 pub async fn run(args: RedriveArgs) -> anyhow::Result<ExitCode> {
-    let sink = (!args.dry_run).then(|| sink_for_table(args.sink, args.table.table.as_deref()));
-    let (client, table) = args.table.client().await?;
-    let ledger = DynamoDbLedger::new(client, table).with_lease(args.lease);
+    let settings = args.target.settings().await?;
+    let sink = (!args.dry_run).then(|| settings.sink(args.sink));
+    let lease = settings.duration("FLOW_METRICS_LEASE", ("--lease", args.lease), DEFAULT_LEASE)?;
+    let table = settings.table()?;
+    let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table).with_lease(lease);
     let stuck_before = Timestamp::now()
         .checked_sub(args.stuck_for)
         .context("--stuck-for reaches before the epoch")?;
@@ -70,10 +74,10 @@ pub async fn run(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     let caveat = what_redrive_cannot_know(&stuck);
     let tally = match sink {
         Some(SinkKind::Datadog) => {
-            let sink = datadog_sink(&args.table).await?;
-            redrive_into(ledger, sink, names(&args.table).await?, &stuck).await
+            let sink = settings.datadog_sink().await?;
+            redrive_into(ledger, sink, settings.names().await?, &stuck).await
         }
-        _ => redrive_into(ledger, JsonLinesSink::stdout(), names(&args.table).await?, &stuck).await,
+        _ => redrive_into(ledger, JsonLinesSink::stdout(), settings.names().await?, &stuck).await,
     };
     eprintln!(
         "redrive: {} stuck key(s); delivered {}, taken or delivered by another process {}, not delivered {}",
@@ -143,19 +147,4 @@ fn stuck_line(item: &LedgerItem) -> String {
         "lease_expired_at": lease,
     })
     .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser as _;
-
-    use super::super::{Cli, Command};
-
-    #[test]
-    fn its_lease_defaults_to_the_functions() {
-        let Command::Redrive(redrive) = Cli::parse_from(["flow-metrics", "redrive"]).command else {
-            panic!("redrive");
-        };
-        assert_eq!(redrive.lease, crate::timing::DEFAULT_LEASE);
-    }
 }
