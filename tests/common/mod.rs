@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: event builders and test doubles for the adapters.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod deployment;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod genesys;
