@@ -6,6 +6,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials as _;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
 
+pub mod clock;
+
 use crate::error_text::with_causes;
 
 /// Why AWS could not be set up.
