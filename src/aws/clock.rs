@@ -110,9 +110,9 @@ enum Verdict {
 pub enum ClockError {
     #[error(
         "this machine's clock is {} AWS's (measured against DynamoDB's Date header, ±{:.1} s); \
-         commands that write to a live table refuse a clock more than {max} s off, whose claims \
-         would overlap the function's live claims and whose points DataDog could drop. To fix \
-         it, {SYNCHRONISE}, then run the command again.",
+         commands that write to a live table refuse a clock more than {max} s off: its leases \
+         would overlap the function's live claims, and far enough off, DataDog would drop its \
+         points. To fix it, {SYNCHRONISE}, then run the command again.",
         describe(.0.estimate()),
         .0.margin().as_secs_f64(),
         max = MAX_CLOCK_OFFSET.as_secs_f64(),
