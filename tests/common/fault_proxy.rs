@@ -1,6 +1,7 @@
 //! A proxy on 127.0.0.1 in front of a DynamoDB emulator that injects the faults DynamoDB really
 //! produces: a write applied but answered with a 500 (its answer lost), which the SDK then
-//! retries; and throttling, answered without applying anything.
+//! retries; and throttling, answered without applying anything. It can also answer with a
+//! `Date` header that is off, as from a server whose clock is not this machine's.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +22,14 @@ pub struct FaultRates {
     pub lost_write_answers: f64,
     /// Share of all requests answered with a throttle, not forwarded.
     pub throttles: f64,
+}
+
+impl FaultRates {
+    /// No faults.
+    pub const NONE: FaultRates = FaultRates {
+        lost_write_answers: 0.0,
+        throttles: 0.0,
+    };
 }
 
 /// What the proxy did.
@@ -45,11 +54,29 @@ struct Shared {
     rates: FaultRates,
     random: Mutex<fastrand::Rng>,
     counts: Arc<FaultCounts>,
+    date_shift: Option<jiff::SignedDuration>,
 }
 
 impl FaultProxy {
     /// Starts a proxy to `upstream` (the emulator's endpoint); `seed` fixes which requests fail.
     pub fn start(upstream: &str, rates: FaultRates, seed: u64) -> FaultProxy {
+        FaultProxy::spawn(upstream, rates, seed, None)
+    }
+
+    /// Starts a proxy to `upstream` that forwards every request and answers with the `Date` of a
+    /// clock `shift` ahead of this machine's, made when the answer is. (The emulator's own
+    /// `Date` is not shifted: Node caches it for a second, refreshed by a timer that can fire
+    /// late, so it can lag the second it names.)
+    pub fn shifting_dates(upstream: &str, shift: jiff::SignedDuration) -> FaultProxy {
+        FaultProxy::spawn(upstream, FaultRates::NONE, 0, Some(shift))
+    }
+
+    fn spawn(
+        upstream: &str,
+        rates: FaultRates,
+        seed: u64,
+        date_shift: Option<jiff::SignedDuration>,
+    ) -> FaultProxy {
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
         listener.set_nonblocking(true).expect("non-blocking");
         let address: SocketAddr = listener.local_addr().expect("address");
@@ -60,6 +87,7 @@ impl FaultProxy {
             rates,
             random: Mutex::new(fastrand::Rng::with_seed(seed)),
             counts: counts.clone(),
+            date_shift,
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -182,6 +210,13 @@ async fn handle(
     let mut response = Response::builder().status(status);
     if let Some(content_type) = content_type {
         response = response.header("content-type", content_type);
+    }
+    // Without a Date of its own, hyper adds the proxy's.
+    if let Some(shift) = shared.date_shift {
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&(jiff::Timestamp::now() + shift))
+            .expect("an HTTP date");
+        response = response.header("date", date);
     }
     Ok(response.body(Full::new(body)).expect("response"))
 }

@@ -1,6 +1,9 @@
 //! AWS setup shared by the entry points: the SDK configuration from the standard chain
 //! (environment, profile, container or instance role), checked up front so that a missing
 //! region or missing credentials is one clear message rather than a failure on the first call.
+//! [`clock`] checks this machine's clock against AWS's before a command writes to a live table.
+
+pub mod clock;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials as _;
