@@ -75,3 +75,63 @@ async fn a_missing_tables_answer_still_measures_the_clock() {
         "{offset:?}"
     );
 }
+
+/// The commands that write to a live table measure first: `drain`, `redrive` and `replay
+/// --ledger dynamodb` stop, writing nothing, when the table's answers say this machine is ten
+/// minutes off; a dry run, which writes nothing, does not ask.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_that_writes_to_a_table_refuses_a_clock_ten_minutes_off() {
+    let emulator = Dynalite::start();
+    create_table(&emulator.client(), TABLE)
+        .await
+        .expect("create the table");
+    let proxy = FaultProxy::shifting_dates(&emulator.endpoint, SignedDuration::from_mins(10));
+    let events = tempfile::NamedTempFile::new().expect("temp file");
+    let at = jiff::Timestamp::now() - SignedDuration::from_mins(5);
+    let key = format!("RoutingMetric_Menu({at})");
+    std::fs::write(
+        events.path(),
+        common::attributes_event("c-clock", &at.to_string(), &[&key]),
+    )
+    .expect("events");
+    let file = events.path().to_str().expect("a path");
+    let run = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics"));
+        command
+            .args(args)
+            .args(["--table", TABLE, "--sink", "stdout"])
+            .envs(common::emulator::environment_for(&proxy.endpoint));
+        command.output().expect("run flow-metrics")
+    };
+    for args in [
+        &["replay", "--ledger", "dynamodb", file][..],
+        &["redrive"][..],
+        &[
+            "drain",
+            "--queue-url",
+            "http://127.0.0.1:9/000000000000/never-read",
+        ][..],
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("s behind AWS's") && stderr.contains("more than 2 s off"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let scan = emulator
+        .client()
+        .scan()
+        .table_name(TABLE)
+        .send()
+        .await
+        .expect("scan");
+    assert_eq!(scan.count(), 0, "nothing was written");
+    let dry_run = run(&["redrive", "--dry-run"]);
+    assert!(
+        dry_run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry_run.stderr)
+    );
+}

@@ -106,6 +106,9 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<ExitCode> {
     )?;
     check_retention(retention, max_key_age)?;
     let table = settings.table()?;
+    if !args.dry_run {
+        settings.check_clock().await?;
+    }
     let aws = settings.aws().await?;
     let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table)
         .with_lease(lease)

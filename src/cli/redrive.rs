@@ -52,6 +52,9 @@ pub async fn run(args: RedriveArgs) -> anyhow::Result<ExitCode> {
     let sink = (!args.dry_run).then(|| settings.sink(args.sink));
     let lease = settings.duration("FLOW_METRICS_LEASE", ("--lease", args.lease), DEFAULT_LEASE)?;
     let table = settings.table()?;
+    if !args.dry_run {
+        settings.check_clock().await?;
+    }
     let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table).with_lease(lease);
     let stuck_before = Timestamp::now()
         .checked_sub(args.stuck_for)

@@ -162,6 +162,7 @@ impl Replay<'_> {
                         .await
                         .with_context(|| format!("cannot create table {table}"))?;
                 }
+                self.settings.check_clock().await?;
                 let ledger = DynamoDbLedger::new(client, table)
                     .with_lease(self.timing.lease)
                     .with_retention(self.timing.retention);

@@ -11,6 +11,7 @@ use jiff::SignedDuration;
 use tokio::sync::OnceCell;
 
 use crate::aws::AwsSetupError;
+use crate::aws::clock::{check_clock, measure_clock_offset};
 use crate::config::{ConfigError, duration_setting, process_env};
 use crate::deployment::Deployment;
 use crate::ledger::dynamodb::DynamoDbNameStore;
@@ -169,6 +170,16 @@ impl Settings {
         self.table
             .as_deref()
             .context("name the deployment (--stack) or its table (--table, or FLOW_METRICS_TABLE)")
+    }
+
+    /// Refuses to go on if this machine's clock is more than
+    /// [`MAX_CLOCK_OFFSET`](crate::aws::clock::MAX_CLOCK_OFFSET) off AWS's: a command that
+    /// writes to a live table compares its clock with the function's (leases, late keys).
+    pub async fn check_clock(&self) -> anyhow::Result<()> {
+        let table = self.table()?;
+        let offset = measure_clock_offset(&self.dynamodb().await?, table).await?;
+        check_clock(&offset)?;
+        Ok(())
     }
 
     /// A DynamoDB client for the table.
