@@ -375,20 +375,24 @@ fn the_cli_refuses_events_too_old_for_the_tables_retention() {
 }
 
 #[test]
-fn the_cli_will_not_guess_the_sink_for_a_table() {
-    // Printing to stdout would record the keys as delivered: DataDog would never get them.
+fn the_cli_will_not_guess_the_sink_for_a_table_no_stack_created() {
+    // Printing to stdout would record the keys as delivered: DataDog would never get them. A
+    // deployment's table has a sink (DataDog); an emulator's has none to guess.
+    let emulator = Dynalite::start();
     let output = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
         .args(["replay", "--ledger", "dynamodb", "--table", TABLE, SAMPLES])
+        .envs(emulator.environment())
         .output()
         .expect("run flow-metrics");
     assert_eq!(output.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--sink is required with a DynamoDB table"),
+        stderr.contains("--sink is required with a table no stack created"),
         "{stderr}"
     );
     let redrive = Command::new(env!("CARGO_BIN_EXE_flow-metrics"))
         .args(["redrive", "--table", TABLE])
+        .envs(emulator.environment())
         .output()
         .expect("run flow-metrics");
     assert_eq!(redrive.status.code(), Some(2));
