@@ -13,7 +13,7 @@ use common::intake::{Intake, Rules};
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::key::Source;
 use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
-use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Sink, SinkError};
+use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Pushed, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -237,7 +237,7 @@ async fn transient_answers_are_retried_until_accepted() {
 
 /// One push, 20 s before its deadline, to an intake that first answers 429 with
 /// `X-RateLimit-Reset: reset`. Returns the intake, the push's result and how long it took.
-async fn push_rate_limited(reset: u64) -> (Intake, Result<(), PushFailure>, Duration) {
+async fn push_rate_limited(reset: u64) -> (Intake, Result<Pushed, PushFailure>, Duration) {
     let intake = intake(Rules {
         forced: vec![(429, Some(reset))],
         ..Rules::default()

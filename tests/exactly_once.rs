@@ -40,7 +40,7 @@ use flow_metrics::ledger::memory::MemoryStore;
 use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim};
 use flow_metrics::ledger::{ClaimToken, DeliveredCache, KeyLedger, Ledger, LedgerError};
 use flow_metrics::pipeline::{BatchTime, DeliveryError, EventOutcome, Pipeline};
-use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
+use flow_metrics::sink::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -459,9 +459,13 @@ impl ProcessSink {
 }
 
 impl Sink for ProcessSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         if occurrences.is_empty() {
-            return Ok(());
+            return Ok(Pushed::default());
         }
         self.process.step().await;
         latency().await;
@@ -498,7 +502,7 @@ impl Sink for ProcessSink {
         self.accept(occurrences);
         // The process may die after DataDog accepted the push and before it is confirmed.
         self.process.step().await;
-        Ok(())
+        Ok(Pushed::default())
     }
 
     fn record(&self, _tally: &Tally, _now: Timestamp) {}

@@ -584,10 +584,10 @@ impl flow_metrics::sink::Sink for ElapsedSink {
         &self,
         occurrences: &[flow_metrics::count::Occurrence<'_>],
         _context: &flow_metrics::sink::PushContext,
-    ) -> Result<(), flow_metrics::sink::PushFailure> {
+    ) -> Result<flow_metrics::sink::Pushed, flow_metrics::sink::PushFailure> {
         let mut elapsed = self.0.lock().expect("lock");
         elapsed.extend(occurrences.iter().map(|o| (o.metric.to_owned(), o.elapsed)));
-        Ok(())
+        Ok(flow_metrics::sink::Pushed::default())
     }
 
     fn record(&self, _tally: &flow_metrics::count::Tally, _now: Timestamp) {}

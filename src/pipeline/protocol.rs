@@ -262,7 +262,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         let pushed = self.sink.push(&occurrences, &context).await;
         drop(occurrences);
         let refused: HashMap<usize, SinkError> = match pushed {
-            Ok(()) => HashMap::new(),
+            Ok(_) => HashMap::new(),
             Err(failure) => {
                 tracing::warn!(
                     error = %failure,

@@ -2,7 +2,9 @@
 //!
 //! A push delivers the batch's occurrences. If some are not delivered, it says which, and why:
 //! the pipeline confirms the others and releases the claims of these, whose events alone fail
-//! and are retried. So nothing is lost and nothing is sent twice.
+//! and are retried. So nothing is lost. What may have been sent twice, it says too: occurrences
+//! sent again after an attempt whose answer never came, or was a server error, which the
+//! destination may have taken all the same.
 
 pub mod datadog;
 pub mod stdout;
@@ -34,6 +36,14 @@ impl SinkError {
     }
 }
 
+/// What a push that delivered everything says beyond that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Indexes into the push's occurrences sent again after an attempt whose answer was lost or
+    /// a server error: the destination may have taken them twice.
+    pub resent: Vec<usize>,
+}
+
 /// A push that did not deliver everything: which occurrences were not delivered, and why.
 /// The pipeline confirms every other occurrence, and fails only the events of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +51,9 @@ impl SinkError {
 pub struct PushFailure {
     /// Indexes into the push's occurrences, in order, each with why it was not delivered.
     pub undelivered: Vec<(usize, SinkError)>,
+    /// Indexes of occurrences sent in an attempt whose answer was lost or a server error, and
+    /// then sent again (delivered) or given up (undelivered, yet the destination may have them).
+    pub resent: Vec<usize>,
 }
 
 impl PushFailure {
@@ -53,6 +66,7 @@ impl PushFailure {
     pub fn after(delivered: usize, count: usize, error: SinkError) -> Self {
         PushFailure {
             undelivered: (delivered..count).map(|index| (index, error.clone())).collect(),
+            resent: Vec::new(),
         }
     }
 
@@ -77,12 +91,13 @@ pub struct PushContext {
 
 /// A destination for counted occurrences.
 pub trait Sink: Send + Sync {
-    /// Delivers the batch's occurrences (possibly none), in order.
+    /// Delivers the batch's occurrences (possibly none), in order, saying which it may have
+    /// delivered twice.
     fn push(
         &self,
         occurrences: &[Occurrence<'_>],
         context: &PushContext,
-    ) -> impl Future<Output = Result<(), PushFailure>> + Send;
+    ) -> impl Future<Output = Result<Pushed, PushFailure>> + Send;
 
     /// Takes the counts of a settled batch (every event's fate known), which the sink may
     /// report with a later push.

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
-use super::{PushContext, PushFailure, Sink, SinkError};
+use super::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 
 /// Writes occurrences as JSON Lines.
@@ -59,11 +59,15 @@ impl<W: Write + Send> JsonLinesSink<W> {
 }
 
 impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        _context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         if occurrences.is_empty() {
-            return Ok(());
+            return Ok(Pushed::default());
         }
-        self.write_batch(occurrences)
+        self.write_batch(occurrences).map(|()| Pushed::default())
     }
 
     /// The replay prints its own summary.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::{Claim, ClaimRequest, Held, Ledger, LedgerError, LedgerTerms};
-use flow_metrics::sink::{PushContext, PushFailure, Sink, SinkError};
+use flow_metrics::sink::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use serde_json::json;
 
 /// A request header's value, if present and text: what the local fake servers read.
@@ -104,7 +104,11 @@ impl RecordingSink {
 }
 
 impl Sink for RecordingSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        _context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         self.pushes.fetch_add(1, Ordering::SeqCst);
         if self.failing.load(Ordering::SeqCst) {
             let error = SinkError::Transient("intake answered 503".to_owned());
@@ -123,7 +127,7 @@ impl Sink for RecordingSink {
                 let error = SinkError::Transient("the second request timed out".to_owned());
                 Err(PushFailure::after(delivered, occurrences.len(), error))
             }
-            None => Ok(()),
+            None => Ok(Pushed::default()),
         }
     }
 
@@ -141,12 +145,16 @@ pub struct SlowSink {
 }
 
 impl Sink for SlowSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        _context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         if !occurrences.is_empty() {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             *self.accepted_at.lock().expect("lock") = Some(tokio::time::Instant::now());
         }
-        Ok(())
+        Ok(Pushed::default())
     }
 
     fn record(&self, _tally: &Tally, _now: jiff::Timestamp) {}

@@ -26,7 +26,7 @@ use crate::ledger::{
     Claim, ClaimRequest, DeliveredCache, Held, Ledger, LedgerError, LedgerTerms, MemoryLedger, cache,
 };
 use crate::pipeline::Pipeline;
-use crate::sink::{PushContext, PushFailure, Sink};
+use crate::sink::{PushContext, PushFailure, Pushed, Sink};
 
 /// Public on-demand prices used (us-east-1), and when they were read.
 pub mod prices {
@@ -294,11 +294,15 @@ impl CountingSink {
 }
 
 impl Sink for CountingSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], _context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        _context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         if !occurrences.is_empty() {
             self.pushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
+        Ok(Pushed::default())
     }
 
     fn record(&self, _tally: &Tally, _now: Timestamp) {}

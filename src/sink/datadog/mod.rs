@@ -50,7 +50,7 @@ pub use self_metrics::{SELF_METRIC_PREFIX, SELF_METRICS};
 use self_metrics::{SELF_METRICS_FLUSH, SelfMetrics, self_metric_series};
 pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 
-use super::{PushContext, PushFailure, Sink, SinkError};
+use super::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
 use crate::error_text::with_causes;
 use crate::timing::{MIN_ATTEMPT, jittered};
@@ -416,7 +416,11 @@ impl DataDogSink {
 }
 
 impl Sink for DataDogSink {
-    async fn push(&self, occurrences: &[Occurrence<'_>], context: &PushContext) -> Result<(), PushFailure> {
+    async fn push(
+        &self,
+        occurrences: &[Occurrence<'_>],
+        context: &PushContext,
+    ) -> Result<Pushed, PushFailure> {
         let plan = payload::plan(
             occurrences,
             &self.settings.metrics,
@@ -435,7 +439,7 @@ impl Sink for DataDogSink {
             if !series.is_empty() {
                 self.send_self_metrics(taken, series, context).await;
             }
-            return Ok(());
+            return Ok(Pushed::default());
         }
         let mut requests: Vec<Vec<Unit>> = plan.requests.into_iter().map(|request| request.units).collect();
         let (taken, self_series) = self.take_self_metrics(context.now, plan.late, true);
@@ -455,9 +459,12 @@ impl Sink for DataDogSink {
             });
         }
         if undelivered.is_empty() {
-            Ok(())
+            Ok(Pushed::default())
         } else {
-            Err(PushFailure { undelivered })
+            Err(PushFailure {
+                undelivered,
+                resent: Vec::new(),
+            })
         }
     }
 
