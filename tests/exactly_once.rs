@@ -37,8 +37,8 @@ use std::time::Duration;
 use common::attributes_event;
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::ledger::memory::MemoryStore;
-use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim};
-use flow_metrics::ledger::{ClaimToken, DeliveredCache, KeyLedger, Ledger, LedgerError};
+use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim, PutClaim, Update};
+use flow_metrics::ledger::{DeliveredCache, KeyLedger, Ledger, LedgerError};
 use flow_metrics::pipeline::{BatchTime, DeliveryError, EventOutcome, Pipeline};
 use flow_metrics::sink::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use jiff::{SignedDuration, Timestamp};
@@ -402,31 +402,25 @@ impl ItemStore for FaultyStore {
         }
     }
 
-    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<PutClaim, LedgerError> {
         self.write("PutItem", || self.inner.put_claim(claim, now_ms))
             .await
     }
 
     async fn mark_delivered(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
         now_ms: i64,
+        possibly_doubled: bool,
     ) -> Result<bool, LedgerError> {
         self.write("UpdateItem", || {
-            self.inner.mark_delivered(conversation_id, key, token, now_ms)
+            self.inner.mark_delivered(key, now_ms, possibly_doubled)
         })
         .await
     }
 
-    async fn release(
-        &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
-    ) -> Result<bool, LedgerError> {
-        self.write("UpdateItem", || self.inner.release(conversation_id, key, token))
+    async fn release(&self, key: &Update<'_>, maybe_delivered: bool) -> Result<bool, LedgerError> {
+        self.write("UpdateItem", || self.inner.release(key, maybe_delivered))
             .await
     }
 

@@ -136,4 +136,17 @@ mod tests {
         assert!(DYNAMODB_ATTEMPT_TIMEOUT * 3 <= DYNAMODB_CALL_TIMEOUT);
         assert!(DYNAMODB_CALL_TIMEOUT.as_secs() * 2 < crate::timing::DEFAULT_TIMEOUT.as_secs() as u64);
     }
+
+    /// Each timing relation holds for the slowest ledger call the client allows.
+    #[test]
+    fn confirming_fits_the_slowest_ledger_call() {
+        use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY};
+        let second = std::time::Duration::from_secs(1);
+        // A confirm (or release) starting at the push's deadline ends, at its slowest, a second
+        // before the invocation's: Lambda never kills a process between push and confirm.
+        assert!(CONFIRM_RESERVE >= DYNAMODB_CALL_TIMEOUT + second);
+        // A confirm starting as a push ends at its lease bound ends before any process whose
+        // clock is within the allowed offset of AWS's (so of ours, twice that) sees the lease over.
+        assert!(LEASE_SAFETY >= DYNAMODB_CALL_TIMEOUT + 2 * clock::MAX_CLOCK_OFFSET + second);
+    }
 }

@@ -191,12 +191,12 @@ impl<L: Ledger> Ledger for FlakyLedger<L> {
         self.inner.claim(request).await
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        self.inner.confirm(held).await
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        self.inner.confirm(held, possibly_doubled).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.inner.release(held).await
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
+        self.inner.release(held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {
