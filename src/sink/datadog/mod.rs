@@ -16,7 +16,11 @@
 //! - 408, 5xx and connection errors: retried with exponential backoff and jitter; 429: retried
 //!   after the time DataDog names (`X-RateLimit-Reset`, else `X-RateLimit-Period`); always within
 //!   the push's deadline, which ends before the claims' lease, and no attempt starts with less
-//!   than [`MIN_ATTEMPT`](crate::timing::MIN_ATTEMPT) left.
+//!   than [`MIN_ATTEMPT`](crate::timing::MIN_ATTEMPT) left. A 5xx, or a timeout or broken
+//!   connection after the request may have reached DataDog, may have been taken all the same:
+//!   the occurrences of such an attempt, sent again or given up, are reported as `resent` (they
+//!   may be counted twice) and logged as `possibly doubled`. A refused connection, 408 and 429
+//!   took nothing.
 //! - 400 and 413: the request is split in halves and each half sent, down to a single (flow,
 //!   metric), so that only what DataDog refuses fails (with DataDog's message) and the rest is
 //!   delivered: one bad series never fails the other events of a batch.
@@ -99,6 +103,17 @@ impl Default for RetryPolicy {
             request_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// What delivering a push's requests came to.
+struct Delivery {
+    /// The occurrences not delivered, each with why.
+    undelivered: Vec<(usize, SinkError)>,
+    /// The occurrences of requests that DataDog may have taken and that were then sent again or
+    /// given up: sorted, each once.
+    resent: Vec<usize>,
+    /// Whether the self-metrics (the unit carrying no occurrence) were delivered.
+    self_metrics_sent: bool,
 }
 
 /// Posts occurrences to DataDog.
@@ -210,14 +225,10 @@ impl DataDogSink {
     }
 
     /// Sends every request, isolating what DataDog refuses: a request refused for its content
-    /// is split in halves, down to single units (a flow and metric's series). Returns the
-    /// occurrences not delivered, and whether the self-metrics (the unit carrying none) were.
-    async fn deliver(
-        &self,
-        requests: Vec<Vec<Unit>>,
-        deadline: Option<Instant>,
-    ) -> (Vec<(usize, SinkError)>, bool) {
+    /// is split in halves, down to single units (a flow and metric's series).
+    async fn deliver(&self, requests: Vec<Vec<Unit>>, deadline: Option<Instant>) -> Delivery {
         let mut undelivered = Vec::new();
+        let mut resent = Vec::new();
         let mut self_metrics_sent = true;
         // A failure that is not about content (an outage, a bad key) fails what is left alike.
         let mut outage: Option<SinkError> = None;
@@ -225,7 +236,13 @@ impl DataDogSink {
         while let Some(mut part) = stack.pop() {
             let result = match &outage {
                 Some(error) => Err(AttemptError::final_error(error.clone())),
-                None => self.send(&part, deadline).await,
+                None => {
+                    let sent = self.send(&part, deadline).await;
+                    if sent.possibly_doubled {
+                        resent.extend(part.iter().flat_map(|unit| unit.occurrences.iter().copied()));
+                    }
+                    sent.result
+                }
             };
             let Err(failure) = result else { continue };
             if failure.content_refused && part.len() > 1 {
@@ -254,7 +271,14 @@ impl DataDogSink {
             }
         }
         undelivered.sort_unstable_by_key(|(index, _)| *index);
-        (undelivered, self_metrics_sent)
+        // A request halved after an attempt DataDog may have taken carried its halves' keys.
+        resent.sort_unstable();
+        resent.dedup();
+        Delivery {
+            undelivered,
+            resent,
+            self_metrics_sent,
+        }
     }
 
     /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
@@ -309,7 +333,11 @@ impl Sink for DataDogSink {
                 occurrences: Vec::new(),
             });
         }
-        let (undelivered, self_metrics_sent) = self.deliver(requests, context.deadline).await;
+        let Delivery {
+            undelivered,
+            resent,
+            self_metrics_sent,
+        } = self.deliver(requests, context.deadline).await;
         if !self_metrics_sent || !undelivered.is_empty() {
             // Counted again with the next push: the failure, and the counts not sent.
             self.restore_self_metrics(if self_metrics_sent {
@@ -319,12 +347,9 @@ impl Sink for DataDogSink {
             });
         }
         if undelivered.is_empty() {
-            Ok(Pushed::default())
+            Ok(Pushed { resent })
         } else {
-            Err(PushFailure {
-                undelivered,
-                resent: Vec::new(),
-            })
+            Err(PushFailure { undelivered, resent })
         }
     }
 

@@ -1,5 +1,12 @@
 //! One request to DataDog: its attempts, retried while the push's deadline allows, and what
 //! each answer means (delivered, worth retrying, refused for its content, or refused outright).
+//!
+//! An attempt that ends with a server error (5xx), or without an answer after the request may
+//! have reached DataDog (a timeout, a broken connection), may have been taken all the same. If
+//! the request is then sent again, or given up (its keys go back to be pushed again), DataDog
+//! may count its points twice: [`Sent::possibly_doubled`] says so, and each such attempt is
+//! logged with the words `possibly doubled`, which the stack's metric filter counts
+//! (`possiblyDoubled` in `src/log_markers.json`).
 
 use std::time::Duration;
 
@@ -23,6 +30,8 @@ pub(super) struct AttemptError {
     pub(super) content_refused: bool,
     /// How long DataDog asks to wait (429).
     retry_after: Option<Duration>,
+    /// DataDog may have taken the points: a server error, or no answer after the request left.
+    possibly_taken: bool,
 }
 
 impl AttemptError {
@@ -32,7 +41,38 @@ impl AttemptError {
             retryable: false,
             content_refused: false,
             retry_after: None,
+            possibly_taken: false,
         }
+    }
+}
+
+/// What sending one request came to.
+#[derive(Debug)]
+pub(super) struct Sent {
+    pub(super) result: Result<(), AttemptError>,
+    /// An attempt that DataDog may have taken was followed by another, or by giving up: the
+    /// request's points may be counted twice.
+    pub(super) possibly_doubled: bool,
+}
+
+/// Logs an attempt DataDog may have taken, whose points go again: now (`sent_again`), or when
+/// their events are retried. Each line counts once in the stack's `PossiblyDoubled` metric.
+fn log_possibly_doubled(error: &SinkError, points: usize, sent_again: bool) {
+    if sent_again {
+        tracing::warn!(
+            %error,
+            points,
+            "DataDog may have taken this request though its answer was a server error or never \
+             came: possibly doubled; sent again"
+        );
+    } else {
+        tracing::warn!(
+            %error,
+            points,
+            "DataDog may have taken this request though its answer was a server error or never \
+             came: possibly doubled; given up, its keys are pushed again when their events are \
+             retried"
+        );
     }
 }
 
@@ -53,24 +93,49 @@ fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
 impl DataDogSink {
     /// Sends one request, retrying what may pass later while the deadline allows: after the
     /// wait DataDog names for a 429, else with exponential backoff and jitter.
-    pub(super) async fn send(&self, units: &[Unit], deadline: Option<Instant>) -> Result<(), AttemptError> {
+    pub(super) async fn send(&self, units: &[Unit], deadline: Option<Instant>) -> Sent {
         let payload = Payload {
             series: units.iter().flat_map(|unit| &unit.series).collect(),
         };
-        let (body, encoding) = self.encode(&payload).map_err(AttemptError::final_error)?;
+        let (body, encoding) = match self.encode(&payload) {
+            Ok(encoded) => encoded,
+            Err(error) => {
+                return Sent {
+                    result: Err(AttemptError::final_error(error)),
+                    possibly_doubled: false,
+                };
+            }
+        };
+        let points: usize = units.iter().map(|unit| unit.occurrences.len()).sum();
+        let mut possibly_doubled = false;
         let mut backoff = self.retry.min_delay;
         let mut attempt = 1;
         loop {
             let failure = match self.attempt(&body, encoding, deadline).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    return Sent {
+                        result: Ok(()),
+                        possibly_doubled,
+                    };
+                }
                 Err(failure) => failure,
             };
+            possibly_doubled |= failure.possibly_taken;
+            let give_up = |failure: AttemptError| {
+                if failure.possibly_taken {
+                    log_possibly_doubled(&failure.error, points, false);
+                }
+                Sent {
+                    result: Err(failure),
+                    possibly_doubled,
+                }
+            };
             if !failure.retryable || attempt >= self.retry.attempts {
-                return Err(failure);
+                return give_up(failure);
             }
             let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
             if deadline.is_some_and(|deadline| Instant::now() + wait + MIN_ATTEMPT > deadline) {
-                return Err(AttemptError {
+                return give_up(AttemptError {
                     error: SinkError::Transient(format!(
                         "{}; the next attempt ({} ms later) would not end before the push's deadline",
                         failure.error,
@@ -78,6 +143,9 @@ impl DataDogSink {
                     )),
                     ..failure
                 });
+            }
+            if failure.possibly_taken {
+                log_possibly_doubled(&failure.error, points, true);
             }
             tracing::warn!(error = %failure.error, ?wait, "DataDog push failed; retrying");
             tokio::time::sleep(wait).await;
@@ -120,6 +188,12 @@ impl DataDogSink {
             .send()
             .await
             .map_err(|error| AttemptError {
+                // A connection that failed or was refused sent nothing. Anything else (a
+                // timeout, a reset, a broken answer) may come after DataDog read the whole
+                // request. A timeout of the whole attempt that fires while still connecting is
+                // counted too: reqwest does not say in which phase it fired, and reporting a
+                // double that did not happen is the safe mistake.
+                possibly_taken: !error.is_connect(),
                 error: SinkError::Transient(format!(
                     "cannot reach DataDog: {}",
                     with_causes(&error.without_url())
@@ -151,6 +225,12 @@ impl DataDogSink {
             retryable,
             content_refused: status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE,
             retry_after,
+            // A server error may come after DataDog took the points (its answer lost behind
+            // its load balancer). Not a 408: the specification lists it as "Request timeout",
+            // which HTTP defines (RFC 9110, 15.5.9) as the server not having received the
+            // whole request in time, so nothing was taken. Nor 429, 400, 403 or 413: refusals
+            // DataDog answers without taking the points.
+            possibly_taken: status.is_server_error(),
         })
     }
 }
