@@ -304,6 +304,10 @@ export class FlowMetricsStack extends Stack {
         metricValue: '1',
         defaultValue: 0,
       }).metric({ period, statistic: 'Sum' });
+    // Requests DataDog may have taken before a 5xx or a lost answer, sent again: their points
+    // may be counted twice. A metric to read beside the self-metric, not an alarm: nothing is
+    // lost, and no one has anything to do about it.
+    logCount('PossiblyDoubled', LOG_MARKERS.possiblyDoubled);
     const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
     const alarms: cloudwatch.AlarmBase[] = [
       alarm(

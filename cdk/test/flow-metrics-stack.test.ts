@@ -495,6 +495,17 @@ describe('alarms and outputs', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'NamesUnavailable', EvaluationPeriods: 1, Threshold: 0 });
   });
 
+  test('requests DataDog may have counted twice are counted from the function\'s log, with no alarm', () => {
+    const { template } = synth();
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '"possibly doubled"',
+      MetricTransformations: [
+        Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'PossiblyDoubled', MetricValue: '1', DefaultValue: 0 }),
+      ],
+    });
+    expect(alarmMetrics(template)).not.toContain('PossiblyDoubled');
+  });
+
   test('an alarm email gets a topic that every alarm notifies, but the two halves of the no-events alarm', () => {
     const { template } = synth({ alarmEmail: 'ivr-team@example.com' });
     const topic = logicalId(template, 'AWS::SNS::Topic');

@@ -15,11 +15,14 @@
 //!
 //! Tests add what DataDog does under load or to a bad series: answers forced for the first
 //! requests (5xx, 408, 429 with its rate-limit headers), 413 for a payload of too many series,
-//! 400 for a series carrying a given tag.
+//! 400 for a series carrying a given tag; and answers lost after the points were taken (a 5xx
+//! instead of the 202, or no answer before the client's timeout), which a client cannot tell
+//! from a request that was never taken.
 
 use std::collections::VecDeque;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flate2::read::ZlibDecoder;
 use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
@@ -42,12 +45,28 @@ pub struct Rules {
     pub max_series: Option<usize>,
     /// A series carrying this tag: 400.
     pub refused_tag: Option<String>,
+    /// What the client gets, in order, for the first requests the intake accepts (after the
+    /// forced answers): their points are taken, but the 202 never reaches the client.
+    pub lost_answers: Vec<LostAnswer>,
+}
+
+/// How the answer to a request whose points were taken goes astray.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// This status (a 5xx) instead of 202: what a load balancer in front of the intake answers
+    /// when the intake's own answer is lost behind it.
+    Status(u16),
+    /// The 202 held back this long: past the client's timeout, the answer never comes.
+    Stall(Duration),
 }
 
 /// One request as the intake saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The status answered (for a stalled answer, the one sent after the stall).
     pub status: u16,
+    /// Whether the intake took the points: a 202, or an answer lost after taking them.
+    pub accepted: bool,
     pub content_encoding: Option<String>,
     pub user_agent: Option<String>,
     /// The decoded body, if it decoded.
@@ -57,6 +76,7 @@ pub struct Received {
 #[derive(Debug, Default)]
 struct State {
     forced: VecDeque<(u16, Option<u64>)>,
+    lost_answers: VecDeque<LostAnswer>,
     received: Vec<Received>,
 }
 
@@ -76,6 +96,10 @@ struct Answer {
     status: u16,
     body: Value,
     headers: Vec<(&'static str, String)>,
+    /// The points were taken (whatever the status says).
+    accepted: bool,
+    /// How long the answer is held back.
+    delay: Option<Duration>,
 }
 
 fn error(status: u16, message: &str) -> Answer {
@@ -83,6 +107,8 @@ fn error(status: u16, message: &str) -> Answer {
         status,
         body: json!({"errors": [message]}),
         headers: Vec::new(),
+        accepted: false,
+        delay: None,
     }
 }
 
@@ -168,6 +194,7 @@ impl Strict {
         let forced = self.state.lock().expect("lock").forced.pop_front();
         if let Some((status, reset)) = forced {
             let mut answer = error(status, "forced by the test");
+            answer.accepted = status == 202;
             if let Some(reset) = reset {
                 answer.headers = vec![
                     ("X-RateLimit-Limit", "100".to_owned()),
@@ -202,8 +229,22 @@ impl Strict {
             status: 202,
             body: json!({"status": "ok"}),
             headers: Vec::new(),
+            accepted: true,
+            delay: None,
         };
-        (accepted, Some(body))
+        let lost = self.state.lock().expect("lock").lost_answers.pop_front();
+        let answer = match lost {
+            None => accepted,
+            Some(LostAnswer::Status(status)) => Answer {
+                accepted: true,
+                ..error(status, "the intake's answer was lost")
+            },
+            Some(LostAnswer::Stall(delay)) => Answer {
+                delay: Some(delay),
+                ..accepted
+            },
+        };
+        (answer, Some(body))
     }
 }
 
@@ -212,23 +253,37 @@ impl Respond for Strict {
         let (answer, body) = self.judge(request);
         self.state.lock().expect("lock").received.push(Received {
             status: answer.status,
+            accepted: answer.accepted,
             content_encoding: header(request, "content-encoding"),
             user_agent: header(request, "user-agent"),
             body,
         });
-        answer.headers.iter().fold(
+        let template = answer.headers.iter().fold(
             ResponseTemplate::new(answer.status).set_body_json(answer.body),
             |template, (name, value)| template.insert_header(*name, value.as_str()),
-        )
+        );
+        match answer.delay {
+            Some(delay) => template.set_delay(delay),
+            None => template,
+        }
     }
 }
 
 impl Intake {
     /// An intake holding requests to the specification, and to `rules`.
     pub async fn start(rules: Rules) -> Intake {
-        let server = MockServer::start().await;
+        Intake::serve(MockServer::start().await, rules).await
+    }
+
+    /// The same, listening on `listener`: at an address known before the intake starts.
+    pub async fn start_on(listener: std::net::TcpListener, rules: Rules) -> Intake {
+        Intake::serve(MockServer::builder().listener(listener).start().await, rules).await
+    }
+
+    async fn serve(server: MockServer, rules: Rules) -> Intake {
         let state = Arc::new(Mutex::new(State {
             forced: rules.forced.iter().copied().collect(),
+            lost_answers: rules.lost_answers.iter().copied().collect(),
             received: Vec::new(),
         }));
         Mock::given(method("POST"))
@@ -282,11 +337,11 @@ impl Intake {
         self.received().iter().map(|received| received.status).collect()
     }
 
-    /// The bodies accepted (202), in order.
+    /// The bodies accepted (202, or taken before the answer was lost), in order.
     pub fn accepted(&self) -> Vec<Value> {
         self.received()
             .into_iter()
-            .filter(|received| received.status == 202)
+            .filter(|received| received.accepted)
             .filter_map(|received| received.body)
             .collect()
     }
