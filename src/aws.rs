@@ -20,23 +20,45 @@ pub enum AwsSetupError {
     NoCredentials(String),
 }
 
+/// Why a secret could not be read: the service's error code (`AccessDeniedException`,
+/// `ResourceNotFoundException`, …) when it answered, and the whole reason as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SecretReadError {
+    pub code: Option<String>,
+    pub reason: String,
+}
+
+impl SecretReadError {
+    /// Whether the caller's identity may not read the secret.
+    pub fn denied(&self) -> bool {
+        self.code.as_deref() == Some("AccessDeniedException")
+    }
+}
+
 /// A Secrets Manager secret's string (`None` if it holds binary), or why it cannot be read.
 pub async fn secret_string(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, SecretReadError> {
     let secret = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
         .map_err(|error| match error.as_service_error() {
-            Some(service) => format!(
-                "{}: {}",
-                service.code().unwrap_or("service error"),
-                service.message().unwrap_or_default()
-            ),
-            None => with_causes(&error),
+            Some(service) => SecretReadError {
+                code: service.code().map(str::to_owned),
+                reason: format!(
+                    "{}: {}",
+                    service.code().unwrap_or("service error"),
+                    service.message().unwrap_or_default()
+                ),
+            },
+            None => SecretReadError {
+                code: None,
+                reason: with_causes(&error),
+            },
         })?;
     Ok(secret.secret_string().map(str::to_owned))
 }
@@ -97,6 +119,13 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
         .retry_config(retries)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Whether S3 buckets must be addressed path-style: an emulator's endpoint (`--endpoint-url`,
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) serves buckets under its own host, not as host names
+/// of their own.
+pub fn emulated_s3(config: &SdkConfig) -> bool {
+    config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
 }
 
 /// An S3 client. With `path_style`, buckets are addressed as `ENDPOINT/BUCKET/KEY` rather than

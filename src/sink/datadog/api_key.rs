@@ -36,9 +36,9 @@ impl ApiKey {
     pub async fn from_secret(client: &Client, arn: &str) -> Result<ApiKey, ApiKeyError> {
         let text = crate::aws::secret_string(client, arn)
             .await
-            .map_err(|message| ApiKeyError::Secret {
+            .map_err(|error| ApiKeyError::Secret {
                 arn: arn.to_owned(),
-                message,
+                message: error.reason,
             })?
             .ok_or_else(|| ApiKeyError::NotAString(arn.to_owned()))?;
         ApiKey::new(&text)
@@ -60,3 +60,4 @@ impl fmt::Display for ApiKey {
         f.write_str("***")
     }
 }
+
