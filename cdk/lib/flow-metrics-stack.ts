@@ -45,8 +45,19 @@ export const BINARY_NAME = 'flow-metrics-lambda';
 /** Where the Rust crate lives, relative to this file. */
 const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
 
-/** Where the stack's own metrics go (push failures, names unavailable, opening hours). */
+/** Where the stack's own metrics go (push failures, names unavailable, keys delivered, opening hours). */
 export const METRICS_NAMESPACE = 'GenesysFlowMetrics';
+
+/**
+ * The keys DataDog accepted: the function logs one `invocation` line per invocation (JSON, as
+ * tests/fixtures/invocation-line.json shows it) whose `keys_counted` is the keys it delivered; the
+ * stack sums them as this metric, which `flow-metrics doctor` reads.
+ */
+export const KEYS_DELIVERED = {
+  metricName: 'KeysDelivered',
+  filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'invocation'),
+  metricValue: '$.fields.keys_counted',
+};
 
 /** SQS's longest retention: how long a pause in queued mode can last. */
 const QUEUE_RETENTION = Duration.days(14);
@@ -304,6 +315,13 @@ export class FlowMetricsStack extends Stack {
         metricValue: '1',
         defaultValue: 0,
       }).metric({ period, statistic: 'Sum' });
+    new logs.MetricFilter(this, KEYS_DELIVERED.metricName, {
+      logGroup,
+      filterPattern: KEYS_DELIVERED.filterPattern,
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: KEYS_DELIVERED.metricName,
+      metricValue: KEYS_DELIVERED.metricValue,
+    });
     const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
     const alarms: cloudwatch.AlarmBase[] = [
       alarm(
