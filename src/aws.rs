@@ -4,7 +4,7 @@
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials as _;
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error_text::with_causes;
 
@@ -20,34 +20,25 @@ pub enum AwsSetupError {
     NoCredentials(String),
 }
 
-/// Why a secret could not be read: the service's error code (`AccessDeniedException`,
-/// `ResourceNotFoundException`, …) when it answered, and the whole reason as one line.
+/// Why an AWS call failed, as people and checks read it: the service's error code
+/// (`AccessDeniedException`, `ResourceNotFoundException`, …) when it answered, and the whole
+/// reason on one line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
-pub struct SecretReadError {
+pub struct AwsCallError {
     pub code: Option<String>,
     pub reason: String,
 }
 
-impl SecretReadError {
-    /// Whether the caller's identity may not read the secret.
-    pub fn denied(&self) -> bool {
-        self.code.as_deref() == Some("AccessDeniedException")
-    }
-}
-
-/// A Secrets Manager secret's string (`None` if it holds binary), or why it cannot be read.
-pub async fn secret_string(
-    client: &aws_sdk_secretsmanager::Client,
-    arn: &str,
-) -> Result<Option<String>, SecretReadError> {
-    let secret = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|error| match error.as_service_error() {
-            Some(service) => SecretReadError {
+impl AwsCallError {
+    /// The failure an SDK call answered with.
+    pub fn of<E, R>(error: &SdkError<E, R>) -> AwsCallError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match error.as_service_error() {
+            Some(service) => AwsCallError {
                 code: service.code().map(str::to_owned),
                 reason: format!(
                     "{}: {}",
@@ -55,11 +46,34 @@ pub async fn secret_string(
                     service.message().unwrap_or_default()
                 ),
             },
-            None => SecretReadError {
+            None => AwsCallError {
                 code: None,
-                reason: with_causes(&error),
+                reason: with_causes(error),
             },
-        })?;
+        }
+    }
+
+    /// Whether the caller's identity may not make the call.
+    pub fn denied(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| {
+            code.starts_with("AccessDenied")
+                || code.starts_with("AuthorizationError")
+                || code == "UnauthorizedOperation"
+        })
+    }
+}
+
+/// A Secrets Manager secret's string (`None` if it holds binary), or why it cannot be read.
+pub async fn secret_string(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<Option<String>, AwsCallError> {
+    let secret = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|error| AwsCallError::of(&error))?;
     Ok(secret.secret_string().map(str::to_owned))
 }
 

@@ -8,18 +8,17 @@ use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use jiff::{SignedDuration, Timestamp};
 
 use super::{Check, Link};
-use crate::error_text::with_causes;
+use crate::aws::AwsCallError;
 
 /// Where the README lists the read permissions doctor needs.
 pub const PERMISSIONS: &str = "README, \"Is it working?\": the permissions doctor reads with";
 
-/// An AWS call that failed: the IAM action it needed, the service's error code, and why.
+/// An AWS call that failed: the IAM action it needed, and AWS's error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{action}: {reason}")]
+#[error("{action}: {error}")]
 pub struct CallFailed {
     pub action: &'static str,
-    pub code: Option<String>,
-    pub reason: String,
+    pub error: AwsCallError,
 }
 
 impl CallFailed {
@@ -29,36 +28,19 @@ impl CallFailed {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        match error.as_service_error() {
-            Some(service) => CallFailed {
-                action,
-                code: service.code().map(str::to_owned),
-                reason: format!(
-                    "{}: {}",
-                    service.code().unwrap_or("service error"),
-                    service.message().unwrap_or_default()
-                ),
-            },
-            None => CallFailed {
-                action,
-                code: None,
-                reason: with_causes(error),
-            },
+        CallFailed {
+            action,
+            error: AwsCallError::of(error),
         }
     }
 
-    /// Whether the operator's identity may not make the call.
-    pub fn denied(&self) -> bool {
-        self.code.as_deref().is_some_and(|code| {
-            code.starts_with("AccessDenied")
-                || code.starts_with("AuthorizationError")
-                || code == "UnauthorizedOperation"
-        })
+    fn code(&self) -> Option<&str> {
+        self.error.code.as_deref()
     }
 
     /// Whether the operator's credentials themselves were refused (expired, unknown).
     fn credentials_refused(&self) -> bool {
-        self.code.as_deref().is_some_and(|code| {
+        self.code().is_some_and(|code| {
             matches!(
                 code,
                 "ExpiredToken"
@@ -71,7 +53,7 @@ impl CallFailed {
 
     /// Whether the resource asked about does not exist.
     pub fn not_found(&self) -> bool {
-        self.code.as_deref().is_some_and(|code| {
+        self.code().is_some_and(|code| {
             matches!(
                 code,
                 "ResourceNotFoundException"
@@ -84,14 +66,27 @@ impl CallFailed {
         })
     }
 
+    /// The failed check this makes: `missing`'s when the resource does not exist, else
+    /// [`Self::check`]'s.
+    pub fn check_or_missing(
+        &self,
+        link: Link,
+        name: &'static str,
+        what: &str,
+        missing: impl FnOnce() -> Check,
+    ) -> Check {
+        if self.not_found() {
+            missing()
+        } else {
+            self.check(link, name, what)
+        }
+    }
+
     /// The failed check this makes, for reading `what`: the permission the operator lacks, the
     /// credentials to renew, or AWS's own reason.
     pub fn check(&self, link: Link, name: &'static str, what: &str) -> Check {
-        let detail = format!(
-            "cannot read {what}: {} was refused ({})",
-            self.action, self.reason
-        );
-        if self.denied() {
+        let detail = format!("cannot read {what}: {} was refused ({})", self.action, self.error);
+        if self.error.denied() {
             Check::fail(
                 link,
                 name,
@@ -135,6 +130,37 @@ impl Sums {
             count(self.hour),
             count(self.day)
         )
+    }
+
+    /// The check of what should keep coming (events, keys): none in the day fails, saying
+    /// `silent`; none in the last hour warns, since a closed centre is quiet.
+    pub fn expected(&self, link: Link, name: &'static str, what: &str, silent: &str, fix: &str) -> Check {
+        let detail = format!("{what}: {}", self.said());
+        if self.day < 1.0 {
+            Check::fail(link, name, format!("{detail}: {silent}"), fix)
+        } else if self.hour < 1.0 {
+            Check::warn(
+                link,
+                name,
+                format!("{detail}: a closed centre, or {silent}"),
+                format!("if the centre is open: {fix}"),
+            )
+        } else {
+            Check::pass(link, name, detail)
+        }
+    }
+
+    /// The check of what should not happen (errors, failed pushes): in the last hour fails,
+    /// only earlier in the day warns.
+    pub fn unwanted(&self, link: Link, name: &'static str, what: &str, fix: &str) -> Check {
+        let detail = format!("{what}: {}", self.said());
+        if self.hour > 0.0 {
+            Check::fail(link, name, detail, fix)
+        } else if self.day > 0.0 {
+            Check::warn(link, name, format!("{detail}, none lately"), fix)
+        } else {
+            Check::pass(link, name, detail)
+        }
     }
 }
 
@@ -300,8 +326,10 @@ mod tests {
     fn a_refusal_names_the_permission_and_anything_else_says_why() {
         let failed = |code: Option<&str>| CallFailed {
             action: "events:DescribeRule",
-            code: code.map(str::to_owned),
-            reason: format!("{}: no", code.unwrap_or("service error")),
+            error: AwsCallError {
+                code: code.map(str::to_owned),
+                reason: format!("{}: no", code.unwrap_or("service error")),
+            },
         };
         let denied = failed(Some("AccessDeniedException")).check(Link::Rule, "state", "the rule");
         assert_eq!(denied.status, super::super::Status::Fail);

@@ -95,8 +95,6 @@ async fn has_metric_filter(walk: &Walk<'_>, group: &str) -> Result<bool, CallFai
 
 /// Keys delivered: none in a day fails, none in the last hour warns.
 fn keys_delivered(sums: Sums, walk: &Walk<'_>) -> Check {
-    const NAME: &str = "keys delivered";
-    let detail = format!("{} key(s) DataDog accepted", sums.said());
     let fix = format!(
         "the first failed link above is the cause. If every link passes, no flow set a metric attribute: send one through the function,\n\
          flow-metrics sample-event --flow DeployTest --metric Start > event.json\n\
@@ -104,43 +102,21 @@ fn keys_delivered(sums: Sums, walk: &Walk<'_>) -> Check {
          (README, Deploying, step 6)",
         walk.deployment.region, walk.deployment.function
     );
-    if sums.day < 1.0 {
-        Check::fail(Link::Delivery, NAME, detail, fix)
-    } else if sums.hour < 1.0 {
-        Check::warn(
-            Link::Delivery,
-            NAME,
-            format!("{detail}: a closed centre, or a break"),
-            format!("if the centre is open: {fix}"),
-        )
-    } else {
-        Check::pass(Link::Delivery, NAME, detail)
-    }
+    sums.expected(
+        Link::Delivery,
+        "keys delivered",
+        "keys DataDog accepted",
+        "none reached DataDog",
+        &fix,
+    )
 }
 
 /// Failed pushes: now fails, earlier today warns.
 fn push_failures(sums: Sums, tail: &str) -> Check {
-    const NAME: &str = "push failures";
     let fix = format!(
         "the log says DataDog's answer ({tail}): 403 is the key (link 4), 400 a refused series; failed events are retried, then dead-lettered: drain them once fixed (link 6)"
     );
-    if sums.hour > 0.0 {
-        Check::fail(
-            Link::Delivery,
-            NAME,
-            format!("{} failed push(es)", sums.said()),
-            fix,
-        )
-    } else if sums.day > 0.0 {
-        Check::warn(
-            Link::Delivery,
-            NAME,
-            format!("{} failed push(es): none lately", sums.said()),
-            fix,
-        )
-    } else {
-        Check::pass(Link::Delivery, NAME, sums.said())
-    }
+    sums.unwanted(Link::Delivery, "push failures", "failed pushes", &fix)
 }
 
 #[cfg(test)]

@@ -174,27 +174,10 @@ fn settings(walk: &Walk<'_>) -> Check {
 
 /// Failed invocations: now fails, earlier today warns.
 fn invocation_errors(sums: Sums, tail: &str) -> Check {
-    const NAME: &str = "errors";
     let fix = format!(
         "the error lines below say why ({tail}); fix that cause: failed events are retried, then dead-lettered (link 6)"
     );
-    if sums.hour > 0.0 {
-        Check::fail(
-            Link::Function,
-            NAME,
-            format!("{} failed invocations", sums.said()),
-            fix,
-        )
-    } else if sums.day > 0.0 {
-        Check::warn(
-            Link::Function,
-            NAME,
-            format!("{} failed invocations: none lately", sums.said()),
-            fix,
-        )
-    } else {
-        Check::pass(Link::Function, NAME, sums.said())
-    }
+    sums.unwanted(Link::Function, "errors", "failed invocations", &fix)
 }
 
 /// Throttled invocations, which a pause makes by design.
@@ -204,7 +187,7 @@ fn throttled(sums: Sums, paused: bool) -> Check {
         Check::warn(
             Link::Function,
             NAME,
-            format!("{}: events wait, then are retried", sums.said()),
+            format!("throttled: {}; events wait, then are retried", sums.said()),
             format!(
                 "raise \"reservedConcurrency\" (direct mode) or \"maxConcurrency\" (queued mode) in cdk/settings.json and {DEPLOY}, or the account's Lambda concurrency quota"
             ),

@@ -26,7 +26,7 @@ pub(super) async fn check(walk: &Walk<'_>) -> Vec<Check> {
         Ok(described) => described,
         Err(error) => {
             let failed = CallFailed::of("dynamodb:DescribeTable", &error);
-            return vec![if failed.not_found() {
+            return vec![failed.check_or_missing(Link::Ledger, "table", "the ledger table", || {
                 Check::fail(
                     Link::Ledger,
                     "table",
@@ -35,9 +35,7 @@ pub(super) async fn check(walk: &Walk<'_>) -> Vec<Check> {
                         "restore it from its point-in-time recovery (DynamoDB console → Backups) as {table}, or {DEPLOY} for an empty one (keys counted before could then count again)"
                     ),
                 )
-            } else {
-                failed.check(Link::Ledger, "table", "the ledger table")
-            }];
+            })];
         }
     };
     let status = described.table().and_then(|found| found.table_status());

@@ -217,7 +217,7 @@ impl Report {
         }
         let _ = writeln!(
             text,
-            "\n{} failed, {} warning(s), {} passed. {LEGEND}.",
+            "\n{} failed, {} warning(s), {} passed.\n{LEGEND}.",
             self.count(Status::Fail),
             self.count(Status::Warn),
             self.count(Status::Pass),
@@ -331,7 +331,7 @@ flow-metrics doctor: stack GenesysFlowMetrics in eu-west-1, link by link
 ";
         assert!(text.starts_with(expected), "{text}");
         assert!(
-            text.ends_with(&format!("\n1 failed, 1 warning(s), 2 passed. {LEGEND}.\n")),
+            text.ends_with(&format!("\n1 failed, 1 warning(s), 2 passed.\n{LEGEND}.\n")),
             "{text}"
         );
     }

@@ -54,17 +54,14 @@ pub(super) async fn check(walk: &Walk<'_>) -> Vec<Check> {
         }
         Err(error) => {
             let failed = CallFailed::of("events:DescribeRule", &error);
-            let check = if failed.not_found() {
+            vec![failed.check_or_missing(Link::Rule, "state", "the rule", || {
                 Check::fail(
                     Link::Rule,
                     "state",
                     format!("no rule {rule} on the bus {bus}: no event reaches the function"),
                     DEPLOY,
                 )
-            } else {
-                failed.check(Link::Rule, "state", "the rule")
-            };
-            vec![check]
+            })]
         }
     };
     checks.push(match matched {
@@ -134,27 +131,16 @@ fn topics(pattern: &str, source: &str) -> Check {
 
 /// Whether Genesys sends what the rule matches.
 fn matched_events(sums: Sums) -> Check {
-    const NAME: &str = "matched events";
-    let silent = format!(
+    let fix = format!(
         "in {INTEGRATION}: the integration active, its topics subscribed ({ATTRIBUTES_DETAIL_TYPE}). To test the chain from the function on, send it an event: flow-metrics sample-event (README, Deploying, step 6)"
     );
-    if sums.day < 1.0 {
-        Check::fail(
-            Link::Rule,
-            NAME,
-            format!("{}: Genesys sends nothing the rule matches", sums.said()),
-            silent,
-        )
-    } else if sums.hour < 1.0 {
-        Check::warn(
-            Link::Rule,
-            NAME,
-            format!("{}: a closed centre, or Genesys stopped sending", sums.said()),
-            format!("if the centre is open, {silent}"),
-        )
-    } else {
-        Check::pass(Link::Rule, NAME, sums.said())
-    }
+    sums.expected(
+        Link::Rule,
+        "matched events",
+        "events matched",
+        "Genesys sends nothing the rule matches",
+        &fix,
+    )
 }
 
 #[cfg(test)]

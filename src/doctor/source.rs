@@ -42,39 +42,10 @@ async fn source(events: &aws_sdk_eventbridge::Client, bus: &str, walk: &Walk<'_>
     }
     let region = &walk.deployment.region;
     match events.describe_event_source().name(bus).send().await {
-        Ok(described) => match described.state() {
-            Some(EventSourceState::Active) => Check::pass(Link::Source, NAME, format!("{bus}: ACTIVE")),
-            Some(EventSourceState::Pending) => Check::fail(
-                Link::Source,
-                NAME,
-                format!("{bus} is PENDING: no event bus is associated with it, so nothing it sends arrives"),
-                format!(
-                    "in the EventBridge console ({region}): Partner event sources → {bus} → Associate with event bus; or {DEPLOY}, which associates it by creating its bus"
-                ),
-            ),
-            Some(EventSourceState::Deleted) => Check::fail(
-                Link::Source,
-                NAME,
-                format!(
-                    "{bus} is DELETED: Genesys removed it (its integration was deleted or made anew), so nothing arrives"
-                ),
-                format!(
-                    "in {INTEGRATION}: activate the integration (a new one makes a new source, pending in the EventBridge console's Partner event sources); then set \"eventSourceName\" in cdk/settings.json to the new source's name and {DEPLOY}"
-                ),
-            ),
-            other => Check::fail(
-                Link::Source,
-                NAME,
-                format!(
-                    "{bus} is {}",
-                    other.map_or("in no state EventBridge says", EventSourceState::as_str)
-                ),
-                format!("in {INTEGRATION}: check the integration is active"),
-            ),
-        },
+        Ok(described) => state(bus, described.state(), region),
         Err(error) => {
             let failed = CallFailed::of("events:DescribeEventSource", &error);
-            if failed.not_found() {
+            failed.check_or_missing(Link::Source, NAME, "the partner event source", || {
                 Check::fail(
                     Link::Source,
                     NAME,
@@ -83,10 +54,43 @@ async fn source(events: &aws_sdk_eventbridge::Client, bus: &str, walk: &Walk<'_>
                         "in {INTEGRATION}: check the AWS account and region it names, and that it is active; if it was made anew, set \"eventSourceName\" in cdk/settings.json to the new source's name and {DEPLOY}"
                     ),
                 )
-            } else {
-                failed.check(Link::Source, NAME, "the partner event source")
-            }
+            })
         }
+    }
+}
+
+/// What the source's state means for the chain.
+fn state(source: &str, state: Option<&EventSourceState>, region: &str) -> Check {
+    const NAME: &str = "event source";
+    match state {
+        Some(EventSourceState::Active) => Check::pass(Link::Source, NAME, format!("{source}: ACTIVE")),
+        Some(EventSourceState::Pending) => Check::fail(
+            Link::Source,
+            NAME,
+            format!("{source} is PENDING: no event bus is associated with it, so nothing it sends arrives"),
+            format!(
+                "in the EventBridge console ({region}): Partner event sources → {source} → Associate with event bus; or {DEPLOY}, which associates it by creating its bus"
+            ),
+        ),
+        Some(EventSourceState::Deleted) => Check::fail(
+            Link::Source,
+            NAME,
+            format!(
+                "{source} is DELETED: Genesys removed it (its integration was deleted or made anew), so nothing arrives"
+            ),
+            format!(
+                "in {INTEGRATION}: activate the integration (a new one makes a new source, pending in the EventBridge console's Partner event sources); then set \"eventSourceName\" in cdk/settings.json to the new source's name and {DEPLOY}"
+            ),
+        ),
+        other => Check::fail(
+            Link::Source,
+            NAME,
+            format!(
+                "{source} is {}",
+                other.map_or("in no state EventBridge says", EventSourceState::as_str)
+            ),
+            format!("in {INTEGRATION}: check the integration is active"),
+        ),
     }
 }
 
@@ -101,7 +105,7 @@ async fn event_bus(events: &aws_sdk_eventbridge::Client, bus: &str) -> Check {
         ),
         Err(error) => {
             let failed = CallFailed::of("events:DescribeEventBus", &error);
-            if failed.not_found() {
+            failed.check_or_missing(Link::Source, NAME, "the event bus", || {
                 Check::fail(
                     Link::Source,
                     NAME,
@@ -110,9 +114,31 @@ async fn event_bus(events: &aws_sdk_eventbridge::Client, bus: &str) -> Check {
                         "{DEPLOY} creates it (with \"existingBus\", associate the source in the EventBridge console: Partner event sources → Associate with event bus)"
                     ),
                 )
-            } else {
-                failed.check(Link::Source, NAME, "the event bus")
-            }
+            })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Status;
+    use super::*;
+
+    #[test]
+    fn a_pending_or_deleted_source_fails_each_with_its_own_fix() {
+        let source = "aws.partner/genesys.com/cloud/org/flow-metrics";
+        let check = |given: EventSourceState| state(source, Some(&given), "eu-west-1");
+        assert_eq!(check(EventSourceState::Active).status, Status::Pass);
+        let pending = check(EventSourceState::Pending);
+        assert_eq!(pending.status, Status::Fail);
+        assert!(pending.fix.as_deref().is_some_and(|fix| fix.contains("Partner event sources → aws.partner/genesys.com/cloud/org/flow-metrics → Associate with event bus")));
+        let deleted = check(EventSourceState::Deleted);
+        assert!(
+            deleted
+                .fix
+                .as_deref()
+                .is_some_and(|fix| fix.contains(INTEGRATION) && fix.contains("eventSourceName"))
+        );
+        assert_eq!(state(source, None, "eu-west-1").status, Status::Fail);
     }
 }

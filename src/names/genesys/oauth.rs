@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{NameError, Shared, message, retry_after};
-use crate::aws::SecretReadError;
+use crate::aws::AwsCallError;
 use crate::error_text::with_causes;
 
 /// A token is renewed when less than this part of its life is left (at most five minutes).
@@ -37,7 +37,7 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
     #[error(transparent)]
-    Read(#[from] SecretReadError),
+    Read(#[from] AwsCallError),
     #[error("the secret holds no string")]
     NotAString,
     // Where, not what: serde_json's own message can quote the secret's text.
