@@ -158,7 +158,11 @@ fn assert_shaped_as_the_fixture(line: &str) {
                 })
                 .collect::<std::collections::BTreeMap<_, _>>()
         };
-        (kinds(&value), kinds(&value["fields"]), value["fields"]["message"].clone())
+        (
+            kinds(&value),
+            kinds(&value["fields"]),
+            value["fields"]["message"].clone(),
+        )
     };
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
