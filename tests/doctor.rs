@@ -209,10 +209,11 @@ impl Chain {
         let output = tokio::task::spawn_blocking(move || command.output().expect("run flow-metrics"))
             .await
             .expect("joined");
-        println!(
-            "$ flow-metrics doctor --stack {STACK} --region {REGION} {}",
-            args.join(" ")
-        );
+        let shown: Vec<&str> = ["flow-metrics", "doctor", "--stack", STACK, "--region", REGION]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        println!("$ {}", shown.join(" "));
         print!("{}", String::from_utf8_lossy(&output.stdout));
         eprint!("{}", String::from_utf8_lossy(&output.stderr));
         output

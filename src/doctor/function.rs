@@ -183,23 +183,24 @@ fn invocation_errors(sums: Sums, tail: &str) -> Check {
 /// Throttled invocations, which a pause makes by design.
 fn throttled(sums: Sums, paused: bool) -> Check {
     const NAME: &str = "throttles";
-    if sums.hour > 0.0 && !paused {
+    let detail = format!("throttled invocations: {}", sums.said());
+    if paused {
+        Check::pass(
+            Link::Function,
+            NAME,
+            format!("{detail}: the pause throttles every event, by design"),
+        )
+    } else if sums.hour > 0.0 {
         Check::warn(
             Link::Function,
             NAME,
-            format!("throttled: {}; events wait, then are retried", sums.said()),
+            format!("{detail}; events wait, then are retried"),
             format!(
                 "raise \"reservedConcurrency\" (direct mode) or \"maxConcurrency\" (queued mode) in cdk/settings.json and {DEPLOY}, or the account's Lambda concurrency quota"
             ),
         )
-    } else if paused {
-        Check::pass(
-            Link::Function,
-            NAME,
-            format!("{}: the pause throttles every event, by design", sums.said()),
-        )
     } else {
-        Check::pass(Link::Function, NAME, sums.said())
+        Check::pass(Link::Function, NAME, detail)
     }
 }
 
