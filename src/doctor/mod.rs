@@ -33,6 +33,7 @@ pub enum Link {
     Source,
     Rule,
     Function,
+    #[serde(rename = "datadog")]
     DataDog,
     Delivery,
     DeadLetters,
@@ -361,5 +362,19 @@ flow-metrics doctor: stack GenesysFlowMetrics in eu-west-1, link by link
     fn links_are_numbered_in_chain_order() {
         let numbers: Vec<usize> = Link::ALL.iter().map(|link| link.number()).collect();
         assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let ids: Vec<Value> = Link::ALL.iter().map(|link| json!(link)).collect();
+        assert_eq!(
+            ids,
+            [
+                "source",
+                "rule",
+                "function",
+                "datadog",
+                "delivery",
+                "dead_letters",
+                "ledger",
+                "names"
+            ]
+        );
     }
 }
