@@ -45,8 +45,19 @@ export const BINARY_NAME = 'flow-metrics-lambda';
 /** Where the Rust crate lives, relative to this file. */
 const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
 
-/** Where the stack's own metrics go (push failures, names unavailable, opening hours). */
+/** Where the stack's own metrics go (push failures, names unavailable, keys delivered, opening hours). */
 export const METRICS_NAMESPACE = 'GenesysFlowMetrics';
+
+/**
+ * The keys DataDog accepted: the function logs one `invocation` line per invocation (JSON, as
+ * tests/fixtures/invocation-line.json shows it) whose `keys_counted` is the keys it delivered; the
+ * stack sums them as this metric, which `flow-metrics doctor` reads.
+ */
+export const KEYS_DELIVERED = {
+  metricName: 'KeysDelivered',
+  filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'invocation'),
+  metricValue: '$.fields.keys_counted',
+};
 
 /** SQS's longest retention: how long a pause in queued mode can last. */
 const QUEUE_RETENTION = Duration.days(14);
@@ -304,10 +315,17 @@ export class FlowMetricsStack extends Stack {
         metricValue: '1',
         defaultValue: 0,
       }).metric({ period, statistic: 'Sum' });
-    // Requests DataDog may have taken before a 5xx or a lost answer, sent again: their points
-    // may be counted twice. A metric to read beside the self-metric, not an alarm: nothing is
-    // lost, and no one has anything to do about it.
+    // Keys delivered by a push that may have counted them twice (one log line per key). A
+    // metric to read beside the self-metric, not an alarm: nothing is lost, and no one has
+    // anything to do about it.
     logCount('PossiblyDoubled', LOG_MARKERS.possiblyDoubled);
+    new logs.MetricFilter(this, KEYS_DELIVERED.metricName, {
+      logGroup,
+      filterPattern: KEYS_DELIVERED.filterPattern,
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: KEYS_DELIVERED.metricName,
+      metricValue: KEYS_DELIVERED.metricValue,
+    });
     const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
     const alarms: cloudwatch.AlarmBase[] = [
       alarm(

@@ -52,6 +52,25 @@ function policyStatements(template: Template): unknown[] {
   }));
 }
 
+/** The function's `invocation` log line, as its binary writes it. */
+const INVOCATION_LINE = path.join(__dirname, '..', '..', 'tests', 'fixtures', 'invocation-line.json');
+
+/** What a CloudWatch Logs JSON selector (`$.fields.keys_counted`) picks from a line. */
+function selectJson(line: unknown, selector: string): unknown {
+  if (!/^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(selector)) throw new Error(`not a plain JSON selector: ${selector}`);
+  return selector
+    .split('.')
+    .slice(1)
+    .reduce<unknown>((value, key) => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined), line);
+}
+
+/** Whether a CloudWatch Logs JSON filter pattern of one equality (`{ $.a.b = "x" }`) matches a line. */
+function matchesJsonPattern(pattern: string, line: unknown): boolean {
+  const equality = /^\{\s*(\$(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*=\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?)\s*\}$/.exec(pattern);
+  if (!equality) throw new Error(`not a one-equality JSON filter pattern: ${pattern}`);
+  return selectJson(line, equality[1]) === JSON.parse(equality[2]);
+}
+
 describe('stored settings', () => {
   const file = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'flow-metrics-settings-')), 'settings.json');
   const flags = (values: Record<string, string>) => (key: string) => values[key];
@@ -484,6 +503,31 @@ describe('alarms and outputs', () => {
       FilterPattern: '?"push failed" ?"self-metrics not sent"',
       MetricTransformations: [Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'DataDogPushFailures' })],
     });
+  });
+
+  test('the keys DataDog accepted are summed from the invocation lines the function really writes', () => {
+    const { template } = synth();
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map(
+      (filter) =>
+        (filter as { Properties: { FilterPattern: string; LogGroupName: unknown; MetricTransformations: Array<Record<string, unknown>> } })
+          .Properties,
+    );
+    const delivered = filters.filter((filter) => filter.MetricTransformations[0].MetricName === 'KeysDelivered');
+    expect(delivered).toHaveLength(1);
+    const [filter] = delivered;
+    const [transformation] = filter.MetricTransformations;
+    expect(filter.FilterPattern).toBe('{ $.fields.message = "invocation" }');
+    expect(transformation).toEqual({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'KeysDelivered', MetricValue: '$.fields.keys_counted' });
+    expect(filter.LogGroupName).toEqual({ Ref: logicalId(template, 'AWS::Logs::LogGroup') });
+    // The line as the real binary writes it (tests/lambda_cold_start.rs holds it to this file).
+    const line = JSON.parse(fs.readFileSync(INVOCATION_LINE, 'utf8'));
+    expect(matchesJsonPattern(filter.FilterPattern, line)).toBe(true);
+    expect(selectJson(line, transformation.MetricValue as string)).toBe(line.fields.keys_counted);
+    const counted = { ...line, fields: { ...line.fields, keys_counted: 3 } };
+    expect(selectJson(counted, transformation.MetricValue as string)).toBe(3);
+    // The function's other lines count nothing.
+    const failure = { ...line, level: 'ERROR', fields: { message: 'push failed', error: 'DataDog answered 403 Forbidden' } };
+    expect(matchesJsonPattern(filter.FilterPattern, failure)).toBe(false);
   });
 
   test('names that cannot be fetched are counted from the function\'s log and alarmed at once', () => {

@@ -13,6 +13,10 @@
 //!   `distribution`): 400, naming it.
 //! - A point more than 10 minutes ahead or 1 hour behind the intake's clock: 400.
 //!
+//! `GET /api/v1/validate` is held to the specification's answers too: 200 `{"valid": true}` for
+//! the one key this DataDog knows ([`API_KEY`]) in `DD-API-KEY`, 403 `{"errors": ["Forbidden"]}`
+//! for any other key or none.
+//!
 //! Tests add what DataDog does under load or to a bad series: answers forced for the first
 //! requests (5xx, 408, 429 with its rate-limit headers), 413 for a payload of too many series,
 //! 400 for a series carrying a given tag; and answers lost after the points were taken (a 5xx
@@ -32,6 +36,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const DISTRIBUTION_POINTS: &str = "/api/v1/distribution_points";
+
+/// The API key this DataDog knows.
+pub const API_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// What the intake does beyond the specification's rules.
 #[derive(Debug, Clone, Default)]
@@ -269,6 +276,19 @@ impl Respond for Strict {
     }
 }
 
+/// `GET /api/v1/validate`: valid for [`API_KEY`] alone.
+struct Validate;
+
+impl Respond for Validate {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if header(request, "dd-api-key").as_deref() == Some(API_KEY) {
+            ResponseTemplate::new(200).set_body_json(json!({"valid": true}))
+        } else {
+            ResponseTemplate::new(403).set_body_json(json!({"errors": ["Forbidden"]}))
+        }
+    }
+}
+
 impl Intake {
     /// An intake holding requests to the specification, and to `rules`.
     pub async fn start(rules: Rules) -> Intake {
@@ -294,6 +314,11 @@ impl Intake {
             })
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/validate"))
+            .respond_with(Validate)
+            .mount(&server)
+            .await;
         Intake { server, state }
     }
 
@@ -315,7 +340,7 @@ impl Intake {
     pub fn sink_settings(&self, static_tags: &[&str], self_metrics: bool) -> DataDogSettings {
         DataDogSettings {
             base_url: self.uri(),
-            api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
+            api_key: ApiKey::new(API_KEY).expect("key"),
             metrics: MetricNames::default(),
             static_tags: static_tags.iter().map(|tag| (*tag).to_owned()).collect(),
             self_metrics,

@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: event builders and test doubles for the adapters.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cbor_proxy;
 pub mod deployment;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod genesys;
 pub mod intake;
+pub mod local_server;
 pub mod logs;
 pub mod public_sample;
 pub mod secrets;

@@ -29,6 +29,9 @@
 //! Self-metrics (`genesys.flow_metrics.*`) count settled batches, so they ride along with a
 //! later push; when there is no point to carry them, they go alone once a minute, in one attempt
 //! that never holds an invocation up.
+//!
+//! `validate.rs` asks DataDog whether a key is valid on its site (`GET /api/v1/validate`), for
+//! `flow-metrics doctor`.
 
 mod api_key;
 pub mod payload;
@@ -36,6 +39,7 @@ mod request;
 mod self_metrics;
 mod settings;
 pub mod tags;
+pub mod validate;
 
 use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
