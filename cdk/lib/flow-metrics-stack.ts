@@ -5,7 +5,7 @@
  * and outputs.
  */
 import * as path from 'path';
-import { Annotations, CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, TimeZone, Validations } from 'aws-cdk-lib';
+import { Annotations, CfnElement, CfnOutput, Duration, Fn, RemovalPolicy, Stack, StackProps, TimeZone, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -300,7 +300,7 @@ export class FlowMetricsStack extends Stack {
       new cloudwatch.Metric({
         namespace: 'AWS/Events',
         metricName,
-        dimensionsMap: { EventBusName: bus.eventBusName, RuleName: this.rule.ruleName },
+        dimensionsMap: { EventBusName: bus.eventBusName, RuleName: this.ruleNameOnBus() },
         statistic,
         period: metricPeriod,
       });
@@ -519,7 +519,7 @@ export class FlowMetricsStack extends Stack {
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName });
     new CfnOutput(this, 'LogGroupName', { value: this.logGroup.logGroupName, description: 'The function\'s logs' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName });
-    new CfnOutput(this, 'RuleName', { value: this.rule.ruleName, description: 'Its MatchedEvents metric shows Genesys is sending' });
+    new CfnOutput(this, 'RuleName', { value: this.ruleNameOnBus(), description: 'Its MatchedEvents metric shows Genesys is sending' });
     new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
     if (this.deadLetterBucket) {
       new CfnOutput(this, 'DeadLetterBucketName', {
@@ -532,6 +532,15 @@ export class FlowMetricsStack extends Stack {
     new CfnOutput(this, 'Paused', {
       value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',
     });
+  }
+
+  /**
+   * The rule's own name. CloudFormation's Ref of a rule on a custom bus (ours always is) is
+   * `<bus>|<rule>`, while its metrics' RuleName dimension and the EventBridge API want the rule's
+   * name alone; a partner bus's name holds slashes, never a `|`.
+   */
+  private ruleNameOnBus(): string {
+    return Fn.select(1, Fn.split('|', this.rule.ruleName));
   }
 
   /** cdk-nag findings reviewed and accepted, each with its reason. */

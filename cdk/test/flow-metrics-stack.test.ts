@@ -3,7 +3,7 @@
  * used so that these tests never start a Rust release build.
  */
 import * as path from 'path';
-import { App } from 'aws-cdk-lib';
+import { App, CfnElement } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { FlowMetricsStack } from '../lib/flow-metrics-stack';
@@ -485,6 +485,17 @@ describe('alarms and outputs', () => {
   ])('%s mode alarms on every way an event can disappear or stall', (mode, expected) => {
     const { template } = synth({ mode });
     expect(alarmMetrics(template)).toEqual(expected);
+  });
+
+  test('the rule\'s metrics and its output name the rule, not CloudFormation\'s <bus>|<rule> Ref of a rule on a custom bus', () => {
+    const { template, stack } = synth();
+    const ruleId = stack.getLogicalId(stack.rule.node.defaultChild as CfnElement);
+    const ruleName = { 'Fn::Select': [1, { 'Fn::Split': ['|', { Ref: ruleId }] }] };
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'MatchedEvents',
+      Dimensions: Match.arrayWith([{ Name: 'RuleName', Value: ruleName }]),
+    });
+    template.hasOutput('RuleName', { Value: ruleName });
   });
 
   test('failures alarm when sustained, losses at once', () => {
