@@ -23,11 +23,17 @@ mod common;
 #[path = "common/world/mod.rs"]
 mod world;
 
+use std::sync::Arc;
+
 use flow_metrics::ledger::DeliveredCache;
 use proptest::prelude::*;
-use world::check::{Situation, assert_exercised, cases, check, check_exact, run_traces};
+use world::Record;
+use world::check::{Situation, assert_exercised, cases, check, check_exact, run_trace, run_traces};
 use world::lambda::SinkChoice;
-use world::trace::{direct, queued, trace, trace_in};
+use world::trace::{
+    CallFault, Conversation, Expected, KeyKind, Mode, Operation, PushFault, Step, Trace, Window, WindowKind,
+    direct, queued, trace, trace_in,
+};
 
 /// Everything every world-wide test must reach.
 const EVERY_FAULT: &[Situation] = &[
@@ -136,4 +142,95 @@ fn without_kills_outages_or_datadog_keeping_a_failed_push_the_count_is_exact() {
             }),
         ],
     );
+}
+
+/// A conversation's events, each adding one valid key: (seconds after the previous, copies).
+fn conversation(steps: &[(u32, usize)]) -> Conversation {
+    Conversation {
+        start_s: 0,
+        steps: steps
+            .iter()
+            .map(|&(gap_s, copies)| Step {
+                gap_s,
+                adds: vec![KeyKind::Valid],
+                bulk: 0,
+                copies: vec![0; copies],
+            })
+            .collect(),
+    }
+}
+
+/// Runs one handmade trace and checks it.
+fn run_one(trace: &Trace) -> (Expected, Arc<Record>) {
+    let (expected, record) = run_trace(trace, |ledger| ledger, SinkChoice::Model);
+    if let Err(failure) = check(&expected, &record) {
+        panic!("{failure}\n{:?}", record.seen.lock().expect("lock"));
+    }
+    (expected, record)
+}
+
+#[test]
+fn a_confirm_failing_until_the_deadline_doubles_no_key_silently() {
+    // DataDog accepts the first event's key; then every UpdateItem is throttled for a minute,
+    // so its confirm fails until the invocation's deadline and the key stays claimed. The
+    // conversation's next event, 50 s later (the lease is over), carries the key again.
+    let trace = Trace {
+        windows: vec![Window {
+            start_s: 0,
+            length_s: 60,
+            kind: WindowKind::Throttling,
+            only: Some(Operation::UpdateItem),
+        }],
+        ..Trace::calm(vec![conversation(&[(0, 1), (50, 1)])])
+    };
+    run_one(&trace);
+}
+
+#[test]
+fn a_push_accepted_at_the_deadline_then_a_slow_confirm_doubles_no_key_silently() {
+    // DataDog rate-limits the push for 18 s, then accepts it at the very end of the push's
+    // deadline (3 s before the invocation's); the confirm's first two attempts time out (2 s
+    // each, as the SDK cuts them) and the third answers: more than 3 s. Lambda ends the
+    // invocation at its timeout, and retries the event a minute later.
+    let trace = Trace {
+        pushes: vec![PushFault::RateLimitedThenLate { wait_s: 18 }],
+        calls: vec![CallFault::None, CallFault::None, CallFault::VerySlow],
+        ..Trace::calm(vec![conversation(&[(0, 1)])])
+    };
+    run_one(&trace);
+}
+
+#[test]
+fn datadog_keeping_a_push_it_answered_with_a_5xx_doubles_no_key_silently() {
+    // DataDog keeps the push and answers 503; the sink retries, and DataDog keeps it again. The
+    // sink says so (`Pushed::resent`).
+    let trace = Trace {
+        pushes: vec![PushFault::KeptThen5xx],
+        ..Trace::calm(vec![conversation(&[(0, 1)])])
+    };
+    run_one(&trace);
+}
+
+#[test]
+fn a_2000_key_conversation_under_half_percent_throttles_is_fully_delivered() {
+    // A flow writes 2,000 metric keys before the conversation's first attributes event; a later
+    // event carries them all again, twice. 0.5 % of DynamoDB calls are throttled past the SDK's
+    // retries, all along. Dead letters are drained every day; the queue deletes them after 14
+    // days, and after 23 days an event is too old to count.
+    for (mode, seed) in [(Mode::Direct, 1), (Mode::Queued(10), 2)] {
+        let mut bulk = conversation(&[(0, 1), (30, 2)]);
+        bulk.steps[0].bulk = 1_999;
+        let trace = Trace {
+            mode,
+            throttle_per_mille: 5,
+            seed,
+            ..Trace::calm(vec![bulk])
+        };
+        let (expected, record) = run_one(&trace);
+        let seen = *record.seen.lock().expect("lock");
+        assert!(
+            expected.all.len() == 2_001 && seen.steady_throttles > 0,
+            "{seen:?}"
+        );
+    }
 }

@@ -323,6 +323,24 @@ pub fn trace_in(mode: impl Strategy<Value = Mode>) -> impl Strategy<Value = Trac
         )
 }
 
+impl Trace {
+    /// A trace of these conversations and nothing else: no fault, direct mode.
+    pub fn calm(conversations: Vec<Conversation>) -> Trace {
+        Trace {
+            conversations,
+            mode: Mode::Direct,
+            calls: Vec::new(),
+            confirms_never_throttled: false,
+            windows: Vec::new(),
+            throttle_per_mille: 0,
+            pushes: Vec::new(),
+            kills: Vec::new(),
+            archive_replay_days: None,
+            seed: 0,
+        }
+    }
+}
+
 /// The events of a trace, in event order, when each is delivered, and what must count.
 pub struct Expected {
     pub events: Vec<String>,
