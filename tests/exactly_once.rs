@@ -29,10 +29,11 @@ use flow_metrics::ledger::DeliveredCache;
 use proptest::prelude::*;
 use world::Record;
 use world::check::{Situation, assert_exercised, cases, check, check_exact, run_trace, run_traces};
+use world::datadog::http::Bridge;
 use world::lambda::SinkChoice;
 use world::trace::{
-    CallFault, Conversation, Expected, KeyKind, Mode, Operation, PushFault, Step, Trace, Window, WindowKind,
-    direct, queued, trace, trace_in,
+    CallFault, Conversation, Expected, HttpAnswer, KeyKind, Mode, Operation, PushFault, Step, Trace, Window,
+    WindowKind, direct, queued, trace, trace_in,
 };
 
 /// Everything every world-wide test must reach.
@@ -83,7 +84,7 @@ const EVERY_FAULT: &[Situation] = &[
 
 #[test]
 fn every_valid_key_is_delivered_once_when_eventbridge_invokes_the_function() {
-    let cases = cases(30);
+    let cases = cases(33);
     let traces = trace_in(direct());
     let seen = run_traces(cases, traces, |ledger| ledger, || SinkChoice::Model, check);
     assert_exercised(seen, cases, EVERY_FAULT);
@@ -91,7 +92,7 @@ fn every_valid_key_is_delivered_once_when_eventbridge_invokes_the_function() {
 
 #[test]
 fn every_valid_key_is_delivered_once_when_a_queue_feeds_the_function() {
-    let cases = cases(30);
+    let cases = cases(32);
     let traces = trace_in(queued());
     let seen = run_traces(cases, traces, |ledger| ledger, || SinkChoice::Model, check);
     assert_exercised(seen, cases, EVERY_FAULT);
@@ -109,6 +110,45 @@ fn every_valid_key_is_delivered_once_behind_the_warm_functions_cache() {
         check,
     );
     assert_exercised(seen, cases, EVERY_FAULT);
+}
+
+/// What the real sink's traces must reach besides.
+const THROUGH_HTTP: &[Situation] = &[
+    ("a request DataDog kept and answered with a 503", |seen| {
+        seen.http_ingested_5xx
+    }),
+    ("a 429", |seen| seen.http_rate_limited),
+    ("a 413 (the sink halves the request)", |seen| seen.http_too_large),
+    ("an answer held past the client's timeout", |seen| seen.http_held),
+    ("a key DataDog kept twice", |seen| seen.doubles_at_datadog),
+    ("a point re-timed into DataDog's window", |seen| {
+        seen.retimed_points
+    }),
+    ("a key in flight at a kill", |seen| seen.kills_in_flight),
+    ("a warm instance reused", |seen| seen.warm_starts),
+    ("a call failed in an outage window", |seen| seen.window_failures),
+    ("a Query that missed a write", |seen| seen.stale_reads),
+];
+
+#[test]
+fn every_valid_key_is_delivered_once_through_the_real_datadog_sink() {
+    // Real HTTP costs real time: fewer traces, and no conversation of thousands of keys (the
+    // sink sends three occurrences a request).
+    let cases = cases(5);
+    let traces = trace().prop_map(|mut trace| {
+        for conversation in &mut trace.conversations {
+            for step in &mut conversation.steps {
+                step.bulk = 0;
+            }
+        }
+        trace
+    });
+    let seen = run_traces(cases, traces, |ledger| ledger, real_sink, check);
+    assert_exercised(seen, cases, THROUGH_HTTP);
+}
+
+fn real_sink() -> SinkChoice {
+    SinkChoice::Real(Bridge::here())
 }
 
 #[test]
@@ -162,7 +202,11 @@ fn conversation(steps: &[(u32, usize)]) -> Conversation {
 
 /// Runs one handmade trace and checks it.
 fn run_one(trace: &Trace) -> (Expected, Arc<Record>) {
-    let (expected, record) = run_trace(trace, |ledger| ledger, SinkChoice::Model);
+    run_one_through(trace, SinkChoice::Model)
+}
+
+fn run_one_through(trace: &Trace, sink: SinkChoice) -> (Expected, Arc<Record>) {
+    let (expected, record) = run_trace(trace, |ledger| ledger, sink);
     if let Err(failure) = check(&expected, &record) {
         panic!("{failure}\n{:?}", record.seen.lock().expect("lock"));
     }
@@ -209,6 +253,19 @@ fn datadog_keeping_a_push_it_answered_with_a_5xx_doubles_no_key_silently() {
         ..Trace::calm(vec![conversation(&[(0, 1)])])
     };
     run_one(&trace);
+}
+
+#[test]
+fn the_real_datadog_sink_resending_a_request_datadog_kept_doubles_no_key_silently() {
+    // DataDog keeps a request and answers 503, or keeps it and holds its answer past the
+    // client's timeout; the real sink retries, and DataDog keeps it again.
+    for answer in [HttpAnswer::Kept503, HttpAnswer::KeptHeld] {
+        let trace = Trace {
+            http: vec![answer],
+            ..Trace::calm(vec![conversation(&[(0, 1)])])
+        };
+        run_one_through(&trace, real_sink());
+    }
 }
 
 #[test]

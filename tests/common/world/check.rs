@@ -8,9 +8,11 @@
 //! - nothing else is delivered;
 //! - a key delivered twice was logged by the function as `possibly doubled` (a WARN naming its
 //!   `conversation_id` and `key`), or was in flight when its process was killed (pushed, and
-//!   still claimed and unconfirmed at the kill) before the second delivery. Lambda's timeout is
-//!   no excuse: the function knows its deadline.
+//!   still claimed and unconfirmed at the kill) before the second delivery, or was delivered
+//!   twice by one push whose process was killed before it returned (nothing lived to say so).
+//!   Lambda's timeout is no excuse: the function knows its deadline.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use flow_metrics::ledger::{KeyLedger, Ledger};
@@ -21,25 +23,28 @@ use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner
 use super::dynamodb::WorldStore;
 use super::lambda::{Run, SinkChoice, World};
 use super::trace::{Expected, Trace, expected};
-use super::{Mark, Pair, Record, Seen, capture_doubles};
+use super::{Mark, Pair, Push, Record, Seen, capture_doubles};
 
 /// How many times a key was delivered, and how many of its doubles nothing excuses.
-fn doubles(marks: &[Mark]) -> (usize, usize) {
+fn doubles(marks: &[Mark], unreturned: &BTreeSet<Push>) -> (usize, usize) {
     let mut delivered = 0;
     let mut in_flight = 0;
     let mut unexcused = 0;
+    let mut previous: Option<Push> = None;
     for mark in marks {
-        match mark {
+        match *mark {
             Mark::InFlightAtKill => in_flight += 1,
-            Mark::Kept => {
+            Mark::Kept(push) => {
                 delivered += 1;
-                if delivered > 1 {
+                let again_by_a_dead_push = previous == Some(push) && unreturned.contains(&push);
+                if delivered > 1 && !again_by_a_dead_push {
                     if in_flight > 0 {
                         in_flight -= 1;
                     } else {
                         unexcused += 1;
                     }
                 }
+                previous = Some(push);
             }
         }
     }
@@ -52,8 +57,9 @@ pub fn check(expected: &Expected, record: &Record) -> Result<(), TestCaseError> 
     prop_assert!(broken.is_empty(), "{}", broken.join("\n"));
     let marks = record.marks.lock().expect("lock");
     let logged = record.logged.lock().expect("lock");
+    let unreturned = record.unreturned.lock().expect("lock");
     for (pair, marks) in marks.iter() {
-        let (delivered, unexcused) = doubles(marks);
+        let (delivered, unexcused) = doubles(marks, &unreturned);
         prop_assert!(
             delivered == 0 || expected.all.contains(pair),
             "delivered but not a valid, recent key: {pair:?}"
@@ -67,7 +73,11 @@ pub fn check(expected: &Expected, record: &Record) -> Result<(), TestCaseError> 
     let lost: Vec<&Pair> = expected
         .all
         .iter()
-        .filter(|pair| !marks.get(*pair).is_some_and(|marks| marks.contains(&Mark::Kept)))
+        .filter(|pair| {
+            !marks
+                .get(*pair)
+                .is_some_and(|marks| marks.iter().any(|mark| mark.is_kept()))
+        })
         .collect();
     prop_assert!(
         lost.is_empty(),
@@ -83,7 +93,7 @@ pub fn check(expected: &Expected, record: &Record) -> Result<(), TestCaseError> 
 pub fn check_exact(expected: &Expected, record: &Record) -> Result<(), TestCaseError> {
     check(expected, record)?;
     for (pair, marks) in record.marks.lock().expect("lock").iter() {
-        let kept = marks.iter().filter(|mark| **mark == Mark::Kept).count();
+        let kept = marks.iter().filter(|mark| mark.is_kept()).count();
         prop_assert!(kept <= 1, "{pair:?} delivered {kept} times");
     }
     Ok(())
@@ -109,7 +119,7 @@ pub fn run_trace<L: Ledger>(
         .expect("runtime");
     let expected = expected(trace, base());
     let record = runtime.block_on(async {
-        let world = World::new(trace, base(), sink);
+        let world = World::new(trace, &expected, base(), sink);
         let record = world.record.clone();
         let _logs = capture_doubles(record.logged.clone());
         let run = Run::new(trace, &expected, world, wrap);

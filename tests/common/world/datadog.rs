@@ -10,6 +10,8 @@
 //! - [`http::RealSink`]: the real `DataDogSink`, over HTTP on 127.0.0.1, against a DataDog model
 //!   (`wiremock`) whose answers come from the trace.
 
+pub mod http;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -237,6 +239,8 @@ impl Sink for ModelSink {
             return Ok(Pushed::default());
         }
         self.process.step().await;
+        let record = &self.datadog.record;
+        record.push_starts(self.process.id);
         let fault = self
             .faults
             .lock()
@@ -268,12 +272,13 @@ impl Sink for ModelSink {
             }
         }
         if !resent.is_empty() {
-            self.datadog.record.saw(|seen| seen.resent_pushes += 1);
+            record.saw(|seen| seen.resent_pushes += 1);
         }
         if kept_any {
             // The process may die after DataDog accepted the push and before it is confirmed.
             self.process.step().await;
         }
+        record.push_returns(self.process.id);
         if undelivered.is_empty() {
             Ok(Pushed { resent })
         } else {

@@ -26,6 +26,7 @@ use flow_metrics::sink::{PushContext, PushFailure, Pushed, Sink};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
+use super::datadog::http::{Bridge, RealSink};
 use super::datadog::{DataDog, ModelSink};
 use super::dynamodb::{Dynamo, WorldStore};
 use super::trace::{Expected, Mode, PushFault, Trace};
@@ -55,11 +56,14 @@ const DRAIN_PAGE: usize = 10;
 pub enum SinkChoice {
     /// The model of the DataDog sink's client ([`ModelSink`]).
     Model,
+    /// The real DataDog sink over HTTP, through this bridge ([`RealSink`]).
+    Real(Arc<Bridge>),
 }
 
 /// A process's sink.
 pub enum WorldSink {
     Model(ModelSink),
+    Real(RealSink),
 }
 
 impl Sink for WorldSink {
@@ -70,6 +74,7 @@ impl Sink for WorldSink {
     ) -> Result<Pushed, PushFailure> {
         match self {
             WorldSink::Model(sink) => sink.push(occurrences, context).await,
+            WorldSink::Real(sink) => sink.push(occurrences, context).await,
         }
     }
 
@@ -90,15 +95,19 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(trace: &Trace, base: Timestamp, sink: SinkChoice) -> Self {
+    pub fn new(trace: &Trace, expected: &Expected, base: Timestamp, sink: SinkChoice) -> Self {
         let start = Instant::now();
         super::started();
         let record = Arc::new(Record::default());
         let dynamo = Arc::new(Dynamo::new(trace, base, start, record.clone()));
-        let clock = {
+        let clock: Arc<dyn Fn() -> Timestamp + Send + Sync> = {
             let dynamo = dynamo.clone();
             Arc::new(move || dynamo.now())
         };
+        if let SinkChoice::Real(bridge) = &sink {
+            let series = expected.series.clone();
+            bridge.begin(&trace.http, trace.max_series, record.clone(), series, trace.seed);
+        }
         World {
             start,
             datadog: Arc::new(DataDog {
@@ -129,6 +138,11 @@ impl World {
                 process: process.clone(),
                 faults: self.push_faults.clone(),
                 dice: self.dice.clone(),
+            }),
+            SinkChoice::Real(ref bridge) => WorldSink::Real(RealSink {
+                bridge: bridge.clone(),
+                process: process.clone(),
+                clock: self.datadog.clock.clone(),
             }),
         }
     }
@@ -298,6 +312,7 @@ impl<'t, L: Ledger> Run<'t, L> {
             .filter(|pair| kept.contains(pair))
             .collect();
         let count = in_flight.len();
+        self.record().died(process.id);
         crate::say!(
             "process {} dies ({death:?}) with {in_flight:?} in flight",
             process.id

@@ -88,8 +88,8 @@ pub type Pair = (String, String);
 /// What happened to one occurrence, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
-    /// DataDog kept a point of it (inside its window).
-    Kept,
+    /// DataDog kept a point of it (inside its window), from this push.
+    Kept(Push),
     /// A process was killed while it had pushed the key and not confirmed it: the next holder
     /// may push it again.
     InFlightAtKill,
@@ -191,9 +191,27 @@ impl std::ops::AddAssign for Seen {
     }
 }
 
+/// One push: its process, and its number among the process's pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Push {
+    pub process: usize,
+    pub number: usize,
+}
+
+impl Mark {
+    pub fn is_kept(self) -> bool {
+        matches!(self, Mark::Kept(_))
+    }
+}
+
 /// What the run observed, shared by every process.
 #[derive(Default)]
 pub struct Record {
+    /// Each process's latest push, and whether it has returned to the pipeline.
+    pub pushes: Mutex<BTreeMap<usize, (usize, bool)>>,
+    /// Pushes that never returned: their process died first, so nothing could say what they
+    /// did (DataDog keeping a request twice, say).
+    pub unreturned: Mutex<BTreeSet<Push>>,
     /// Per occurrence, what DataDog kept of it and the kills that left it in flight, in order.
     pub marks: Mutex<BTreeMap<Pair, Vec<Mark>>>,
     /// Per process, the occurrences DataDog kept from its pushes.
@@ -210,15 +228,45 @@ impl Record {
         count(&mut self.seen.lock().expect("lock"));
     }
 
+    /// A process starts a push.
+    pub fn push_starts(&self, process: usize) {
+        let mut pushes = self.pushes.lock().expect("lock");
+        let entry = pushes.entry(process).or_insert((0, true));
+        *entry = (entry.0 + 1, false);
+    }
+
+    /// The push has returned to the pipeline.
+    pub fn push_returns(&self, process: usize) {
+        if let Some(entry) = self.pushes.lock().expect("lock").get_mut(&process) {
+            entry.1 = true;
+        }
+    }
+
+    /// The process died: its push in progress, if any, never returns.
+    pub fn died(&self, process: usize) {
+        if let Some(&(number, false)) = self.pushes.lock().expect("lock").get(&process) {
+            self.unreturned
+                .lock()
+                .expect("lock")
+                .insert(Push { process, number });
+        }
+    }
+
     /// DataDog kept a point of `pair`, pushed by `process`.
     pub fn kept(&self, pair: Pair, process: usize) {
         crate::say!("DataDog keeps {pair:?} from process {process}");
+        let number = self
+            .pushes
+            .lock()
+            .expect("lock")
+            .get(&process)
+            .map_or(0, |(number, _)| *number);
         let mut marks = self.marks.lock().expect("lock");
         let entry = marks.entry(pair.clone()).or_default();
-        if entry.contains(&Mark::Kept) {
+        if entry.iter().any(|mark| mark.is_kept()) {
             self.saw(|seen| seen.doubles_at_datadog += 1);
         }
-        entry.push(Mark::Kept);
+        entry.push(Mark::Kept(Push { process, number }));
         self.kept_from
             .lock()
             .expect("lock")
@@ -232,7 +280,7 @@ impl Record {
             .lock()
             .expect("lock")
             .get(pair)
-            .is_some_and(|marks| marks.contains(&Mark::Kept))
+            .is_some_and(|marks| marks.iter().any(|mark| mark.is_kept()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! ledger and of DataDog, the kills, an archive replayed weeks later; and what it must deliver.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -135,6 +136,20 @@ impl PushFault {
     }
 }
 
+/// An answer of the DataDog model over HTTP, to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAnswer {
+    Accept,
+    /// Keeps the points, answers 503.
+    Kept503,
+    /// 503, nothing kept.
+    Refused503,
+    /// 429, resetting at once.
+    RateLimited,
+    /// Keeps the points and holds the answer past the client's timeout.
+    KeptHeld,
+}
+
 /// How events reach the function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -159,6 +174,10 @@ pub struct Trace {
     pub throttle_per_mille: u16,
     /// Faults of successive pushes (the modelled sink).
     pub pushes: Vec<PushFault>,
+    /// Answers of successive requests (the DataDog model over HTTP), and the most series it
+    /// takes in one payload (413 beyond).
+    pub http: Vec<HttpAnswer>,
+    pub max_series: Option<usize>,
     /// Invocations (by number) killed, and at which of their steps.
     pub kills: Vec<(usize, usize)>,
     /// Days after the start at which an operator replays the EventBridge archive of every
@@ -269,6 +288,16 @@ fn push_fault() -> impl Strategy<Value = PushFault> {
     ]
 }
 
+fn http_answer() -> impl Strategy<Value = HttpAnswer> {
+    prop_oneof![
+        8 => Just(HttpAnswer::Accept),
+        2 => Just(HttpAnswer::Kept503),
+        2 => Just(HttpAnswer::Refused503),
+        2 => Just(HttpAnswer::RateLimited),
+        1 => Just(HttpAnswer::KeptHeld),
+    ]
+}
+
 /// Events straight from EventBridge.
 pub fn direct() -> impl Strategy<Value = Mode> {
     Just(Mode::Direct)
@@ -293,6 +322,10 @@ pub fn trace_in(mode: impl Strategy<Value = Mode>) -> impl Strategy<Value = Trac
         prop::collection::vec(window(), 0..3),
         prop_oneof![6 => Just(0u16), 3 => Just(5u16), 1 => Just(10u16)],
         prop::collection::vec(push_fault(), 0..8),
+        (
+            prop::collection::vec(http_answer(), 0..8),
+            prop_oneof![Just(None), (2usize..8).prop_map(Some)],
+        ),
         prop::collection::vec((0usize..40, 0usize..40), 0..4),
         prop_oneof![3 => Just(None), 1 => (22u32..28).prop_map(Some)],
         any::<u64>(),
@@ -305,6 +338,7 @@ pub fn trace_in(mode: impl Strategy<Value = Mode>) -> impl Strategy<Value = Trac
                 windows,
                 throttle_per_mille,
                 pushes,
+                (http, max_series),
                 kills,
                 archive_replay_days,
                 seed,
@@ -316,6 +350,8 @@ pub fn trace_in(mode: impl Strategy<Value = Mode>) -> impl Strategy<Value = Trac
                 windows,
                 throttle_per_mille,
                 pushes,
+                http,
+                max_series,
                 kills,
                 archive_replay_days,
                 seed,
@@ -334,6 +370,8 @@ impl Trace {
             windows: Vec::new(),
             throttle_per_mille: 0,
             pushes: Vec::new(),
+            http: Vec::new(),
+            max_series: None,
             kills: Vec::new(),
             archive_replay_days: None,
             seed: 0,
@@ -351,8 +389,8 @@ pub struct Expected {
     pub all: BTreeSet<Pair>,
     /// (ms after the start, event), sorted.
     pub deliveries: Vec<(u64, usize)>,
-    /// Each key's series as DataDog tags it: (flow tag, metric tag) → the key.
-    pub series: BTreeMap<(String, String), Pair>,
+    /// Each key's series as DataDog tags it: (flow tag, metric tag) → the key, and its time.
+    pub series: Arc<BTreeMap<(String, String), (Pair, Timestamp)>>,
 }
 
 /// The flow of a conversation's keys.
@@ -368,8 +406,9 @@ pub fn expected(trace: &Trace, base: Timestamp) -> Expected {
         fresh: Vec::new(),
         all: BTreeSet::new(),
         deliveries: Vec::new(),
-        series: BTreeMap::new(),
+        series: Arc::default(),
     };
+    let mut series = BTreeMap::new();
     for (c, conversation) in trace.conversations.iter().enumerate() {
         let id = format!("c{c}");
         let flow = flow(c);
@@ -394,9 +433,7 @@ pub fn expected(trace: &Trace, base: Timestamp) -> Expected {
                 };
                 if kind.is_valid() {
                     let pair = (id.clone(), key.clone());
-                    expected
-                        .series
-                        .insert((tag("flow", flow), tag("metric", &metric)), pair);
+                    series.insert((tag("flow", flow), tag("metric", &metric)), (pair, key_time));
                 }
                 keys.push((key, kind.is_valid().then_some(key_time)));
             };
@@ -427,5 +464,6 @@ pub fn expected(trace: &Trace, base: Timestamp) -> Expected {
         }
     }
     expected.deliveries.sort_unstable();
+    expected.series = Arc::new(series);
     expected
 }
