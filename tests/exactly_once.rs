@@ -11,7 +11,8 @@
 //! 500s, AccessDenied until an operator restores the permission), a steady throttle rate,
 //! Queries that miss the last second of writes, and TTL deleting items after the retention.
 //! DataDog keeps the points in its window and drops the others silently; the sink's retries
-//! meet 5xx, lost answers, 429 and slow answers. The operator drains the dead letters an hour
+//! meet 5xx, lost answers, 429 and slow answers, through a model of the sink's client or the
+//! real sink over HTTP on 127.0.0.1. The operator drains the dead letters an hour
 //! later and then every day (the queue deletes them after 14 days), and may replay the
 //! EventBridge archive weeks later. Time is simulated: the runtime's clock is paused.
 //!
@@ -208,7 +209,8 @@ fn run_one(trace: &Trace) -> (Expected, Arc<Record>) {
 fn run_one_through(trace: &Trace, sink: SinkChoice) -> (Expected, Arc<Record>) {
     let (expected, record) = run_trace(trace, |ledger| ledger, sink);
     if let Err(failure) = check(&expected, &record) {
-        panic!("{failure}\n{:?}", record.seen.lock().expect("lock"));
+        let seen = *record.seen.lock().expect("lock");
+        panic!("{failure}\n({:?}, seed {})\n{seen:?}", trace.mode, trace.seed);
     }
     (expected, record)
 }
