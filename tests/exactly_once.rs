@@ -125,7 +125,7 @@ const THROUGH_HTTP: &[Situation] = &[
     ("a point re-timed into DataDog's window", |seen| {
         seen.retimed_points
     }),
-    ("a key in flight at a kill", |seen| seen.kills_in_flight),
+    ("a killed process", |seen| seen.kills),
     ("a warm instance reused", |seen| seen.warm_starts),
     ("a call failed in an outage window", |seen| seen.window_failures),
     ("a Query that missed a write", |seen| seen.stale_reads),
