@@ -84,7 +84,7 @@ impl ItemStore for MemoryStore {
             delivered: false,
             token: Some(claim.token.0.clone()),
             lease_expires_ms: Some(claim.lease_expires_ms),
-            maybe_delivered: false,
+            maybe_delivered: claim.maybe_delivered,
         };
         let replaced = keys.insert(claim.key.key.to_owned(), record);
         Ok(PutClaim::Written { replaced })

@@ -67,6 +67,10 @@ pub struct NewClaim<'a> {
     pub first_seen_ms: i64,
     pub token: &'a ClaimToken,
     pub lease_expires_ms: i64,
+    /// The record it replaces, as last read, says the sink may hold the key already: the claim
+    /// says so too, so that even a holder whose write's answer was lost, finding the claim its
+    /// own, knows it.
+    pub maybe_delivered: bool,
 }
 
 /// Per-item conditional operations: what DynamoDB offers, and a map can mimic.
@@ -117,8 +121,8 @@ pub struct KeyLedger<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
     Delivered,
-    /// Claimed by this holder, lease ending then.
-    Ours(Option<i64>),
+    /// Claimed by this holder, lease ending then; whether the sink may hold the key already.
+    Ours(Option<i64>, bool),
     /// Claimed by another holder whose lease ends then.
     Held(i64),
     /// Released, or a lease that has expired: claimable.
@@ -130,7 +134,7 @@ fn standing(record: &KeyRecord, token: &ClaimToken, now_ms: i64) -> Standing {
         return Standing::Delivered;
     }
     if record.token.as_deref() == Some(token.0.as_str()) {
-        return Standing::Ours(record.lease_expires_ms);
+        return Standing::Ours(record.lease_expires_ms, record.maybe_delivered);
     }
     match record.lease_expires_ms {
         Some(lease) if lease >= now_ms => Standing::Held(lease),
@@ -237,12 +241,14 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
                 .map(|record| standing(record, request.token, now_ms));
             match found {
                 None | Some(Standing::Free) => {
+                    let maybe_delivered = recorded.get(metric.key).is_some_and(KeyRecord::maybe_pushed);
                     let new = NewClaim {
                         conversation_id: request.conversation_id,
                         key: metric,
                         first_seen_ms: request.event_time.as_millisecond(),
                         token: request.token,
                         lease_expires_ms,
+                        maybe_delivered,
                     };
                     puts.push(self.indexed_put(index, new, now_ms));
                 }
@@ -257,7 +263,12 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
             match result {
                 Ok(PutClaim::Written { replaced }) => {
                     answers.won.push((index, lease_expires_ms));
-                    if replaced.as_ref().is_some_and(KeyRecord::maybe_pushed) {
+                    let read_so = request
+                        .keys
+                        .get(index)
+                        .and_then(|metric| recorded.get(metric.key))
+                        .is_some_and(KeyRecord::maybe_pushed);
+                    if read_so || replaced.as_ref().is_some_and(KeyRecord::maybe_pushed) {
                         answers.taken_over.push(index);
                     }
                 }
@@ -330,7 +341,12 @@ impl Answers {
     fn judge(&mut self, index: usize, standing: Standing, now_ms: i64, lease_expires_ms: i64) {
         match standing {
             Standing::Delivered => {}
-            Standing::Ours(lease) => self.won.push((index, lease.unwrap_or(lease_expires_ms))),
+            Standing::Ours(lease, maybe_delivered) => {
+                self.won.push((index, lease.unwrap_or(lease_expires_ms)));
+                if maybe_delivered {
+                    self.taken_over.push(index);
+                }
+            }
             Standing::Held(lease) => self.pending.push((index, timestamp(lease))),
             // The condition failed, yet the record looks free: a lease ending this very
             // millisecond, or an item that expired meanwhile. Ask again within a second.

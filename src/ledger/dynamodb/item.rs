@@ -53,6 +53,9 @@ pub(super) struct ClaimItem<'a> {
     claim_token: &'a str,
     lease_expires_ms: i64,
     expires_at: i64,
+    /// Set only when the claim replaces one whose push the sink may have taken.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    maybe_delivered: bool,
     /// Left out for attribute keys, as in items written before milestones and outcomes.
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<&'static str>,
@@ -77,6 +80,7 @@ impl<'a> ClaimItem<'a> {
             claim_token: &claim.token.0,
             lease_expires_ms: claim.lease_expires_ms,
             expires_at: metric.time.as_second().saturating_add(retention.as_secs()),
+            maybe_delivered: claim.maybe_delivered,
             source: match metric.source {
                 Source::Attribute => None,
                 other => Some(other.name()),
@@ -210,6 +214,7 @@ mod tests {
             claim_token: "t",
             lease_expires_ms: 3,
             expires_at: 4,
+            maybe_delivered: false,
             source: None,
             outcome_value: None,
             duration_ms: None,
