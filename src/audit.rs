@@ -61,6 +61,10 @@ pub struct AuditRow {
     pub delivered: u64,
     pub claimed: u64,
     pub stuck: u64,
+    /// Of `delivered`, keys delivered by a push that may have counted them twice (left out
+    /// while none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub possibly_doubled: u64,
 }
 
 /// The aggregation of ledger items.
@@ -68,11 +72,15 @@ pub struct AuditRow {
 pub struct Audit {
     bucket: Option<Bucket>,
     now_ms: i64,
-    counts: BTreeMap<(String, String, String, Option<i64>), [u64; 3]>,
+    counts: BTreeMap<(String, String, String, Option<i64>), [u64; 4]>,
 }
 
 fn is_attribute(source: &str) -> bool {
     source == ATTRIBUTE
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Audit {
@@ -106,6 +114,9 @@ impl Audit {
             ))
             .or_default();
         counts[column] += 1;
+        if column == 0 && item.possibly_doubled {
+            counts[3] += 1;
+        }
     }
 
     /// One row per (source, flow, metric, bucket), sorted.
@@ -113,7 +124,7 @@ impl Audit {
         self.counts
             .iter()
             .map(
-                |((source, flow, metric, bucket), [delivered, claimed, stuck])| AuditRow {
+                |((source, flow, metric, bucket), [delivered, claimed, stuck, doubled])| AuditRow {
                     source: source.clone(),
                     flow: flow.clone(),
                     metric: metric.clone(),
@@ -121,6 +132,7 @@ impl Audit {
                     delivered: *delivered,
                     claimed: *claimed,
                     stuck: *stuck,
+                    possibly_doubled: *doubled,
                 },
             )
             .collect()
@@ -140,10 +152,11 @@ pub fn totals(rows: &[AuditRow]) -> (u64, u64, u64) {
     })
 }
 
-/// Which optional columns the rows need: the source, the bucket.
+/// Which optional columns the rows need: the source, the bucket, the possible doubles.
 struct Columns {
     sourced: bool,
     bucketed: bool,
+    doubled: bool,
 }
 
 impl Columns {
@@ -151,7 +164,13 @@ impl Columns {
         Columns {
             sourced: rows.iter().any(|row| !is_attribute(&row.source)),
             bucketed: rows.iter().any(|row| row.bucket.is_some()),
+            doubled: rows.iter().any(|row| row.possibly_doubled > 0),
         }
+    }
+
+    /// How many count columns end the row.
+    fn counts(&self) -> usize {
+        if self.doubled { 4 } else { 3 }
     }
 
     fn header(&self) -> Vec<&'static str> {
@@ -164,6 +183,9 @@ impl Columns {
             header.push("bucket");
         }
         header.extend(["delivered", "claimed", "stuck"]);
+        if self.doubled {
+            header.push("possibly doubled");
+        }
         header
     }
 
@@ -177,6 +199,9 @@ impl Columns {
             cells.push(row.bucket.clone().unwrap_or_default());
         }
         cells.extend([row.delivered, row.claimed, row.stuck].map(|count| count.to_string()));
+        if self.doubled {
+            cells.push(row.possibly_doubled.to_string());
+        }
         cells
     }
 }
@@ -193,11 +218,16 @@ pub fn write_table(rows: &[AuditRow], out: &mut dyn Write) -> std::io::Result<()
         table.add_row(columns.cells(row));
     }
     let (delivered, claimed, stuck) = totals(rows);
-    let mut total = vec![String::new(); width - 3];
+    let counts = columns.counts();
+    let mut total = vec![String::new(); width - counts];
     total[0] = "total".to_owned();
     total.extend([delivered, claimed, stuck].map(|count| count.to_string()));
+    if columns.doubled {
+        let doubled: u64 = rows.iter().map(|row| row.possibly_doubled).sum();
+        total.push(doubled.to_string());
+    }
     table.add_row(total);
-    for column in width - 3..width {
+    for column in width - counts..width {
         if let Some(column) = table.column_mut(column) {
             column.set_cell_alignment(comfy_table::CellAlignment::Right);
         }
@@ -383,6 +413,7 @@ mod tests {
             source: None,
             outcome_value: None,
             duration_ms: None,
+            possibly_doubled: false,
         }
     }
 

@@ -231,6 +231,10 @@ pub struct Tally {
     pub keys_pending: u64,
     pub keys_invalid: u64,
     pub keys_stale: u64,
+    /// Keys delivered by a push that may have counted them twice: sent again after an attempt
+    /// whose answer was lost or a server error, or taken from a claim whose holder may have
+    /// pushed them and never confirmed them. Each is logged `possibly doubled`.
+    pub keys_possibly_doubled: u64,
     /// Names of delivered milestones and outcomes (their flow's, their own) sent as ids, because
     /// no name was known.
     pub names_unresolved: u64,
@@ -251,6 +255,7 @@ impl AddAssign for Tally {
         self.keys_pending += other.keys_pending;
         self.keys_invalid += other.keys_invalid;
         self.keys_stale += other.keys_stale;
+        self.keys_possibly_doubled += other.keys_possibly_doubled;
         self.names_unresolved += other.names_unresolved;
         self.names_unavailable += other.names_unavailable;
     }
@@ -261,7 +266,7 @@ impl std::fmt::Display for Tally {
         write!(
             f,
             "events read {}, ignored {}, rejected {}, failed {}; metric keys seen {}, counted {}, \
-             already counted {}, pending {}, invalid {}, stale {}; names unresolved {}",
+             already counted {}, pending {}, invalid {}, stale {}",
             self.events_read,
             self.events_ignored,
             self.events_rejected,
@@ -272,7 +277,11 @@ impl std::fmt::Display for Tally {
             self.keys_pending,
             self.keys_invalid,
             self.keys_stale,
-            self.names_unresolved
-        )
+        )?;
+        // Said only when it happened: most runs never double anything.
+        if self.keys_possibly_doubled > 0 {
+            write!(f, ", possibly doubled {}", self.keys_possibly_doubled)?;
+        }
+        write!(f, "; names unresolved {}", self.names_unresolved)
     }
 }

@@ -6,6 +6,7 @@
 //! key once) → [`sink`] (deliver what was claimed). [`pipeline`] runs that flow for a batch of
 //! events; [`input`] frames event files for replays, [`drain`] reads dead-letter queues and
 //! buckets. The entry points are [`lambda`] (the function) and [`cli`] (the command line);
+//! [`doctor`] walks a deployed stack for the command line's checklist;
 //! [`config`] reads settings, each owned by the module that uses it.
 
 pub mod attribute;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod count;
 pub mod deployment;
+pub mod doctor;
 pub mod drain;
 pub mod error_text;
 pub mod event;

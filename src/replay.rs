@@ -46,7 +46,17 @@ pub enum ReplayError {
     },
     #[error("cannot write the report: {0}")]
     Report(#[from] std::io::Error),
+    #[error(
+        "{keys} key(s) were delivered but could not be confirmed in the ledger, even after \
+         waiting {waited}: they stay claimed, and once their lease ends another process may push \
+         them again (it logs them as possibly doubled); `flow-metrics audit` shows them as stuck"
+    )]
+    Unconfirmed { keys: usize, waited: String },
 }
+
+/// How long a replay waits, at its end, for the ledger to take the confirms it could not: a
+/// brownout of DynamoDB's usually lasts seconds to a few minutes.
+pub const UNCONFIRMED_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 enum Framed {
     Event(RawEvent),
@@ -79,6 +89,21 @@ pub async fn replay<L: Ledger, S: Sink>(
         if let Err(error) = run.replay_source(pipeline, source, batch_size.get()).await {
             stopped = Some(error);
             break;
+        }
+    }
+    // Keys delivered whose confirm failed are confirmed before the process ends: once the
+    // ledger is back, nothing about them is uncertain.
+    if pipeline.unconfirmed_keys() > 0 {
+        let until = tokio::time::Instant::now() + UNCONFIRMED_WAIT;
+        let keys = pipeline.confirm_kept_until(until).await;
+        if keys > 0 && stopped.is_none() {
+            stopped = Some(ReplayError::Unconfirmed {
+                keys,
+                waited: format!(
+                    "{:#}",
+                    jiff::SignedDuration::try_from(UNCONFIRMED_WAIT).unwrap_or_default()
+                ),
+            });
         }
     }
     // What the sink held back (self-metrics) would die with the process.

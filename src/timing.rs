@@ -22,11 +22,15 @@ pub const DEFAULT_LEASE: SignedDuration = SignedDuration::from_secs(40);
 /// about two minutes after the first).
 pub const ASYNC_FIRST_RETRY: SignedDuration = SignedDuration::from_secs(60);
 
-/// Kept back from the invocation's deadline for confirming or releasing after the last push.
-pub const CONFIRM_RESERVE: std::time::Duration = std::time::Duration::from_secs(3);
+/// Kept back from the invocation's deadline for confirming or releasing after the last push: one
+/// ledger call at its slowest (the SDK's per-call limit, 6 s), and a second to spare. A confirm
+/// retry starts only if it too can end before the deadline.
+pub const CONFIRM_RESERVE: std::time::Duration = std::time::Duration::from_secs(7);
 
-/// A push must end this long before the lease of the claims it carries.
-pub const LEASE_SAFETY: std::time::Duration = std::time::Duration::from_secs(5);
+/// A push must end this long before the lease of the claims it carries: so that the confirm
+/// after it (one ledger call at its slowest, 6 s) ends before any process, by its own clock
+/// (each within 2 s of AWS's), sees the lease over and takes the keys.
+pub const LEASE_SAFETY: std::time::Duration = std::time::Duration::from_secs(11);
 
 /// No push attempt starts with less time than this left.
 pub const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -318,12 +318,12 @@ impl Ledger for Forgetting {
         self.0.claim(request).await
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        self.0.confirm(held).await
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        self.0.confirm(held, possibly_doubled).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.0.release(held).await
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
+        self.0.release(held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {

@@ -89,6 +89,7 @@ fn ledger_items(keys: &[Known]) -> Vec<LedgerItem> {
             source: (*source != "attribute").then(|| (*source).to_owned()),
             outcome_value: value.map(str::to_owned),
             duration_ms: *duration_ms,
+            possibly_doubled: false,
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! The DataDog sink against a fake DataDog intake on 127.0.0.1 that holds requests to DataDog's
 //! published specification (`common::intake`): exact bodies and headers, the encoding, grouping,
 //! timestamp clamping, retries, 429 with its rate-limit headers, 413 and 400 isolated to the
-//! series refused, the deadline, self-metrics, and the API key kept secret.
+//! series refused, the deadline, self-metrics, the API key kept secret, and which points a push
+//! may have had DataDog count twice (`resent`).
 
 use std::time::Duration;
 
@@ -9,10 +10,12 @@ use tokio::time::Instant;
 
 mod common;
 
-use common::intake::{Intake, Rules};
+use common::intake::{Intake, LostAnswer, Rules};
 use flow_metrics::count::{Occurrence, Tally};
 use flow_metrics::key::Source;
-use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, RetryPolicy, USER_AGENT};
+use flow_metrics::sink::datadog::{
+    ApiKey, Compression, DataDogSettings, MetricNames, RetryPolicy, USER_AGENT,
+};
 use flow_metrics::sink::{DataDogSink, PushContext, PushFailure, Pushed, Sink, SinkError};
 use jiff::Timestamp;
 use serde_json::json;
@@ -712,4 +715,213 @@ async fn each_flow_run_is_timed_from_its_own_start_and_stale_keys_start_none() {
     assert_eq!(elapsed_of("metric:start"), [0.0, 0.0]);
     assert_eq!(elapsed_of("metric:menu"), [15.0, 20.0]);
     assert_eq!(elapsed_of("metric:agent"), [40.0]);
+}
+
+/// Three occurrences in two series: one request.
+fn three_occurrences() -> [Occurrence<'static>; 3] {
+    [
+        occurrence("F", "A", "a", "2026-03-07T11:59:30Z"),
+        occurrence("F", "A", "b", "2026-03-07T11:59:31Z"),
+        occurrence("F", "B", "c", "2026-03-07T11:59:30Z"),
+    ]
+}
+
+/// How many points of value 1 (counted keys) the intake took, duplicates included.
+fn counted(intake: &Intake) -> usize {
+    intake
+        .points("genesys.flow.metric")
+        .iter()
+        .map(|point| point.2)
+        .sum()
+}
+
+#[tokio::test]
+async fn points_taken_before_a_503_are_counted_twice_and_reported_as_resent() {
+    // DataDog took the request, but its answer was lost behind the load balancer: a 503.
+    let intake = intake(Rules {
+        lost_answers: vec![LostAnswer::Status(503)],
+        ..Rules::default()
+    })
+    .await;
+    let pushed = sink(&intake, false)
+        .push(&three_occurrences(), &context())
+        .await
+        .expect("delivered on the retry");
+    assert_eq!(
+        pushed,
+        Pushed {
+            resent: vec![0, 1, 2]
+        }
+    );
+    assert_eq!(intake.statuses(), [503, 202]);
+    assert_eq!(
+        counted(&intake),
+        6,
+        "the double now reported: each point taken twice"
+    );
+}
+
+#[tokio::test]
+async fn a_503_that_took_nothing_is_reported_as_resent_too_since_the_sink_cannot_tell() {
+    // The same 503, with nothing taken: the sink sees exactly what it saw above.
+    let intake = intake(Rules {
+        forced: vec![(503, None)],
+        ..Rules::default()
+    })
+    .await;
+    let pushed = sink(&intake, false)
+        .push(&three_occurrences(), &context())
+        .await
+        .expect("delivered on the retry");
+    assert_eq!(
+        pushed,
+        Pushed {
+            resent: vec![0, 1, 2]
+        }
+    );
+    assert_eq!(
+        counted(&intake),
+        3,
+        "no double this time, but only the intake knows"
+    );
+}
+
+#[tokio::test]
+async fn only_the_request_that_got_the_server_error_is_reported() {
+    let intake = intake(Rules {
+        forced: vec![(202, None), (500, None)],
+        ..Rules::default()
+    })
+    .await;
+    let occurrences: Vec<Occurrence<'_>> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|key| occurrence("F", "M", key, "2026-03-07T11:59:30Z"))
+        .collect();
+    let pushed = sink(&intake, false)
+        .with_occurrences_per_request(2)
+        .push(&occurrences, &context())
+        .await
+        .expect("delivered");
+    assert_eq!(intake.statuses(), [202, 500, 202, 202]);
+    assert_eq!(
+        pushed,
+        Pushed { resent: vec![2, 3] },
+        "the second request's occurrences"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_sent_nothing_and_is_not_reported_as_resent() {
+    // A closed port on 127.0.0.1: connecting is refused until the intake opens it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = closed.local_addr().expect("its address");
+    drop(closed);
+    let sink = DataDogSink::new(DataDogSettings {
+        base_url: format!("http://{address}"),
+        api_key: ApiKey::new(KEY).expect("key"),
+        metrics: MetricNames::default(),
+        static_tags: Vec::new(),
+        self_metrics: false,
+        compression: Compression::Deflate,
+    })
+    .expect("sink")
+    .with_retry(RetryPolicy {
+        attempts: 4,
+        min_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(5),
+    });
+    let started = Instant::now();
+    let push = tokio::spawn(async move { sink.push(&three_occurrences(), &context()).await });
+    // The first attempt is refused at once; the retry waits 0.5 to 1 s (jittered).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let listener = std::net::TcpListener::bind(address).expect("the same port, now open");
+    let intake = Intake::start_on(
+        listener,
+        Rules {
+            now: Some(now()),
+            ..Rules::default()
+        },
+    )
+    .await;
+    let pushed = push.await.expect("the push's task");
+    assert_eq!(pushed, Ok(Pushed::default()));
+    assert_eq!(intake.statuses(), [202], "only the retry reached the intake");
+    assert!(
+        Instant::now() - started >= Duration::from_millis(500),
+        "the first attempt failed and was retried"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_or_a_408_took_nothing_and_is_not_reported_as_resent() {
+    for status in [429, 408] {
+        let intake = intake(Rules {
+            forced: vec![(status, (status == 429).then_some(0))],
+            ..Rules::default()
+        })
+        .await;
+        let pushed = sink(&intake, false)
+            .push(&three_occurrences(), &context())
+            .await
+            .expect("delivered on the retry");
+        assert_eq!(intake.statuses(), [status, 202]);
+        assert_eq!(pushed, Pushed::default(), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn requests_halved_after_a_refusal_are_not_reported_as_resent() {
+    let intake = intake(Rules {
+        refused_tag: Some("metric:poison".to_owned()),
+        ..Rules::default()
+    })
+    .await;
+    let occurrences = [
+        occurrence("F", "A", "a", "2026-03-07T11:59:30Z"),
+        occurrence("F", "Poison", "p", "2026-03-07T11:59:30Z"),
+        occurrence("F", "B", "b", "2026-03-07T11:59:30Z"),
+    ];
+    let failure = sink(&intake, false)
+        .push(&occurrences, &context())
+        .await
+        .expect_err("the poison series is refused");
+    assert_eq!(intake.statuses().first(), Some(&400));
+    assert_eq!(failure.undelivered.len(), 1);
+    assert_eq!(failure.resent, Vec::<usize>::new(), "a 400 takes nothing");
+}
+
+#[tokio::test]
+async fn points_taken_while_the_answer_never_comes_are_reported_as_resent_when_given_up() {
+    // Each request taken, and its 202 held back past the client's 1 s timeout.
+    let intake = intake(Rules {
+        lost_answers: vec![LostAnswer::Stall(Duration::from_secs(30)); 10],
+        ..Rules::default()
+    })
+    .await;
+    let sink = DataDogSink::new(settings(&intake, false))
+        .expect("sink")
+        .with_retry(RetryPolicy {
+            request_timeout: Duration::from_secs(1),
+            ..quick_retries()
+        });
+    // Room for two attempts: a third would start with less than 3 s before the deadline.
+    let deadline = Instant::now() + Duration::from_millis(4_500);
+    let failure = sink
+        .push(
+            &three_occurrences(),
+            &PushContext {
+                now: now(),
+                deadline: Some(deadline),
+            },
+        )
+        .await
+        .expect_err("no answer before the deadline");
+    assert!(Instant::now() < deadline);
+    assert_eq!(failure.resent, [0, 1, 2]);
+    let undelivered: Vec<usize> = failure.undelivered.iter().map(|(index, _)| *index).collect();
+    assert_eq!(undelivered, [0, 1, 2]);
+    assert!(failure.first_error().is_transient());
+    assert_eq!(intake.accepted().len(), 2, "DataDog took both attempts");
+    assert_eq!(counted(&intake), 6);
 }

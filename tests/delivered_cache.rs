@@ -79,12 +79,15 @@ async fn keys_delivered_elsewhere_or_released_are_not_remembered() {
     let cache = DeliveredCache::new(MemoryLedger::default(), 10.try_into().expect("not zero"));
     let token = flow_metrics::ledger::ClaimToken::random();
     let lost = cache
-        .confirm(Held {
-            conversation_id: "c-2",
-            keys: &[MENU],
-            token: &token,
-            now: Timestamp::now(),
-        })
+        .confirm(
+            Held {
+                conversation_id: "c-2",
+                keys: &[MENU],
+                token: &token,
+                now: Timestamp::now(),
+            },
+            false,
+        )
         .await
         .expect("confirm");
     assert_eq!(lost, [MENU]);

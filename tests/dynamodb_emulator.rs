@@ -248,19 +248,19 @@ async fn a_confirm_by_a_holder_whose_lease_was_taken_over_is_refused() {
         now: later,
     };
     assert_eq!(
-        ledger.confirm(held(&slow_token)).await.expect("confirm"),
+        ledger.confirm(held(&slow_token), false).await.expect("confirm"),
         [metric.key]
     );
     assert!(
         ledger
-            .confirm(held(&fast_token))
+            .confirm(held(&fast_token), false)
             .await
             .expect("confirm")
             .is_empty()
     );
     assert!(
         ledger
-            .confirm(held(&fast_token))
+            .confirm(held(&fast_token), false)
             .await
             .expect("a retried confirm")
             .is_empty(),

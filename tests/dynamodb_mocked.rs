@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use common::{RecordingSink, attributes_event};
 use flow_metrics::attribute::{Attribute, classify};
@@ -81,7 +81,8 @@ fn is_partition_query(query: &QueryInput) -> bool {
         && query.key_condition_expression() == Some("#pk = :pk")
         && names.get("#pk").map(String::as_str) == Some("conversation_id")
         && names.get("#token").map(String::as_str) == Some("claim_token")
-        && query.projection_expression() == Some("#sk, #state, #token, #lease")
+        && query.projection_expression() == Some("#sk, #state, #token, #lease, #maybe")
+        && names.get("#maybe").map(String::as_str) == Some("maybe_delivered")
         && query
             .expression_attribute_values()
             .and_then(|values| values.get(":pk"))
@@ -131,6 +132,8 @@ fn is_claim_of(key: &'static str) -> impl Fn(&PutItemInput) -> bool + Send + Syn
             && values.get(":now") == Some(&AttributeValue::N(now_ms()))
             && put.return_values_on_condition_check_failure()
                 == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+            // What a written claim replaced says whether its key may have been pushed already.
+            && put.return_values() == Some(&ReturnValue::AllOld)
             && item.get("conversation_id") == Some(&s(CONVERSATION))
             && item.get("attribute_key") == Some(&s(key))
             && item.get("flow") == Some(&s("Routing"))
@@ -373,7 +376,7 @@ async fn throttling_is_retried_by_the_sdk_then_succeeds() {
 }
 
 #[tokio::test]
-async fn throttling_past_the_retries_is_a_transient_error_and_won_claims_are_released() {
+async fn throttling_past_the_retries_fails_that_key_alone_and_the_keys_won_stay_won() {
     let query = empty_partition();
     let start = claim_won(START);
     let throttled = mock!(Client::put_item)
@@ -387,28 +390,25 @@ async fn throttling_past_the_retries_is_a_transient_error_and_won_claims_are_rel
         .then_output(|| UpdateItemOutput::builder().build());
     let ledger = ledger(&[&query, &start, &throttled, &release]);
     let keys = [metric(START), metric(MENU)];
-    let error = ledger
+    let claim = ledger
         .claim(request(&keys, &token()))
         .await
-        .expect_err("throttled");
-    assert!(error.is_transient(), "{error}");
+        .expect("the keys won are an answer");
+    assert_eq!(claim.won, [0], "START stays won");
+    assert_eq!(claim.failed, [1], "MENU is asked again");
     assert!(matches!(
-        error,
-        LedgerError::Transient {
+        claim.failure,
+        Some(LedgerError::Transient {
             operation: "PutItem",
             ..
-        }
+        })
     ));
     assert_eq!(
         throttled.num_calls(),
         3,
         "the SDK's standard retry made 3 attempts"
     );
-    assert_eq!(
-        release.num_calls(),
-        2,
-        "every key tried is given back: the one won, and the one whose writes may have been applied unseen"
-    );
+    assert_eq!(release.num_calls(), 0, "nothing won is given back");
 }
 
 #[tokio::test]
@@ -495,12 +495,15 @@ async fn a_confirm_marks_held_keys_delivered_and_reports_claims_taken_over() {
         .build();
     let ledger = ledger(&[&confirmed, &taken_over]);
     let lost = ledger
-        .confirm(Held {
-            conversation_id: CONVERSATION,
-            keys: &[START, MENU],
-            token: &token,
-            now: now(),
-        })
+        .confirm(
+            Held {
+                conversation_id: CONVERSATION,
+                keys: &[START, MENU],
+                token: &token,
+                now: now(),
+            },
+            false,
+        )
         .await
         .expect("confirm");
     assert_eq!(lost, [MENU]);

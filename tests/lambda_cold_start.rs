@@ -3,7 +3,8 @@
 //! OAuth client whose secret the function's role may not read does not stop it. It starts, says
 //! why names are unavailable with the words the stack's alarm counts, and answers invocations.
 //! (The end-to-end tests with a ledger are in `lambda_e2e.rs`; this one needs no emulator: the
-//! event belongs to another topic, so no ledger call is made.)
+//! event belongs to another topic, so no ledger call is made.) Its `invocation` line is held to
+//! `tests/fixtures/invocation-line.json`, the line the stack's `KeysDelivered` filter is tested on.
 
 mod common;
 
@@ -132,4 +133,46 @@ async fn the_function_starts_and_answers_when_the_genesys_secret_cannot_be_read(
         .find(|line| line.contains("\"invocation\""))
         .unwrap_or_else(|| panic!("an invocation line: {logs}"));
     assert!(invocation.contains("\"names_unavailable\":1"), "{invocation}");
+    assert_shaped_as_the_fixture(invocation);
+}
+
+/// The `invocation` line the stack's `KeysDelivered` metric filter reads (and its jest test
+/// checks), as this binary really writes it: `tests/fixtures/invocation-line.json`. A field
+/// renamed, moved or retyped fails here, before the filter silently reads nothing.
+fn assert_shaped_as_the_fixture(line: &str) {
+    let shape = |line: &str| {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let kinds = |object: &serde_json::Value| {
+            object
+                .as_object()
+                .expect("an object")
+                .iter()
+                .map(|(key, value)| {
+                    let kind = match value {
+                        serde_json::Value::Number(_) => "number",
+                        serde_json::Value::String(_) => "string",
+                        serde_json::Value::Object(_) => "object",
+                        _ => "other",
+                    };
+                    (key.clone(), kind)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        (
+            kinds(&value),
+            kinds(&value["fields"]),
+            value["fields"]["message"].clone(),
+        )
+    };
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/invocation-line.json"
+    ))
+    .expect("the fixture");
+    assert_eq!(
+        shape(line),
+        shape(fixture.trim()),
+        "the function's invocation line changed shape: update tests/fixtures/invocation-line.json \
+         and the stack's KeysDelivered filter (cdk/lib/flow-metrics-stack.ts) to it\n{line}"
+    );
 }

@@ -5,7 +5,7 @@
  * and outputs.
  */
 import * as path from 'path';
-import { Annotations, CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, StackProps, TimeZone, Validations } from 'aws-cdk-lib';
+import { Annotations, CfnElement, CfnOutput, Duration, Fn, RemovalPolicy, Stack, StackProps, TimeZone, Validations } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -45,8 +45,19 @@ export const BINARY_NAME = 'flow-metrics-lambda';
 /** Where the Rust crate lives, relative to this file. */
 const MANIFEST = path.join(__dirname, '..', '..', 'Cargo.toml');
 
-/** Where the stack's own metrics go (push failures, names unavailable, opening hours). */
+/** Where the stack's own metrics go (push failures, names unavailable, keys delivered, opening hours). */
 export const METRICS_NAMESPACE = 'GenesysFlowMetrics';
+
+/**
+ * The keys DataDog accepted: the function logs one `invocation` line per invocation (JSON, as
+ * tests/fixtures/invocation-line.json shows it) whose `keys_counted` is the keys it delivered; the
+ * stack sums them as this metric, which `flow-metrics doctor` reads.
+ */
+export const KEYS_DELIVERED = {
+  metricName: 'KeysDelivered',
+  filterPattern: logs.FilterPattern.stringValue('$.fields.message', '=', 'invocation'),
+  metricValue: '$.fields.keys_counted',
+};
 
 /** SQS's longest retention: how long a pause in queued mode can last. */
 const QUEUE_RETENTION = Duration.days(14);
@@ -289,7 +300,7 @@ export class FlowMetricsStack extends Stack {
       new cloudwatch.Metric({
         namespace: 'AWS/Events',
         metricName,
-        dimensionsMap: { EventBusName: bus.eventBusName, RuleName: this.rule.ruleName },
+        dimensionsMap: { EventBusName: bus.eventBusName, RuleName: this.ruleNameOnBus() },
         statistic,
         period: metricPeriod,
       });
@@ -304,6 +315,17 @@ export class FlowMetricsStack extends Stack {
         metricValue: '1',
         defaultValue: 0,
       }).metric({ period, statistic: 'Sum' });
+    // Keys delivered by a push that may have counted them twice (one log line per key). A
+    // metric to read beside the self-metric, not an alarm: nothing is lost, and no one has
+    // anything to do about it.
+    logCount('PossiblyDoubled', LOG_MARKERS.possiblyDoubled);
+    new logs.MetricFilter(this, KEYS_DELIVERED.metricName, {
+      logGroup,
+      filterPattern: KEYS_DELIVERED.filterPattern,
+      metricNamespace: METRICS_NAMESPACE,
+      metricName: KEYS_DELIVERED.metricName,
+      metricValue: KEYS_DELIVERED.metricValue,
+    });
     const resume = `set "paused": false in cdk/settings.json and npx cdk deploy`;
     const alarms: cloudwatch.AlarmBase[] = [
       alarm(
@@ -497,7 +519,7 @@ export class FlowMetricsStack extends Stack {
     new CfnOutput(this, 'FunctionName', { value: this.function.functionName });
     new CfnOutput(this, 'LogGroupName', { value: this.logGroup.logGroupName, description: 'The function\'s logs' });
     new CfnOutput(this, 'EventBusName', { value: this.bus.eventBusName });
-    new CfnOutput(this, 'RuleName', { value: this.rule.ruleName, description: 'Its MatchedEvents metric shows Genesys is sending' });
+    new CfnOutput(this, 'RuleName', { value: this.ruleNameOnBus(), description: 'Its MatchedEvents metric shows Genesys is sending' });
     new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.deadLetterQueue.queueUrl });
     if (this.deadLetterBucket) {
       new CfnOutput(this, 'DeadLetterBucketName', {
@@ -510,6 +532,15 @@ export class FlowMetricsStack extends Stack {
     new CfnOutput(this, 'Paused', {
       value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',
     });
+  }
+
+  /**
+   * The rule's own name. CloudFormation's Ref of a rule on a custom bus (ours always is) is
+   * `<bus>|<rule>`, while its metrics' RuleName dimension and the EventBridge API want the rule's
+   * name alone; a partner bus's name holds slashes, never a `|`.
+   */
+  private ruleNameOnBus(): string {
+    return Fn.select(1, Fn.split('|', this.rule.ruleName));
   }
 
   /** cdk-nag findings reviewed and accepted, each with its reason. */

@@ -10,13 +10,15 @@ export interface LogMarkers {
   readonly dataDogPushFailures: string[];
   /** A line carrying any of these: names cannot be fetched (ids stand in). */
   readonly namesUnavailable: string[];
+  /** A line carrying any of these: DataDog may have taken a request it is sent again (counted twice). */
+  readonly possiblyDoubled: string[];
 }
 
 export const LOG_MARKERS_FILE = path.join(__dirname, '..', '..', 'src', 'log_markers.json');
 
 export function readLogMarkers(file: string = LOG_MARKERS_FILE): LogMarkers {
   const markers = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<LogMarkers>;
-  for (const key of ['dataDogPushFailures', 'namesUnavailable'] as const) {
+  for (const key of ['dataDogPushFailures', 'namesUnavailable', 'possiblyDoubled'] as const) {
     const words = markers[key];
     if (!Array.isArray(words) || words.length === 0 || !words.every((word) => typeof word === 'string' && word !== '')) {
       throw new Error(`${file}: ${key} must be a non-empty list of words`);

@@ -3,7 +3,7 @@
  * used so that these tests never start a Rust release build.
  */
 import * as path from 'path';
-import { App } from 'aws-cdk-lib';
+import { App, CfnElement } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { FlowMetricsStack } from '../lib/flow-metrics-stack';
@@ -50,6 +50,25 @@ function policyStatements(template: Template): unknown[] {
     ...statement,
     Action: Array.isArray(statement.Action) ? [...statement.Action].sort() : statement.Action,
   }));
+}
+
+/** The function's `invocation` log line, as its binary writes it. */
+const INVOCATION_LINE = path.join(__dirname, '..', '..', 'tests', 'fixtures', 'invocation-line.json');
+
+/** What a CloudWatch Logs JSON selector (`$.fields.keys_counted`) picks from a line. */
+function selectJson(line: unknown, selector: string): unknown {
+  if (!/^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(selector)) throw new Error(`not a plain JSON selector: ${selector}`);
+  return selector
+    .split('.')
+    .slice(1)
+    .reduce<unknown>((value, key) => (value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined), line);
+}
+
+/** Whether a CloudWatch Logs JSON filter pattern of one equality (`{ $.a.b = "x" }`) matches a line. */
+function matchesJsonPattern(pattern: string, line: unknown): boolean {
+  const equality = /^\{\s*(\$(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*=\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?)\s*\}$/.exec(pattern);
+  if (!equality) throw new Error(`not a one-equality JSON filter pattern: ${pattern}`);
+  return selectJson(line, equality[1]) === JSON.parse(equality[2]);
 }
 
 describe('stored settings', () => {
@@ -468,6 +487,17 @@ describe('alarms and outputs', () => {
     expect(alarmMetrics(template)).toEqual(expected);
   });
 
+  test('the rule\'s metrics and its output name the rule, not CloudFormation\'s <bus>|<rule> Ref of a rule on a custom bus', () => {
+    const { template, stack } = synth();
+    const ruleId = stack.getLogicalId(stack.rule.node.defaultChild as CfnElement);
+    const ruleName = { 'Fn::Select': [1, { 'Fn::Split': ['|', { Ref: ruleId }] }] };
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'MatchedEvents',
+      Dimensions: Match.arrayWith([{ Name: 'RuleName', Value: ruleName }]),
+    });
+    template.hasOutput('RuleName', { Value: ruleName });
+  });
+
   test('failures alarm when sustained, losses at once', () => {
     const { template } = synth();
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
@@ -486,6 +516,31 @@ describe('alarms and outputs', () => {
     });
   });
 
+  test('the keys DataDog accepted are summed from the invocation lines the function really writes', () => {
+    const { template } = synth();
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter')).map(
+      (filter) =>
+        (filter as { Properties: { FilterPattern: string; LogGroupName: unknown; MetricTransformations: Array<Record<string, unknown>> } })
+          .Properties,
+    );
+    const delivered = filters.filter((filter) => filter.MetricTransformations[0].MetricName === 'KeysDelivered');
+    expect(delivered).toHaveLength(1);
+    const [filter] = delivered;
+    const [transformation] = filter.MetricTransformations;
+    expect(filter.FilterPattern).toBe('{ $.fields.message = "invocation" }');
+    expect(transformation).toEqual({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'KeysDelivered', MetricValue: '$.fields.keys_counted' });
+    expect(filter.LogGroupName).toEqual({ Ref: logicalId(template, 'AWS::Logs::LogGroup') });
+    // The line as the real binary writes it (tests/lambda_cold_start.rs holds it to this file).
+    const line = JSON.parse(fs.readFileSync(INVOCATION_LINE, 'utf8'));
+    expect(matchesJsonPattern(filter.FilterPattern, line)).toBe(true);
+    expect(selectJson(line, transformation.MetricValue as string)).toBe(line.fields.keys_counted);
+    const counted = { ...line, fields: { ...line.fields, keys_counted: 3 } };
+    expect(selectJson(counted, transformation.MetricValue as string)).toBe(3);
+    // The function's other lines count nothing.
+    const failure = { ...line, level: 'ERROR', fields: { message: 'push failed', error: 'DataDog answered 403 Forbidden' } };
+    expect(matchesJsonPattern(filter.FilterPattern, failure)).toBe(false);
+  });
+
   test('names that cannot be fetched are counted from the function\'s log and alarmed at once', () => {
     const { template } = synth();
     template.hasResourceProperties('AWS::Logs::MetricFilter', {
@@ -493,6 +548,17 @@ describe('alarms and outputs', () => {
       MetricTransformations: [Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'NamesUnavailable' })],
     });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'NamesUnavailable', EvaluationPeriods: 1, Threshold: 0 });
+  });
+
+  test('requests DataDog may have counted twice are counted from the function\'s log, with no alarm', () => {
+    const { template } = synth();
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      FilterPattern: '"possibly doubled"',
+      MetricTransformations: [
+        Match.objectLike({ MetricNamespace: 'GenesysFlowMetrics', MetricName: 'PossiblyDoubled', MetricValue: '1', DefaultValue: 0 }),
+      ],
+    });
+    expect(alarmMetrics(template)).not.toContain('PossiblyDoubled');
   });
 
   test('an alarm email gets a topic that every alarm notifies, but the two halves of the no-events alarm', () => {

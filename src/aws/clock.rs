@@ -31,7 +31,7 @@ use crate::error_text::with_causes;
 /// A lease's end is written with the claimer's clock and read with everyone else's. A process
 /// whose clock is ahead by `d` sees another's claim expire `d` early; one whose clock is behind
 /// by `d` writes claims that the others see expire `d` early. A holder's push ends
-/// [`LEASE_SAFETY`](crate::timing::LEASE_SAFETY) (5 s) before its lease by its own clock, so
+/// [`LEASE_SAFETY`](crate::timing::LEASE_SAFETY) (11 s) before its lease by its own clock, so
 /// the offset between any two writers must stay well below `LEASE_SAFETY`. With every writer
 /// within 2 s of AWS's clock (the function keeps it), two of them are at most 4 s apart, still
 /// inside it. DataDog accepts points up to 10 minutes ahead and an hour behind, and the sink

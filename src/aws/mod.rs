@@ -7,7 +7,7 @@ pub mod clock;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::ProvideCredentials as _;
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error_text::with_causes;
 
@@ -23,24 +23,60 @@ pub enum AwsSetupError {
     NoCredentials(String),
 }
 
+/// Why an AWS call failed, as people and checks read it: the service's error code
+/// (`AccessDeniedException`, `ResourceNotFoundException`, …) when it answered, and the whole
+/// reason on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct AwsCallError {
+    pub code: Option<String>,
+    pub reason: String,
+}
+
+impl AwsCallError {
+    /// The failure an SDK call answered with.
+    pub fn of<E, R>(error: &SdkError<E, R>) -> AwsCallError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        match error.as_service_error() {
+            Some(service) => AwsCallError {
+                code: service.code().map(str::to_owned),
+                reason: format!(
+                    "{}: {}",
+                    service.code().unwrap_or("service error"),
+                    service.message().unwrap_or_default()
+                ),
+            },
+            None => AwsCallError {
+                code: None,
+                reason: with_causes(error),
+            },
+        }
+    }
+
+    /// Whether the caller's identity may not make the call.
+    pub fn denied(&self) -> bool {
+        self.code.as_deref().is_some_and(|code| {
+            code.starts_with("AccessDenied")
+                || code.starts_with("AuthorizationError")
+                || code == "UnauthorizedOperation"
+        })
+    }
+}
+
 /// A Secrets Manager secret's string (`None` if it holds binary), or why it cannot be read.
 pub async fn secret_string(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, AwsCallError> {
     let secret = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
-        .map_err(|error| match error.as_service_error() {
-            Some(service) => format!(
-                "{}: {}",
-                service.code().unwrap_or("service error"),
-                service.message().unwrap_or_default()
-            ),
-            None => with_causes(&error),
-        })?;
+        .map_err(|error| AwsCallError::of(&error))?;
     Ok(secret.secret_string().map(str::to_owned))
 }
 
@@ -102,6 +138,13 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// Whether S3 buckets must be addressed path-style: an emulator's endpoint (`--endpoint-url`,
+/// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) serves buckets under its own host, not as host names
+/// of their own.
+pub fn emulated_s3(config: &SdkConfig) -> bool {
+    config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+}
+
 /// An S3 client. With `path_style`, buckets are addressed as `ENDPOINT/BUCKET/KEY` rather than
 /// as a host name of their own: what an emulator's endpoint (`--endpoint-url`,
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`) serves.
@@ -135,5 +178,18 @@ mod tests {
         // default invocation, leaving time to give its claims back.
         assert!(DYNAMODB_ATTEMPT_TIMEOUT * 3 <= DYNAMODB_CALL_TIMEOUT);
         assert!(DYNAMODB_CALL_TIMEOUT.as_secs() * 2 < crate::timing::DEFAULT_TIMEOUT.as_secs() as u64);
+    }
+
+    /// Each timing relation holds for the slowest ledger call the client allows.
+    #[test]
+    fn confirming_fits_the_slowest_ledger_call() {
+        use crate::timing::{CONFIRM_RESERVE, LEASE_SAFETY};
+        let second = std::time::Duration::from_secs(1);
+        // A confirm (or release) starting at the push's deadline ends, at its slowest, a second
+        // before the invocation's: Lambda never kills a process between push and confirm.
+        assert!(CONFIRM_RESERVE >= DYNAMODB_CALL_TIMEOUT + second);
+        // A confirm starting as a push ends at its lease bound ends before any process whose
+        // clock is within the allowed offset of AWS's (so of ours, twice that) sees the lease over.
+        assert!(LEASE_SAFETY >= DYNAMODB_CALL_TIMEOUT + 2 * clock::MAX_CLOCK_OFFSET + second);
     }
 }

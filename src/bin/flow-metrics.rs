@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Command::Drain(args) => cli::drain::run(args).await,
         Command::SampleEvent(args) => cli::sample_event::run(&args),
         Command::Names(args) => cli::names::run(&args).await,
+        Command::Doctor(args) => cli::doctor::run(args).await,
     };
     match outcome {
         Ok(status) => status,

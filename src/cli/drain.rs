@@ -116,10 +116,7 @@ pub async fn run(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let mut sources = DeadLetters {
         queue: queue_url.map(|url| DeadLetterQueue::new(aws_sdk_sqs::Client::new(aws), url)),
         bucket: bucket.map(|bucket| {
-            // An emulator serves buckets under its own host, not as host names of their own.
-            let path_style =
-                aws.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-            let client = crate::aws::s3_client(aws, path_style);
+            let client = crate::aws::s3_client(aws, crate::aws::emulated_s3(aws));
             DeadLetterBucket::new(client, bucket, args.prefix.clone())
         }),
         max_key_age,

@@ -7,9 +7,11 @@
 //! - `redrive` delivers the stuck ones; `drain` dead letters' events;
 //! - `simulate` estimates costs (its cost model beside it); `sample-event` writes an event for
 //!   testing a deployment;
-//! - `names` checks that ids can be named (the Genesys OAuth client and its permissions).
+//! - `names` checks that ids can be named (the Genesys OAuth client and its permissions);
+//! - `doctor` walks a deployed stack, link by link, and says what is broken and what fixes it.
 
 pub mod audit;
+pub mod doctor;
 pub mod drain;
 pub mod names;
 pub mod redrive;
@@ -67,6 +69,13 @@ pub enum Command {
     /// Exit status: 0 when every id was named, 1 when some were not (each line says why), 3 on
     /// error.
     Names(names::NamesArgs),
+    /// Walk the deployed chain, read-only, and print a checklist: the partner event source and
+    /// bus, the rule, the function, the DataDog key, the points delivered, the dead letters, the
+    /// ledger table, the Genesys names API. Each failed check says what is wrong and what fixes it.
+    ///
+    /// Exit status: 0 when every check passed (warnings, such as a quiet hour, do not fail), 1
+    /// when one failed, 2 on bad usage, 3 on an error that stopped the walk (no stack).
+    Doctor(doctor::DoctorArgs),
 }
 
 #[cfg(test)]

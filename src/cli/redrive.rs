@@ -128,9 +128,9 @@ fn what_redrive_cannot_know(stuck: &[LedgerItem]) -> String {
     let abandoned = stuck.len() - released;
     format!(
         "of these, {released} were released after a failed push: safe to redrive (unless DataDog \
-         accepted a push whose answer was lost); {abandoned} were abandoned by a process that \
-         stopped between claim and confirm: if it had pushed them, redriving counts them twice, and \
-         nothing in the ledger can tell"
+         may have taken the push: then they are logged and counted as possibly doubled); \
+         {abandoned} were abandoned by a process that stopped between claim and confirm: if it had \
+         pushed them, redriving counts them twice, and each is logged and counted as possibly doubled"
     )
 }
 

@@ -51,7 +51,7 @@ pub struct ReplayArgs {
 
     /// How long a claim holds before another process may take the key (default: the
     /// function's FLOW_METRICS_LEASE, 40 s: its timeout plus a margin). Each batch's push ends
-    /// 5 s before the lease of its earliest claim: raise it, or lower --batch-size, if a slow
+    /// 11 s before the lease of its earliest claim: raise it, or lower --batch-size, if a slow
     /// table makes claiming a batch take longer.
     #[arg(long, value_parser = parse_duration)]
     lease: Option<SignedDuration>,

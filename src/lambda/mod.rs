@@ -172,6 +172,7 @@ fn log_summary(tally: &Tally, mode: &'static str) {
         keys_already_counted = tally.keys_already_counted,
         keys_invalid = tally.keys_invalid,
         keys_stale = tally.keys_stale,
+        keys_possibly_doubled = tally.keys_possibly_doubled,
         names_unresolved = tally.names_unresolved,
         names_unavailable = tally.names_unavailable,
         "invocation"

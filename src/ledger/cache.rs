@@ -86,19 +86,23 @@ impl<L: Ledger> Ledger for DeliveredCache<L> {
             })
             .await?;
         let original = |index: usize| unknown.get(index).copied();
+        let originals = |indexes: &[usize]| indexes.iter().filter_map(|&index| original(index)).collect();
         Ok(Claim {
-            won: claim.won.iter().filter_map(|&index| original(index)).collect(),
+            won: originals(&claim.won),
+            taken_over: originals(&claim.taken_over),
             pending: claim
                 .pending
                 .iter()
                 .filter_map(|&(index, lease)| Some((original(index)?, lease)))
                 .collect(),
+            failed: originals(&claim.failed),
+            failure: claim.failure,
             lease_expires: claim.lease_expires,
         })
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        let lost = self.inner.confirm(held).await?;
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        let lost = self.inner.confirm(held, possibly_doubled).await?;
         let mut delivered = self.delivered.lock().unwrap_or_else(PoisonError::into_inner);
         for key in held
             .keys
@@ -110,8 +114,8 @@ impl<L: Ledger> Ledger for DeliveredCache<L> {
         Ok(lost)
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.inner.release(held).await
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
+        self.inner.release(held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {

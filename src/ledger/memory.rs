@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jiff::SignedDuration;
 
-use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
+use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim, PutClaim, Update};
 use super::{ClaimToken, LedgerError};
 
 /// The claim protocol over memory.
@@ -65,43 +65,43 @@ impl ItemStore for MemoryStore {
         Ok(self.lock().get(conversation_id).cloned().unwrap_or_default())
     }
 
-    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<PutClaim, LedgerError> {
         let mut conversations = self.lock();
         // Look up before inserting: most claims find their conversation, and need no copy of its id.
         if !conversations.contains_key(claim.conversation_id) {
             conversations.insert(claim.conversation_id.to_owned(), HashMap::new());
         }
         let Some(keys) = conversations.get_mut(claim.conversation_id) else {
-            return Ok(None);
+            return Ok(PutClaim::Written { replaced: None });
         };
         if let Some(found) = keys.get(claim.key.key) {
             let expired = !found.delivered && found.lease_expires_ms.is_some_and(|lease| lease < now_ms);
             if !expired {
-                return Ok(Some(found.clone()));
+                return Ok(PutClaim::Found(found.clone()));
             }
         }
         let record = KeyRecord {
             delivered: false,
             token: Some(claim.token.0.clone()),
             lease_expires_ms: Some(claim.lease_expires_ms),
+            maybe_delivered: false,
         };
-        keys.insert(claim.key.key.to_owned(), record);
-        Ok(None)
+        let replaced = keys.insert(claim.key.key.to_owned(), record);
+        Ok(PutClaim::Written { replaced })
     }
 
     async fn mark_delivered(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
         _now_ms: i64,
+        _possibly_doubled: bool,
     ) -> Result<bool, LedgerError> {
         let mut conversations = self.lock();
         match conversations
-            .get_mut(conversation_id)
-            .and_then(|keys| keys.get_mut(key))
+            .get_mut(key.conversation_id)
+            .and_then(|keys| keys.get_mut(key.key))
         {
-            Some(record) if held_by(record, token) => {
+            Some(record) if held_by(record, key.token) => {
                 record.delivered = true;
                 record.lease_expires_ms = None;
                 Ok(true)
@@ -110,20 +110,16 @@ impl ItemStore for MemoryStore {
         }
     }
 
-    async fn release(
-        &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
-    ) -> Result<bool, LedgerError> {
+    async fn release(&self, key: &Update<'_>, maybe_delivered: bool) -> Result<bool, LedgerError> {
         let mut conversations = self.lock();
         match conversations
-            .get_mut(conversation_id)
-            .and_then(|keys| keys.get_mut(key))
+            .get_mut(key.conversation_id)
+            .and_then(|keys| keys.get_mut(key.key))
         {
-            Some(record) if !record.delivered && held_by(record, token) => {
+            Some(record) if !record.delivered && held_by(record, key.token) => {
                 record.token = None;
                 record.lease_expires_ms = Some(0);
+                record.maybe_delivered |= maybe_delivered;
                 Ok(true)
             }
             _ => Ok(false),

@@ -41,13 +41,22 @@ pub struct ClaimRequest<'a> {
     pub now: Timestamp,
 }
 
-/// What the ledger answered for each key of a request. Keys in neither list are delivered.
+/// What the ledger answered for each key of a request. Keys in none of the lists are delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claim {
     /// Indexes into the request's `keys` that the holder now has claimed, in order.
     pub won: Vec<usize>,
+    /// Of `won`, the keys taken from a claim whose push may have reached the sink: abandoned by
+    /// a holder that stopped between claim and confirm, or given back after a push whose answer
+    /// never came. Pushing them again may count them twice.
+    pub taken_over: Vec<usize>,
     /// Indexes of keys another holder's live claim keeps, with when that lease ends.
     pub pending: Vec<(usize, Timestamp)>,
+    /// Indexes of keys whose claim could not be written (after the store's own retries): ask
+    /// again. The keys won stay won.
+    pub failed: Vec<usize>,
+    /// Why the first of `failed` failed.
+    pub failure: Option<LedgerError>,
     /// When the earliest lease of the won keys ends.
     pub lease_expires: Option<Timestamp>,
 }
@@ -109,16 +118,29 @@ impl LedgerError {
 pub trait Ledger: Send + Sync {
     /// Claims every key of the request that is neither delivered nor held by another live
     /// claim. A key the same holder claimed before (even by a write whose answer was lost) is
-    /// won. If it fails, every key it tried to claim is given back.
+    /// won. Keys are claimed one by one: one whose write fails is `failed`, and the others stay
+    /// won. It fails only if the conversation cannot be read, or a write is refused for good
+    /// (every key it tried is then given back).
     fn claim(&self, request: ClaimRequest<'_>) -> impl Future<Output = Result<Claim, LedgerError>> + Send;
 
     /// Marks held keys as delivered; idempotent for the same holder. Returns the keys whose
     /// claim was no longer ours (the lease expired and another holder re-claimed them): they
-    /// may have been pushed twice.
-    fn confirm(&self, held: Held<'_>) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send;
+    /// may have been pushed twice. With `possibly_doubled`, the records say so (the audit
+    /// counts them).
+    fn confirm(
+        &self,
+        held: Held<'_>,
+        possibly_doubled: bool,
+    ) -> impl Future<Output = Result<Vec<String>, LedgerError>> + Send;
 
     /// Gives held keys back after a failed push, so that the retried event claims them again.
-    fn release(&self, held: Held<'_>) -> impl Future<Output = Result<(), LedgerError>> + Send;
+    /// With `maybe_delivered` (a push's answer never came), the records say the sink may hold
+    /// them, so that whoever pushes them again knows it may count them twice.
+    fn release(
+        &self,
+        held: Held<'_>,
+        maybe_delivered: bool,
+    ) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
     /// The lease and retention the ledger works with.
     fn terms(&self) -> LedgerTerms;
@@ -130,12 +152,12 @@ impl<L: Ledger> Ledger for std::sync::Arc<L> {
         L::claim(self, request).await
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        L::confirm(self, held).await
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        L::confirm(self, held, possibly_doubled).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        L::release(self, held).await
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
+        L::release(self, held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {

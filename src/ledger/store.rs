@@ -20,13 +20,43 @@ use crate::key::MetricKey;
 const KEY_CONCURRENCY: usize = 16;
 
 /// A key as a store records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRecord {
     pub delivered: bool,
     /// The holder that claimed (and, once delivered, confirmed) it; none once released.
     pub token: Option<String>,
     /// When a claim's lease ends (epoch ms); 0 once released; none once delivered.
     pub lease_expires_ms: Option<i64>,
+    /// Released after a push whose answer never came: the sink may hold the key already.
+    pub maybe_delivered: bool,
+}
+
+impl KeyRecord {
+    /// Whether a push of the key may have reached the sink before this record was replaced: a
+    /// claim abandoned between claim and confirm (another holder's, its lease over, never
+    /// released), or one released after a push whose answer never came.
+    fn maybe_pushed(&self) -> bool {
+        !self.delivered
+            && (self.maybe_delivered
+                || (self.token.is_some() && self.lease_expires_ms.is_some_and(|lease| lease > 0)))
+    }
+}
+
+/// What a conditional claim write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutClaim {
+    /// Written, replacing this record if there was one (a released or expired claim).
+    Written { replaced: Option<KeyRecord> },
+    /// Not written: the key is delivered or validly claimed, as this record says.
+    Found(KeyRecord),
+}
+
+/// One key of a holder's, to update.
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    pub conversation_id: &'a str,
+    pub key: &'a str,
+    pub token: &'a ClaimToken,
 }
 
 /// A claim to write.
@@ -48,29 +78,28 @@ pub trait ItemStore: Send + Sync {
     ) -> impl Future<Output = Result<HashMap<String, KeyRecord>, LedgerError>> + Send;
 
     /// Writes the claim unless the key is delivered or claimed with a lease not expired at
-    /// `now_ms`. Returns `None` if written, else the record found.
+    /// `now_ms`: says what it replaced, or what it found.
     fn put_claim(
         &self,
         claim: &NewClaim<'_>,
         now_ms: i64,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, LedgerError>> + Send;
+    ) -> impl Future<Output = Result<PutClaim, LedgerError>> + Send;
 
     /// Marks the key delivered if its token is `token` (claimed, or already delivered by the
-    /// same holder). `false` if another holder has it.
+    /// same holder), and possibly doubled if said. `false` if another holder has it.
     fn mark_delivered(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
         now_ms: i64,
+        possibly_doubled: bool,
     ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
-    /// Ends the claim of `token` on the key, if it still holds it. `false` if it did not.
+    /// Ends the claim of `token` on the key, if it still holds it, noting whether the sink may
+    /// hold the key already. `false` if it did not hold it.
     fn release(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
+        maybe_delivered: bool,
     ) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
     /// How long records are kept after their key's time; `None` if never forgotten.
@@ -133,7 +162,7 @@ impl<S: ItemStore> KeyLedger<S> {
         index: usize,
         claim: NewClaim<'_>,
         now_ms: i64,
-    ) -> (usize, Result<Option<KeyRecord>, LedgerError>) {
+    ) -> (usize, Result<PutClaim, LedgerError>) {
         (index, self.store.put_claim(&claim, now_ms).await)
     }
 
@@ -141,26 +170,32 @@ impl<S: ItemStore> KeyLedger<S> {
         &self,
         key: &'k str,
         held: &Held<'_>,
-        deliver: bool,
+        change: Change,
     ) -> (&'k str, Result<bool, LedgerError>) {
-        let result = if deliver {
-            self.store
-                .mark_delivered(held.conversation_id, key, held.token, held.now.as_millisecond())
-                .await
-        } else {
-            self.store.release(held.conversation_id, key, held.token).await
+        let update = Update {
+            conversation_id: held.conversation_id,
+            key,
+            token: held.token,
+        };
+        let result = match change {
+            Change::Deliver { possibly_doubled } => {
+                self.store
+                    .mark_delivered(&update, held.now.as_millisecond(), possibly_doubled)
+                    .await
+            }
+            Change::Release { maybe_delivered } => self.store.release(&update, maybe_delivered).await,
         };
         (key, result)
     }
 
     /// Runs the update on every held key, concurrently; returns the keys not ours.
-    async fn update_all(&self, held: &Held<'_>, deliver: bool) -> Result<Vec<String>, LedgerError> {
+    async fn update_all(&self, held: &Held<'_>, change: Change) -> Result<Vec<String>, LedgerError> {
         // A list of futures rather than a mapping closure: such closures trip rustc's proof that
         // the future is Send (rust-lang/rust#110338).
         let updates: Vec<_> = held
             .keys
             .iter()
-            .map(|key| self.keyed_update(key, held, deliver))
+            .map(|key| self.keyed_update(key, held, change))
             .collect();
         let results: Vec<(&str, Result<bool, LedgerError>)> = stream::iter(updates)
             .buffer_unordered(KEY_CONCURRENCY)
@@ -181,6 +216,13 @@ impl<S: ItemStore> KeyLedger<S> {
     }
 }
 
+/// What an update does to a held key.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Deliver { possibly_doubled: bool },
+    Release { maybe_delivered: bool },
+}
+
 impl<S: ItemStore> Ledger for KeyLedger<S> {
     async fn claim(&self, request: ClaimRequest<'_>) -> Result<Claim, LedgerError> {
         let now_ms = request.now.as_millisecond();
@@ -189,14 +231,12 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
         let recorded = self.store.read(request.conversation_id).await?;
         let mut answers = Answers::default();
         let mut puts = Vec::new();
-        let mut attempted = Vec::new();
         for (index, metric) in request.keys.iter().enumerate() {
             let found = recorded
                 .get(metric.key)
                 .map(|record| standing(record, request.token, now_ms));
             match found {
                 None | Some(Standing::Free) => {
-                    attempted.push(metric.key);
                     let new = NewClaim {
                         conversation_id: request.conversation_id,
                         key: metric,
@@ -206,57 +246,63 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
                     };
                     puts.push(self.indexed_put(index, new, now_ms));
                 }
-                Some(standing) => {
-                    if matches!(standing, Standing::Ours(_)) {
-                        attempted.push(metric.key);
-                    }
-                    answers.judge(index, standing, now_ms, lease_expires_ms);
-                }
+                Some(standing) => answers.judge(index, standing, now_ms, lease_expires_ms),
             }
         }
-        let results: Vec<(usize, Result<Option<KeyRecord>, LedgerError>)> = stream::iter(puts)
+        let results: Vec<(usize, Result<PutClaim, LedgerError>)> = stream::iter(puts)
             .buffer_unordered(KEY_CONCURRENCY)
             .collect()
             .await;
-        let mut failure = None;
         for (index, result) in results {
             match result {
-                Ok(None) => answers.won.push((index, lease_expires_ms)),
-                Ok(Some(record)) => answers.judge(
+                Ok(PutClaim::Written { replaced }) => {
+                    answers.won.push((index, lease_expires_ms));
+                    if replaced.as_ref().is_some_and(KeyRecord::maybe_pushed) {
+                        answers.taken_over.push(index);
+                    }
+                }
+                Ok(PutClaim::Found(record)) => answers.judge(
                     index,
                     standing(&record, request.token, now_ms),
                     now_ms,
                     lease_expires_ms,
                 ),
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
+                // Asked again by the next round, whose read finds the key ours if this write
+                // was applied after all.
+                Err(error) if error.is_transient() => answers.fail(index, error),
+                Err(error) => answers.refuse(error),
             }
         }
-        let Some(error) = failure else {
+        let Some(error) = answers.refused.take() else {
             return Ok(answers.into_claim());
         };
-        // The event will be retried: give back every key tried, including those whose write
-        // may have been applied unseen. Only our own claims are touched.
+        // Refused for good (a permission, a missing table): no round will do better. Give back
+        // every key won, including those whose write may have been applied unseen.
+        let tried: Vec<&str> = request.keys.iter().map(|metric| metric.key).collect();
         let held = Held {
             conversation_id: request.conversation_id,
-            keys: &attempted,
+            keys: &tried,
             token: request.token,
             now: request.now,
         };
-        if let Err(release_error) = self.update_all(&held, false).await {
+        let release = Change::Release {
+            maybe_delivered: false,
+        };
+        if let Err(release_error) = self.update_all(&held, release).await {
             tracing::warn!(%release_error, "claims of a failed event could not be released; they wait for their lease");
         }
         Err(error)
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        self.update_all(&held, true).await
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        self.update_all(&held, Change::Deliver { possibly_doubled }).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
         // A key not ours any more needs no giving back.
-        self.update_all(&held, false).await.map(drop)
+        self.update_all(&held, Change::Release { maybe_delivered })
+            .await
+            .map(drop)
     }
 
     fn terms(&self) -> LedgerTerms {
@@ -272,7 +318,12 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
 struct Answers {
     /// Keys won, with when their lease ends.
     won: Vec<(usize, i64)>,
+    taken_over: Vec<usize>,
     pending: Vec<(usize, Timestamp)>,
+    failed: Vec<usize>,
+    failure: Option<LedgerError>,
+    /// A write refused for good.
+    refused: Option<LedgerError>,
 }
 
 impl Answers {
@@ -289,13 +340,27 @@ impl Answers {
         }
     }
 
+    fn fail(&mut self, index: usize, error: LedgerError) {
+        self.failed.push(index);
+        self.failure.get_or_insert(error);
+    }
+
+    fn refuse(&mut self, error: LedgerError) {
+        self.refused.get_or_insert(error);
+    }
+
     fn into_claim(mut self) -> Claim {
         self.won.sort_unstable();
+        self.taken_over.sort_unstable();
         self.pending.sort_unstable();
+        self.failed.sort_unstable();
         Claim {
             lease_expires: self.won.iter().map(|(_, lease)| *lease).min().map(timestamp),
             won: self.won.into_iter().map(|(index, _)| index).collect(),
+            taken_over: self.taken_over,
             pending: self.pending,
+            failed: self.failed,
+            failure: self.failure,
         }
     }
 }

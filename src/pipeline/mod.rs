@@ -16,6 +16,7 @@
 
 mod naming;
 mod protocol;
+mod unconfirmed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::names::{Directory, NAME_WAIT, Names};
 use crate::sink::{Sink, SinkError};
 use protocol::EventKeys;
+use unconfirmed::Unconfirmed;
 
 /// Pause between two looks at name fetches still in flight.
 const FETCH_POLL: Duration = Duration::from_millis(10);
@@ -42,6 +44,8 @@ pub struct Pipeline<L, S> {
     max_key_age: SignedDuration,
     run_gap: SignedDuration,
     names: Arc<dyn Directory>,
+    /// Keys pushed and accepted whose confirm failed: confirmed first by the next batch.
+    unconfirmed: Unconfirmed,
 }
 
 /// What happened to one event of a batch.
@@ -174,6 +178,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             max_key_age: DEFAULT_MAX_KEY_AGE,
             run_gap: DEFAULT_RUN_GAP,
             names: Arc::new(Names::default()),
+            unconfirmed: Unconfirmed::default(),
         }
     }
 
@@ -230,6 +235,9 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         time: BatchTime,
     ) -> BatchReport {
         let clock = Clock::new(time);
+        // Keys this process pushed and could not confirm are confirmed before anything is
+        // claimed: otherwise their own conversation's next event would push them again.
+        self.confirm_kept(clock.now()).await;
         let oldest_safe = count::oldest_safe_event_age(self.ledger.terms().retention, self.max_key_age)
             .and_then(|age| time.now.checked_sub(age).ok());
         // Asked first, so that a setup due another try starts as early as it can.
@@ -304,6 +312,7 @@ fn outcome(event: EventKeys<'_>, tally: &mut Tally) -> EventOutcome {
     tally.keys_invalid += extracted.invalid.len() as u64;
     tally.keys_stale += extracted.stale.len() as u64;
     tally.keys_counted += event.counted as u64;
+    tally.keys_possibly_doubled += event.possibly_doubled as u64;
     tally.keys_already_counted += event.already_counted as u64;
     tally.names_unresolved += event.names_unresolved as u64;
     let pending = match event.error {

@@ -7,7 +7,7 @@
 //! batch at once, and owns each event's place in it ([`EventKeys`]). The names the keys are
 //! pushed under come from `naming`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -48,7 +48,15 @@ pub(super) struct EventKeys<'a> {
     asking: Vec<usize>,
     /// When the latest lease of the keys it waits for ends.
     waiting_until: Option<Timestamp>,
+    /// Why some keys of `asking` could not be claimed last round: asked again until the wait
+    /// ends, since the keys won meanwhile stay won.
+    failure: Option<LedgerError>,
+    /// Indexes into `extracted.fresh` of keys taken from a claim whose push may have reached the
+    /// sink: pushing them again may count them twice.
+    taken_over: Vec<usize>,
     pub(super) counted: usize,
+    /// Keys delivered by a push that may have counted them twice.
+    pub(super) possibly_doubled: usize,
     pub(super) already_counted: usize,
     /// Names of delivered milestones and outcomes that went out as ids.
     pub(super) names_unresolved: usize,
@@ -71,7 +79,10 @@ impl<'a> EventKeys<'a> {
             extracted,
             token: ClaimToken::random(),
             waiting_until: None,
+            failure: None,
+            taken_over: Vec::new(),
             counted: 0,
+            possibly_doubled: 0,
             already_counted: 0,
             names_unresolved: 0,
             error: None,
@@ -85,10 +96,15 @@ impl<'a> EventKeys<'a> {
 
 /// What becomes of keys after a push.
 enum Settle {
-    /// Delivered: confirm them, retrying until the deadline.
-    Confirm { deadline: Option<Instant> },
-    /// Not delivered, for this reason: give them back.
-    Release(SinkError),
+    /// Delivered: confirm them, retrying until the deadline; with `possibly_doubled`, by a push
+    /// that may have counted them twice.
+    Confirm {
+        deadline: Option<Instant>,
+        possibly_doubled: bool,
+    },
+    /// Not delivered, for this reason: give them back; with `maybe_delivered`, saying the sink
+    /// may hold them all the same.
+    Release { error: SinkError, maybe_delivered: bool },
 }
 
 /// Keys one event won in a round.
@@ -116,6 +132,11 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             if !events.iter().any(EventKeys::waiting) {
                 return;
             }
+            // Keys whose claim could not be written are asked again until the wait must end;
+            // keys held by others, until their holders' leases end.
+            let retrying = events
+                .iter()
+                .any(|event| event.waiting() && event.failure.is_some());
             let waited_for = events
                 .iter()
                 .filter(|event| event.waiting())
@@ -124,12 +145,19 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                 .map_or(clock.started, |lease| {
                     clock.instant_at(lease) + Duration::from_millis(1)
                 });
-            let give_up = waited_for.min(wait_cap);
+            let give_up = if retrying {
+                wait_cap
+            } else {
+                waited_for.min(wait_cap)
+            };
             let now = Instant::now();
             if now >= give_up {
                 for event in events.iter_mut().filter(|event| event.waiting()) {
-                    event.error = Some(DeliveryError::Pending {
-                        keys: event.asking.len(),
+                    event.error = Some(match event.failure.take() {
+                        Some(failure) => failure.into(),
+                        None => DeliveryError::Pending {
+                            keys: event.asking.len(),
+                        },
                     });
                 }
                 return;
@@ -171,13 +199,19 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             match answer {
                 Err(error) => event.error = Some(error.into()),
                 Ok(claim) => {
-                    let keys: Vec<usize> = claim.won.iter().filter_map(|&i| asked.get(i).copied()).collect();
+                    let fresh = |indexes: &[usize]| -> Vec<usize> {
+                        indexes.iter().filter_map(|&i| asked.get(i).copied()).collect()
+                    };
+                    let keys = fresh(&claim.won);
+                    event.taken_over.extend(fresh(&claim.taken_over));
                     event.asking = claim
                         .pending
                         .iter()
                         .filter_map(|&(i, _)| asked.get(i).copied())
+                        .chain(fresh(&claim.failed))
                         .collect();
                     event.waiting_until = claim.pending.iter().map(|&(_, lease)| lease).max();
+                    event.failure = claim.failure;
                     event.already_counted += asked.len().saturating_sub(keys.len() + event.asking.len());
                     if let Some(lease) = claim.lease_expires {
                         earliest_lease = Some(earliest_lease.map_or(lease, |earliest| earliest.min(lease)));
@@ -261,14 +295,17 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         };
         let pushed = self.sink.push(&occurrences, &context).await;
         drop(occurrences);
-        let refused: HashMap<usize, SinkError> = match pushed {
-            Ok(_) => HashMap::new(),
+        let (refused, resent): (HashMap<usize, SinkError>, HashSet<usize>) = match pushed {
+            Ok(pushed) => (HashMap::new(), pushed.resent.into_iter().collect()),
             Err(failure) => {
                 tracing::warn!(
                     error = %failure,
                     "push failed; releasing the claims of undelivered keys"
                 );
-                failure.undelivered.into_iter().collect()
+                (
+                    failure.undelivered.into_iter().collect(),
+                    failure.resent.into_iter().collect(),
+                )
             }
         };
 
@@ -281,31 +318,60 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         for won in won {
             let event = &events[won.event];
             let mut accepted = Vec::new();
+            let mut doubled = Vec::new();
             let mut refused_keys = Vec::new();
+            let mut maybe_delivered = Vec::new();
             let mut first_refusal = None;
             let mut unresolved = 0;
-            for metric in won.keys.iter().filter_map(|&key| event.extracted.fresh.get(key)) {
+            for &key in &won.keys {
+                let Some(metric) = event.extracted.fresh.get(key) else {
+                    continue;
+                };
+                // Pushed before by a holder that never confirmed it, or sent twice by this push.
+                let resent_here = resent.contains(&index);
+                let pushed_before = resent_here || event.taken_over.contains(&key);
                 match refused.get(&index) {
                     None => {
-                        accepted.push(metric.key);
+                        if pushed_before {
+                            log_possible_double(event.conversation_id, metric.key, resent_here);
+                            doubled.push(metric.key);
+                        } else {
+                            accepted.push(metric.key);
+                        }
                         unresolved += names.get(index).map_or(0, |names| names.unresolved);
                     }
                     Some(error) => {
-                        refused_keys.push(metric.key);
+                        if pushed_before {
+                            maybe_delivered.push(metric.key);
+                        } else {
+                            refused_keys.push(metric.key);
+                        }
                         first_refusal.get_or_insert_with(|| error.clone());
                     }
                 }
                 index += 1;
             }
             events[won.event].names_unresolved += unresolved;
-            if !accepted.is_empty() {
-                let confirm = Settle::Confirm {
-                    deadline: confirm_deadline,
-                };
-                settles.push((won.event, accepted, confirm));
+            events[won.event].possibly_doubled += doubled.len();
+            for (keys, possibly_doubled) in [(accepted, false), (doubled, true)] {
+                if !keys.is_empty() {
+                    let confirm = Settle::Confirm {
+                        deadline: confirm_deadline,
+                        possibly_doubled,
+                    };
+                    settles.push((won.event, keys, confirm));
+                }
             }
             if let Some(error) = first_refusal {
-                settles.push((won.event, refused_keys, Settle::Release(error)));
+                for (keys, maybe_delivered) in [(refused_keys, false), (maybe_delivered, true)] {
+                    if !keys.is_empty() {
+                        let release = Settle::Release {
+                            error: error.clone(),
+                            maybe_delivered,
+                        };
+                        settles.push((won.event, keys, release));
+                    }
+                }
             }
         }
         let work: Vec<_> = settles
@@ -324,7 +390,7 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                     confirmed_any = true;
                 }
                 // The event fails with why its first key was not delivered (DataDog's message).
-                Settle::Release(error) => {
+                Settle::Release { error, .. } => {
                     events[event].error.get_or_insert(error.into());
                 }
             }
@@ -334,15 +400,30 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
 
     async fn settle(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, settle: &Settle) {
         match settle {
-            Settle::Confirm { deadline } => self.confirm(event, keys, clock, *deadline).await,
-            Settle::Release(_) => self.release(event, keys, clock).await,
+            Settle::Confirm {
+                deadline,
+                possibly_doubled,
+            } => {
+                self.confirm(event, keys, clock, *deadline, *possibly_doubled)
+                    .await
+            }
+            Settle::Release { maybe_delivered, .. } => {
+                self.release(event, keys, clock, *maybe_delivered).await
+            }
         }
     }
 
-    /// Confirms delivered keys, retrying transient failures until the deadline: the push was
-    /// accepted, so the event succeeds either way; an unconfirmed key stays claimed until its
-    /// lease ends, and may be counted again by a later event.
-    async fn confirm(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, deadline: Option<Instant>) {
+    /// Confirms delivered keys, retrying transient failures while a call can still end before
+    /// the deadline. The push was accepted, so the event succeeds either way; keys it could not
+    /// confirm are kept, and confirmed first by the next batch (see `unconfirmed`).
+    async fn confirm(
+        &self,
+        event: &EventKeys<'_>,
+        keys: &[&str],
+        clock: &Clock,
+        deadline: Option<Instant>,
+        possibly_doubled: bool,
+    ) {
         let mut pause = FIRST_CONFIRM_RETRY;
         loop {
             let held = Held {
@@ -351,25 +432,29 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
                 token: &event.token,
                 now: clock.now(),
             };
-            match self.ledger.confirm(held).await {
+            match self.ledger.confirm(held, possibly_doubled).await {
                 Ok(lost) if lost.is_empty() => return,
                 Ok(lost) => {
+                    // The holder that took them logged and counted them as possible doubles.
                     tracing::warn!(
                         conversation_id = event.conversation_id,
                         ?lost,
                         "claims expired before they were confirmed and were taken by another \
-                         holder; these keys may have been pushed twice"
+                         holder, which pushed them again"
                     );
                     return;
                 }
                 Err(error) => {
+                    // A retry must be able to end, at its slowest, before the deadline.
                     let retry_at = Instant::now() + jittered(pause);
-                    if !error.is_transient() || deadline.is_none_or(|deadline| retry_at >= deadline) {
-                        tracing::error!(
-                            conversation_id = event.conversation_id,
-                            %error,
-                            "pushed keys could not be confirmed; they stay claimed until the \
-                             lease ends, and a later event of the conversation may count them again"
+                    let too_late = deadline.is_none_or(|deadline| retry_at + CONFIRM_RESERVE > deadline);
+                    if !error.is_transient() || too_late {
+                        self.unconfirmed.keep(
+                            event.conversation_id,
+                            keys,
+                            &event.token,
+                            possibly_doubled,
+                            &error,
                         );
                         return;
                     }
@@ -380,14 +465,14 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
         }
     }
 
-    async fn release(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock) {
+    async fn release(&self, event: &EventKeys<'_>, keys: &[&str], clock: &Clock, maybe_delivered: bool) {
         let held = Held {
             conversation_id: event.conversation_id,
             keys,
             token: &event.token,
             now: clock.now(),
         };
-        if let Err(error) = self.ledger.release(held).await {
+        if let Err(error) = self.ledger.release(held, maybe_delivered).await {
             tracing::warn!(
                 conversation_id = event.conversation_id,
                 %error,
@@ -395,4 +480,20 @@ impl<L: Ledger, S: Sink> Pipeline<L, S> {
             );
         }
     }
+}
+
+/// Logs a key delivered by a push that may have counted it twice, with the marker the stack's
+/// metric filter counts (`src/log_markers.json`, `possiblyDoubled`).
+fn log_possible_double(conversation_id: &str, key: &str, resent_by_this_push: bool) {
+    let why = if resent_by_this_push {
+        "sent again after an attempt whose answer was lost or a server error"
+    } else {
+        "taken from a claim whose holder may have pushed it, and never confirmed it"
+    };
+    tracing::warn!(
+        conversation_id,
+        key,
+        why,
+        "possibly doubled: a key was delivered by a push that may have counted it twice"
+    );
 }

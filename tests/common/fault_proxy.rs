@@ -4,16 +4,14 @@
 //! `Date` header that is off, as from a server whose clock is not this machine's.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+
+use super::local_server::LocalServer;
 
 /// How often each fault happens.
 #[derive(Debug, Clone, Copy)]
@@ -44,8 +42,7 @@ pub struct FaultCounts {
 pub struct FaultProxy {
     pub endpoint: String,
     pub counts: Arc<FaultCounts>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _thread: std::thread::JoinHandle<()>,
+    _server: LocalServer,
 }
 
 struct Shared {
@@ -77,9 +74,6 @@ impl FaultProxy {
         seed: u64,
         date_shift: Option<jiff::SignedDuration>,
     ) -> FaultProxy {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the proxy");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let address: SocketAddr = listener.local_addr().expect("address");
         let counts = Arc::new(FaultCounts::default());
         let shared = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -89,44 +83,12 @@ impl FaultProxy {
             counts: counts.clone(),
             date_shift,
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("proxy runtime");
-            runtime.block_on(serve(listener, shared, stopped));
-        });
+        let server = LocalServer::start(shared, handle);
         FaultProxy {
-            endpoint: format!("http://{address}"),
+            endpoint: server.endpoint.clone(),
             counts,
-            _stop: stop,
-            _thread: thread,
+            _server: server,
         }
-    }
-}
-
-async fn serve(
-    listener: std::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = &mut stopped => return,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| handle(shared.clone(), request));
-            // A client that goes away mid-request is not the proxy's concern.
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

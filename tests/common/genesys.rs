@@ -8,6 +8,9 @@
 //! - `GET /api/v2/flows/{id}`, `/api/v2/flows/milestones/{id}`, `/api/v2/flows/outcomes/{id}`
 //!   take only a bearer token it issued and that has not expired (else 401), and answer the
 //!   object with its `name`, or 404.
+//! - The lists `GET /api/v2/flows`, `/api/v2/flows/milestones`, `/api/v2/flows/outcomes` take the
+//!   same token and a `pageSize` of 1 to 100 (else 400), and answer a page as Genesys pages its
+//!   lists: `entities`, `pageSize`, `pageNumber`, `total`, `pageCount`.
 //!
 //! Tests add what Genesys does under load or in trouble: answers forced for the next API
 //! requests (429 with `Retry-After`, 5xx), slow answers, a revocation of every token issued, and
@@ -131,6 +134,8 @@ impl Respond for Api {
                 "Unable to perform the requested action. You are missing the following permission(s): [{permission}]"
             );
             (403, error(403, "missing.permissions", &message))
+        } else if let Some(kind) = list_of(&path) {
+            list(&state, kind, request)
         } else {
             let id = path.rsplit('/').next().unwrap_or_default().to_owned();
             match state.names.get(&format!("{}:{id}", kind_of(&path))) {
@@ -150,15 +155,55 @@ impl Respond for Api {
     }
 }
 
-/// `flows`, `milestones` or `outcomes`, from an API path.
+/// `flows`, `milestones` or `outcomes`, from an API path (an entity's or a list's).
 fn kind_of(path: &str) -> &'static str {
-    if path.starts_with("/api/v2/flows/milestones/") {
+    let rest = path.trim_start_matches("/api/v2/flows");
+    if rest == "/milestones" || rest.starts_with("/milestones/") {
         "milestones"
-    } else if path.starts_with("/api/v2/flows/outcomes/") {
+    } else if rest == "/outcomes" || rest.starts_with("/outcomes/") {
         "outcomes"
     } else {
         "flows"
     }
+}
+
+/// The kind whose list a path is, if it is one.
+fn list_of(path: &str) -> Option<&'static str> {
+    matches!(
+        path,
+        "/api/v2/flows" | "/api/v2/flows/milestones" | "/api/v2/flows/outcomes"
+    )
+    .then(|| kind_of(path))
+}
+
+/// A page of a kind's list, `pageSize` of them (1 to 100), as Genesys pages it.
+fn list(state: &State, kind: &str, request: &Request) -> (u16, ResponseTemplate) {
+    let size = request
+        .url
+        .query_pairs()
+        .find(|(name, _)| name == "pageSize")
+        .map_or(Ok(25), |(_, value)| value.parse::<usize>());
+    let Ok(size @ 1..=100) = size else {
+        return (400, error(400, "bad.request", "pageSize must be from 1 to 100"));
+    };
+    let mut entities: Vec<serde_json::Value> = state
+        .names
+        .iter()
+        .filter_map(|(key, name)| {
+            let id = key.strip_prefix(kind)?.strip_prefix(':')?;
+            Some(json!({"id": id, "name": name, "selfUri": format!("{}/{id}", request.url.path())}))
+        })
+        .collect();
+    let total = entities.len();
+    entities.truncate(size);
+    let page = json!({
+        "entities": entities,
+        "pageSize": size,
+        "pageNumber": 1,
+        "total": total,
+        "pageCount": total.div_ceil(size),
+    });
+    (200, ResponseTemplate::new(200).set_body_json(page))
 }
 
 impl FakeGenesys {
@@ -180,7 +225,7 @@ impl FakeGenesys {
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path_regex(r"^/api/v2/flows/"))
+            .and(path_regex(r"^/api/v2/flows(/|$)"))
             .respond_with(Api(state.clone()))
             .mount(&server)
             .await;

@@ -13,13 +13,20 @@
 //!   `distribution`): 400, naming it.
 //! - A point more than 10 minutes ahead or 1 hour behind the intake's clock: 400.
 //!
+//! `GET /api/v1/validate` is held to the specification's answers too: 200 `{"valid": true}` for
+//! the one key this DataDog knows ([`API_KEY`]) in `DD-API-KEY`, 403 `{"errors": ["Forbidden"]}`
+//! for any other key or none.
+//!
 //! Tests add what DataDog does under load or to a bad series: answers forced for the first
 //! requests (5xx, 408, 429 with its rate-limit headers), 413 for a payload of too many series,
-//! 400 for a series carrying a given tag.
+//! 400 for a series carrying a given tag; and answers lost after the points were taken (a 5xx
+//! instead of the 202, or no answer before the client's timeout), which a client cannot tell
+//! from a request that was never taken.
 
 use std::collections::VecDeque;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flate2::read::ZlibDecoder;
 use flow_metrics::sink::datadog::{ApiKey, Compression, DataDogSettings, MetricNames};
@@ -29,6 +36,9 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const DISTRIBUTION_POINTS: &str = "/api/v1/distribution_points";
+
+/// The API key this DataDog knows.
+pub const API_KEY: &str = "0123456789abcdef0123456789abcdef";
 
 /// What the intake does beyond the specification's rules.
 #[derive(Debug, Clone, Default)]
@@ -42,12 +52,28 @@ pub struct Rules {
     pub max_series: Option<usize>,
     /// A series carrying this tag: 400.
     pub refused_tag: Option<String>,
+    /// What the client gets, in order, for the first requests the intake accepts (after the
+    /// forced answers): their points are taken, but the 202 never reaches the client.
+    pub lost_answers: Vec<LostAnswer>,
+}
+
+/// How the answer to a request whose points were taken goes astray.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LostAnswer {
+    /// This status (a 5xx) instead of 202: what a load balancer in front of the intake answers
+    /// when the intake's own answer is lost behind it.
+    Status(u16),
+    /// The 202 held back this long: past the client's timeout, the answer never comes.
+    Stall(Duration),
 }
 
 /// One request as the intake saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The status answered (for a stalled answer, the one sent after the stall).
     pub status: u16,
+    /// Whether the intake took the points: a 202, or an answer lost after taking them.
+    pub accepted: bool,
     pub content_encoding: Option<String>,
     pub user_agent: Option<String>,
     /// The decoded body, if it decoded.
@@ -57,6 +83,7 @@ pub struct Received {
 #[derive(Debug, Default)]
 struct State {
     forced: VecDeque<(u16, Option<u64>)>,
+    lost_answers: VecDeque<LostAnswer>,
     received: Vec<Received>,
 }
 
@@ -76,6 +103,10 @@ struct Answer {
     status: u16,
     body: Value,
     headers: Vec<(&'static str, String)>,
+    /// The points were taken (whatever the status says).
+    accepted: bool,
+    /// How long the answer is held back.
+    delay: Option<Duration>,
 }
 
 fn error(status: u16, message: &str) -> Answer {
@@ -83,6 +114,8 @@ fn error(status: u16, message: &str) -> Answer {
         status,
         body: json!({"errors": [message]}),
         headers: Vec::new(),
+        accepted: false,
+        delay: None,
     }
 }
 
@@ -168,6 +201,7 @@ impl Strict {
         let forced = self.state.lock().expect("lock").forced.pop_front();
         if let Some((status, reset)) = forced {
             let mut answer = error(status, "forced by the test");
+            answer.accepted = status == 202;
             if let Some(reset) = reset {
                 answer.headers = vec![
                     ("X-RateLimit-Limit", "100".to_owned()),
@@ -202,8 +236,22 @@ impl Strict {
             status: 202,
             body: json!({"status": "ok"}),
             headers: Vec::new(),
+            accepted: true,
+            delay: None,
         };
-        (accepted, Some(body))
+        let lost = self.state.lock().expect("lock").lost_answers.pop_front();
+        let answer = match lost {
+            None => accepted,
+            Some(LostAnswer::Status(status)) => Answer {
+                accepted: true,
+                ..error(status, "the intake's answer was lost")
+            },
+            Some(LostAnswer::Stall(delay)) => Answer {
+                delay: Some(delay),
+                ..accepted
+            },
+        };
+        (answer, Some(body))
     }
 }
 
@@ -212,23 +260,50 @@ impl Respond for Strict {
         let (answer, body) = self.judge(request);
         self.state.lock().expect("lock").received.push(Received {
             status: answer.status,
+            accepted: answer.accepted,
             content_encoding: header(request, "content-encoding"),
             user_agent: header(request, "user-agent"),
             body,
         });
-        answer.headers.iter().fold(
+        let template = answer.headers.iter().fold(
             ResponseTemplate::new(answer.status).set_body_json(answer.body),
             |template, (name, value)| template.insert_header(*name, value.as_str()),
-        )
+        );
+        match answer.delay {
+            Some(delay) => template.set_delay(delay),
+            None => template,
+        }
+    }
+}
+
+/// `GET /api/v1/validate`: valid for [`API_KEY`] alone.
+struct Validate;
+
+impl Respond for Validate {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        if header(request, "dd-api-key").as_deref() == Some(API_KEY) {
+            ResponseTemplate::new(200).set_body_json(json!({"valid": true}))
+        } else {
+            ResponseTemplate::new(403).set_body_json(json!({"errors": ["Forbidden"]}))
+        }
     }
 }
 
 impl Intake {
     /// An intake holding requests to the specification, and to `rules`.
     pub async fn start(rules: Rules) -> Intake {
-        let server = MockServer::start().await;
+        Intake::serve(MockServer::start().await, rules).await
+    }
+
+    /// The same, listening on `listener`: at an address known before the intake starts.
+    pub async fn start_on(listener: std::net::TcpListener, rules: Rules) -> Intake {
+        Intake::serve(MockServer::builder().listener(listener).start().await, rules).await
+    }
+
+    async fn serve(server: MockServer, rules: Rules) -> Intake {
         let state = Arc::new(Mutex::new(State {
             forced: rules.forced.iter().copied().collect(),
+            lost_answers: rules.lost_answers.iter().copied().collect(),
             received: Vec::new(),
         }));
         Mock::given(method("POST"))
@@ -237,6 +312,11 @@ impl Intake {
                 rules,
                 state: state.clone(),
             })
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/validate"))
+            .respond_with(Validate)
             .mount(&server)
             .await;
         Intake { server, state }
@@ -260,7 +340,7 @@ impl Intake {
     pub fn sink_settings(&self, static_tags: &[&str], self_metrics: bool) -> DataDogSettings {
         DataDogSettings {
             base_url: self.uri(),
-            api_key: ApiKey::new("0123456789abcdef0123456789abcdef").expect("key"),
+            api_key: ApiKey::new(API_KEY).expect("key"),
             metrics: MetricNames::default(),
             static_tags: static_tags.iter().map(|tag| (*tag).to_owned()).collect(),
             self_metrics,
@@ -282,11 +362,11 @@ impl Intake {
         self.received().iter().map(|received| received.status).collect()
     }
 
-    /// The bodies accepted (202), in order.
+    /// The bodies accepted (202, or taken before the answer was lost), in order.
     pub fn accepted(&self) -> Vec<Value> {
         self.received()
             .into_iter()
-            .filter(|received| received.status == 202)
+            .filter(|received| received.accepted)
             .filter_map(|received| received.body)
             .collect()
     }

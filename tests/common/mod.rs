@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests: event builders and test doubles for the adapters.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod cbor_proxy;
 pub mod deployment;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod genesys;
 pub mod intake;
+pub mod local_server;
 pub mod logs;
 pub mod public_sample;
 pub mod secrets;
@@ -191,12 +193,12 @@ impl<L: Ledger> Ledger for FlakyLedger<L> {
         self.inner.claim(request).await
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
-        self.inner.confirm(held).await
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
+        self.inner.confirm(held, possibly_doubled).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
-        self.inner.release(held).await
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
+        self.inner.release(held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {

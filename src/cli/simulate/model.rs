@@ -265,15 +265,15 @@ impl Ledger for MeteredLedger {
         Ok(claim)
     }
 
-    async fn confirm(&self, held: Held<'_>) -> Result<Vec<String>, LedgerError> {
+    async fn confirm(&self, held: Held<'_>, possibly_doubled: bool) -> Result<Vec<String>, LedgerError> {
         // An update is charged on the larger of the item before and after: one unit here.
         self.charge_updates(held.keys.len());
-        self.inner.confirm(held).await
+        self.inner.confirm(held, possibly_doubled).await
     }
 
-    async fn release(&self, held: Held<'_>) -> Result<(), LedgerError> {
+    async fn release(&self, held: Held<'_>, maybe_delivered: bool) -> Result<(), LedgerError> {
         self.charge_updates(held.keys.len());
-        self.inner.release(held).await
+        self.inner.release(held, maybe_delivered).await
     }
 
     fn terms(&self) -> LedgerTerms {

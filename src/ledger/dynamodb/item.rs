@@ -25,6 +25,10 @@ pub mod schema {
     pub const SOURCE: &str = "source";
     pub const OUTCOME_VALUE: &str = "outcome_value";
     pub const DURATION_MS: &str = "duration_ms";
+    /// Set when a claim is released after a push whose answer never came: the sink may hold it.
+    pub const MAYBE_DELIVERED: &str = "maybe_delivered";
+    /// Set when a key was delivered by a push that may have counted it twice.
+    pub const POSSIBLY_DOUBLED: &str = "possibly_doubled";
     /// The partition of the names cache (see `names.rs`): no conversation id starts with `#`.
     pub const NAMES_PARTITION: &str = "#names";
     /// A cached name, and when it was fetched (epoch ms).
@@ -97,6 +101,8 @@ pub(super) struct KeyState {
     state: String,
     claim_token: Option<String>,
     lease_expires_ms: Option<i64>,
+    #[serde(default)]
+    maybe_delivered: bool,
 }
 
 impl From<KeyState> for KeyRecord {
@@ -105,6 +111,7 @@ impl From<KeyState> for KeyRecord {
             delivered: item.state == schema::DELIVERED,
             token: item.claim_token,
             lease_expires_ms: item.lease_expires_ms,
+            maybe_delivered: item.maybe_delivered,
         }
     }
 }
@@ -127,6 +134,9 @@ pub struct LedgerItem {
     pub outcome_value: Option<String>,
     #[serde(default)]
     pub duration_ms: Option<i64>,
+    /// Delivered by a push that may have counted it twice (see "Exactly once" in the README).
+    #[serde(default)]
+    pub possibly_doubled: bool,
 }
 
 #[cfg(test)]
@@ -160,6 +170,8 @@ mod tests {
         assert_eq!(attributes["source"], schema::SOURCE);
         assert_eq!(attributes["outcomeValue"], schema::OUTCOME_VALUE);
         assert_eq!(attributes["durationMs"], schema::DURATION_MS);
+        assert_eq!(attributes["maybeDelivered"], schema::MAYBE_DELIVERED);
+        assert_eq!(attributes["possiblyDoubled"], schema::POSSIBLY_DOUBLED);
         assert_eq!(table["states"]["claimed"], schema::CLAIMED);
         assert_eq!(table["states"]["delivered"], schema::DELIVERED);
     }
@@ -209,7 +221,9 @@ mod tests {
                 schema::DELIVERED_AT_MS,
                 schema::SOURCE,
                 schema::OUTCOME_VALUE,
-                schema::DURATION_MS
+                schema::DURATION_MS,
+                schema::MAYBE_DELIVERED,
+                schema::POSSIBLY_DOUBLED,
             ])
         );
         let outcome = ClaimItem {
@@ -219,6 +233,13 @@ mod tests {
             duration_ms: Some(4395),
             ..attribute
         };
-        assert_eq!(written(outcome), defined_but(&[schema::DELIVERED_AT_MS]));
+        assert_eq!(
+            written(outcome),
+            defined_but(&[
+                schema::DELIVERED_AT_MS,
+                schema::MAYBE_DELIVERED,
+                schema::POSSIBLY_DOUBLED
+            ])
+        );
     }
 }

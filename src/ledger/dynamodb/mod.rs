@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use jiff::SignedDuration;
 
 use self::item::{ClaimItem, KeyState};
@@ -36,8 +36,8 @@ pub use self::names::DynamoDbNameStore;
 pub use self::scan::{ScanFilter, ScanTotals};
 use self::sdk_error::classify_error;
 pub use self::table::create_table;
-use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim};
-use super::{ClaimToken, LedgerError};
+use super::LedgerError;
+use super::store::{ItemStore, KeyLedger, KeyRecord, NewClaim, PutClaim, Update};
 
 /// How long an item outlives its key's time by default. It must exceed the stale age (7 days)
 /// so that a key can never be counted again after its item expires.
@@ -99,10 +99,11 @@ impl DynamoDbStore {
                 AttributeValue::S(conversation_id.to_owned()),
             )
             .key(schema::SORT_KEY, AttributeValue::S(key.to_owned()))
-            .projection_expression("#state, #token, #lease")
+            .projection_expression("#state, #token, #lease, #maybe")
             .expression_attribute_names("#state", schema::STATE)
             .expression_attribute_names("#token", schema::CLAIM_TOKEN)
             .expression_attribute_names("#lease", schema::LEASE_EXPIRES_MS)
+            .expression_attribute_names("#maybe", schema::MAYBE_DELIVERED)
             .consistent_read(true)
             .send()
             .await
@@ -117,8 +118,7 @@ impl DynamoDbStore {
     /// Runs a conditional `UpdateItem` on a key: `Ok(false)` if the condition failed.
     async fn update_if(
         &self,
-        conversation_id: &str,
-        key: &str,
+        key: &Update<'_>,
         condition: &str,
         update: &str,
         names: &[(&str, &str)],
@@ -130,9 +130,9 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .key(
                 schema::PARTITION_KEY,
-                AttributeValue::S(conversation_id.to_owned()),
+                AttributeValue::S(key.conversation_id.to_owned()),
             )
-            .key(schema::SORT_KEY, AttributeValue::S(key.to_owned()))
+            .key(schema::SORT_KEY, AttributeValue::S(key.key.to_owned()))
             .condition_expression(condition)
             .update_expression(update);
         for (placeholder, name) in names {
@@ -166,12 +166,13 @@ impl ItemStore for DynamoDbStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk")
-            .projection_expression("#sk, #state, #token, #lease")
+            .projection_expression("#sk, #state, #token, #lease, #maybe")
             .expression_attribute_names("#pk", schema::PARTITION_KEY)
             .expression_attribute_names("#sk", schema::SORT_KEY)
             .expression_attribute_names("#state", schema::STATE)
             .expression_attribute_names("#token", schema::CLAIM_TOKEN)
             .expression_attribute_names("#lease", schema::LEASE_EXPIRES_MS)
+            .expression_attribute_names("#maybe", schema::MAYBE_DELIVERED)
             .expression_attribute_values(":pk", AttributeValue::S(conversation_id.to_owned()))
             .consistent_read(false)
             .into_paginator()
@@ -188,7 +189,7 @@ impl ItemStore for DynamoDbStore {
         Ok(recorded)
     }
 
-    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<PutClaim, LedgerError> {
         let item = ClaimItem::new(claim, self.retention);
         let item = serde_dynamo::to_item(item).map_err(|error| LedgerError::Permanent {
             operation: "PutItem",
@@ -205,11 +206,21 @@ impl ItemStore for DynamoDbStore {
             .expression_attribute_names("#lease", schema::LEASE_EXPIRES_MS)
             .expression_attribute_values(":claimed", AttributeValue::S(schema::CLAIMED.to_owned()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            // What a written claim replaced: an abandoned claim may have been pushed already.
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         let error = match put {
-            Ok(_) => return Ok(None),
+            Ok(written) => {
+                let replaced = written
+                    .attributes
+                    .filter(|old| !old.is_empty())
+                    .map(|old| serde_dynamo::from_item::<_, KeyState>(old).map(KeyRecord::from))
+                    .transpose()
+                    .map_err(|error| self.item_error("PutItem", error))?;
+                return Ok(PutClaim::Written { replaced });
+            }
             Err(error) => error,
         };
         let Some(PutItemError::ConditionalCheckFailedException(failed)) = error.as_service_error() else {
@@ -225,63 +236,68 @@ impl ItemStore for DynamoDbStore {
         };
         // The item can vanish between the failed put and the read (its TTL): it is free again,
         // and the protocol asks once more.
-        Ok(Some(found.unwrap_or(KeyRecord {
-            delivered: false,
-            token: None,
+        Ok(PutClaim::Found(found.unwrap_or(KeyRecord {
             lease_expires_ms: Some(0),
+            ..KeyRecord::default()
         })))
     }
 
     async fn mark_delivered(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
         now_ms: i64,
+        possibly_doubled: bool,
     ) -> Result<bool, LedgerError> {
         // The token stays, so that a retried confirm of a key we delivered finds it ours.
-        self.update_if(
-            conversation_id,
-            key,
-            "#token = :token",
-            "SET #state = :delivered, #delivered = if_not_exists(#delivered, :now) REMOVE #lease",
-            &[
-                ("#token", schema::CLAIM_TOKEN),
-                ("#state", schema::STATE),
-                ("#delivered", schema::DELIVERED_AT_MS),
-                ("#lease", schema::LEASE_EXPIRES_MS),
-            ],
-            vec![
-                (":token", AttributeValue::S(token.0.clone())),
-                (":delivered", AttributeValue::S(schema::DELIVERED.to_owned())),
-                (":now", AttributeValue::N(now_ms.to_string())),
-            ],
-        )
-        .await
+        let mut update = "SET #state = :delivered, #delivered = if_not_exists(#delivered, :now)".to_owned();
+        let mut names = vec![
+            ("#token", schema::CLAIM_TOKEN),
+            ("#state", schema::STATE),
+            ("#delivered", schema::DELIVERED_AT_MS),
+            ("#lease", schema::LEASE_EXPIRES_MS),
+        ];
+        let mut values = vec![
+            (":token", AttributeValue::S(key.token.0.clone())),
+            (":delivered", AttributeValue::S(schema::DELIVERED.to_owned())),
+            (":now", AttributeValue::N(now_ms.to_string())),
+        ];
+        if possibly_doubled {
+            update.push_str(", #doubled = :true");
+            names.push(("#doubled", schema::POSSIBLY_DOUBLED));
+            values.push((":true", AttributeValue::Bool(true)));
+        }
+        update.push_str(" REMOVE #lease");
+        self.update_if(key, "#token = :token", &update, &names, values)
+            .await
     }
 
-    async fn release(
-        &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
-    ) -> Result<bool, LedgerError> {
+    async fn release(&self, key: &Update<'_>, maybe_delivered: bool) -> Result<bool, LedgerError> {
         // The item stays, claimed with an expired lease: the next claim of the key takes it.
+        let update = if maybe_delivered {
+            "SET #lease = :released, #maybe = :true REMOVE #token"
+        } else {
+            "SET #lease = :released REMOVE #token"
+        };
+        let mut names = vec![
+            ("#token", schema::CLAIM_TOKEN),
+            ("#state", schema::STATE),
+            ("#lease", schema::LEASE_EXPIRES_MS),
+        ];
+        let mut values = vec![
+            (":token", AttributeValue::S(key.token.0.clone())),
+            (":claimed", AttributeValue::S(schema::CLAIMED.to_owned())),
+            (":released", AttributeValue::N("0".to_owned())),
+        ];
+        if maybe_delivered {
+            names.push(("#maybe", schema::MAYBE_DELIVERED));
+            values.push((":true", AttributeValue::Bool(true)));
+        }
         self.update_if(
-            conversation_id,
             key,
             "#state = :claimed AND #token = :token",
-            "SET #lease = :released REMOVE #token",
-            &[
-                ("#token", schema::CLAIM_TOKEN),
-                ("#state", schema::STATE),
-                ("#lease", schema::LEASE_EXPIRES_MS),
-            ],
-            vec![
-                (":token", AttributeValue::S(token.0.clone())),
-                (":claimed", AttributeValue::S(schema::CLAIMED.to_owned())),
-                (":released", AttributeValue::N("0".to_owned())),
-            ],
+            update,
+            &names,
+            values,
         )
         .await
     }

@@ -53,6 +53,7 @@ impl ScanExpression {
             ("#source", schema::SOURCE),
             ("#value", schema::OUTCOME_VALUE),
             ("#duration", schema::DURATION_MS),
+            ("#doubled", schema::POSSIBLY_DOUBLED),
             ("#state", schema::STATE),
             ("#lease", schema::LEASE_EXPIRES_MS),
         ] {
@@ -154,7 +155,7 @@ impl DynamoDbStore {
             .segment(to_i32(segment))
             .total_segments(to_i32(segments))
             .projection_expression(
-                "#pk, #sk, #flow, #metric, #time, #seen, #state, #lease, #source, #value, #duration",
+                "#pk, #sk, #flow, #metric, #time, #seen, #state, #lease, #source, #value, #duration, #doubled",
             )
             .set_filter_expression(expression.filter.clone())
             .set_expression_attribute_names(Some(expression.names.clone()))

@@ -6,7 +6,8 @@
 //! `https://api.<region domain>` give the names. A name is kept for a TTL (then refreshed, the
 //! old name used meanwhile). A failure is logged with why and not asked again for a while: a
 //! 429 for as long as `Retry-After` says; a 401 fetches a new token and tries once more. At most
-//! [`MAX_CACHED`] ids of each kind are remembered.
+//! [`MAX_CACHED`] ids of each kind are remembered. To check a client's permissions without an
+//! id, [`GenesysDirectory::check_access`] reads one entry of a kind's list.
 //!
 //! With a [`NameStore`] (the ledger table, in Lambda), the names it keeps are learnt at start
 //! ([`GenesysDirectory::seed_from_store`]): fresh ones are never asked of Genesys, stale ones are
@@ -27,8 +28,8 @@ use tokio::time::Instant;
 
 mod oauth;
 
-pub use oauth::Credentials;
 use oauth::TokenState;
+pub use oauth::{Credentials, CredentialsError};
 
 use super::store::{NameStore, StoredName};
 use super::{CredentialsSource, GenesysConfig};
@@ -270,9 +271,9 @@ impl GenesysDirectory {
                 let client = secrets.ok_or(NamesSetupError::NoSecretsClient)?;
                 Credentials::from_secret(client, arn)
                     .await
-                    .map_err(|message| NamesSetupError::Secret {
+                    .map_err(|error| NamesSetupError::Secret {
                         arn: arn.clone(),
-                        message,
+                        message: error.to_string(),
                     })?
             }
         };
@@ -289,6 +290,19 @@ impl GenesysDirectory {
     /// Asks Genesys for a name now, and waits: for checking an OAuth client, never for counting.
     pub async fn look_up(&self, kind: NameKind, id: &str) -> Result<Arc<str>, NameError> {
         self.shared.fetch_name(kind, id).await
+    }
+
+    /// Whether the OAuth client is granted a token (a client-credentials grant, now).
+    pub async fn check_token(&self) -> Result<(), NameError> {
+        self.shared.token(false).await.map(|_| ())
+    }
+
+    /// Whether the OAuth client's role may read `kind`: one harmless read of the kind's list
+    /// (`GET /api/v2/flows?pageSize=1`, `/api/v2/flows/milestones?pageSize=1`,
+    /// `/api/v2/flows/outcomes?pageSize=1`), which needs the same permission as a name.
+    pub async fn check_access(&self, kind: NameKind) -> Result<(), NameError> {
+        let url = format!("{}?pageSize=1", self.shared.list_url(kind));
+        self.shared.get(kind, &url).await.map(|_| ())
     }
 }
 
@@ -390,22 +404,37 @@ impl Shared {
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(NameError::UnusableId);
         }
+        let url = format!("{}/{id}", self.list_url(kind));
+        let body = self.get(kind, &url).await?;
+        let named: Named =
+            serde_json::from_str(&body).map_err(|error| NameError::NoName(error.to_string()))?;
+        named
+            .name
+            .filter(|name| !name.trim().is_empty())
+            .map(Arc::from)
+            .ok_or_else(|| NameError::NoName("no \"name\" field".to_owned()))
+    }
+
+    /// `https://api.<region>/api/v2/flows`, `…/flows/milestones` or `…/flows/outcomes`.
+    fn list_url(&self, kind: NameKind) -> String {
         let path = match kind {
             NameKind::Flow => "flows",
             NameKind::Milestone => "flows/milestones",
             NameKind::Outcome => "flows/outcomes",
         };
-        let url = format!(
-            "{}/api/v2/{path}/{id}",
-            self.settings.api_url.trim_end_matches('/')
-        );
+        format!("{}/api/v2/{path}", self.settings.api_url.trim_end_matches('/'))
+    }
+
+    /// A GET of the Platform API about `kind`, with the bearer token: its body on 200, else
+    /// what Genesys's answer means.
+    async fn get(&self, kind: NameKind, url: &str) -> Result<String, NameError> {
         // A token Genesys no longer takes (revoked, or expired early) is renewed once.
         let mut renew = false;
         loop {
             let token = self.token(renew).await?;
             let response = self
                 .client
-                .get(&url)
+                .get(url)
                 .bearer_auth(token)
                 .send()
                 .await
@@ -413,17 +442,10 @@ impl Shared {
             let status = response.status();
             match status {
                 StatusCode::OK => {
-                    let body = response
+                    return response
                         .text()
                         .await
-                        .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
-                    let named: Named =
-                        serde_json::from_str(&body).map_err(|error| NameError::NoName(error.to_string()))?;
-                    return named
-                        .name
-                        .filter(|name| !name.trim().is_empty())
-                        .map(Arc::from)
-                        .ok_or_else(|| NameError::NoName("no \"name\" field".to_owned()));
+                        .map_err(|error| NameError::Unreachable(with_causes(&error)));
                 }
                 StatusCode::UNAUTHORIZED if !renew => renew = true,
                 StatusCode::UNAUTHORIZED => {

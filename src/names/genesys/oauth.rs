@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{NameError, Shared, message, retry_after};
+use crate::aws::AwsCallError;
 use crate::error_text::with_causes;
 
 /// A token is renewed when less than this part of its life is left (at most five minutes).
@@ -32,28 +33,38 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Why the OAuth client could not be had from its secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(transparent)]
+    Read(#[from] AwsCallError),
+    #[error("the secret holds no string")]
+    NotAString,
+    // Where, not what: serde_json's own message can quote the secret's text.
+    #[error("the secret is not {{\"clientId\": …, \"clientSecret\": …}} (line {line}, column {column})")]
+    NotClient { line: usize, column: usize },
+    #[error("clientId and clientSecret must not be empty")]
+    Empty,
+}
+
 impl Credentials {
     /// Reads `{"clientId": …, "clientSecret": …}` from a Secrets Manager secret.
-    pub async fn from_secret(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Result<Self, String> {
+    pub async fn from_secret(
+        client: &aws_sdk_secretsmanager::Client,
+        arn: &str,
+    ) -> Result<Self, CredentialsError> {
         let text = crate::aws::secret_string(client, arn)
             .await?
-            .ok_or_else(|| "the secret holds no string".to_owned())?;
-        serde_json::from_str::<Credentials>(&text)
-            .map_err(|error| {
-                // Where, not what: serde_json's own message can quote the secret's text.
-                format!(
-                    "the secret is not {{\"clientId\": …, \"clientSecret\": …}} (line {}, column {})",
-                    error.line(),
-                    error.column()
-                )
-            })
-            .and_then(|credentials| {
-                if credentials.client_id.trim().is_empty() || credentials.client_secret.trim().is_empty() {
-                    Err("clientId and clientSecret must not be empty".to_owned())
-                } else {
-                    Ok(credentials)
-                }
-            })
+            .ok_or(CredentialsError::NotAString)?;
+        let credentials =
+            serde_json::from_str::<Credentials>(&text).map_err(|error| CredentialsError::NotClient {
+                line: error.line(),
+                column: error.column(),
+            })?;
+        if credentials.client_id.trim().is_empty() || credentials.client_secret.trim().is_empty() {
+            return Err(CredentialsError::Empty);
+        }
+        Ok(credentials)
     }
 }
 

@@ -36,12 +36,18 @@ impl ApiKey {
     pub async fn from_secret(client: &Client, arn: &str) -> Result<ApiKey, ApiKeyError> {
         let text = crate::aws::secret_string(client, arn)
             .await
-            .map_err(|message| ApiKeyError::Secret {
+            .map_err(|error| ApiKeyError::Secret {
                 arn: arn.to_owned(),
-                message,
+                message: error.reason,
             })?
             .ok_or_else(|| ApiKeyError::NotAString(arn.to_owned()))?;
         ApiKey::new(&text)
+    }
+
+    /// Whether the key has the form of DataDog's API keys: 32 hexadecimal digits. The secret the
+    /// stack generated up to v0.1.0, a placeholder of 32 letters and digits, has not.
+    pub fn has_datadog_form(&self) -> bool {
+        self.0.len() == 32 && self.0.chars().all(|c| c.is_ascii_hexdigit())
     }
 
     pub(crate) fn expose(&self) -> &str {
@@ -58,5 +64,20 @@ impl fmt::Debug for ApiKey {
 impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datadog_keys_are_32_hex_digits_and_the_old_placeholder_is_not() {
+        let key = |text: &str| ApiKey::new(text).expect("a key");
+        assert!(key("0123456789abcdef0123456789abcdef").has_datadog_form());
+        // What CDK's generateSecretString gave v0.1.0: 32 letters and digits.
+        assert!(!key("Xq7pLm2RkT9vW4bN8cY3dF6gH1jK5sZa").has_datadog_form());
+        assert!(!key("0123456789abcdef").has_datadog_form());
+        assert!(!key("0123456789abcdef0123456789abcdef0").has_datadog_form());
     }
 }

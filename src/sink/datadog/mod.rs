@@ -16,7 +16,11 @@
 //! - 408, 5xx and connection errors: retried with exponential backoff and jitter; 429: retried
 //!   after the time DataDog names (`X-RateLimit-Reset`, else `X-RateLimit-Period`); always within
 //!   the push's deadline, which ends before the claims' lease, and no attempt starts with less
-//!   than [`MIN_ATTEMPT`] left.
+//!   than [`MIN_ATTEMPT`](crate::timing::MIN_ATTEMPT) left. A 5xx, or a timeout or broken
+//!   connection after the request may have reached DataDog, may have been taken all the same:
+//!   the occurrences of such an attempt, sent again or given up, are reported as `resent` (they
+//!   may be counted twice), and the pipeline logs each key `possibly doubled`. A refused connection, 408 and 429
+//!   took nothing.
 //! - 400 and 413: the request is split in halves and each half sent, down to a single (flow,
 //!   metric), so that only what DataDog refuses fails (with DataDog's message) and the rest is
 //!   delivered: one bad series never fails the other events of a batch.
@@ -25,12 +29,17 @@
 //! Self-metrics (`genesys.flow_metrics.*`) count settled batches, so they ride along with a
 //! later push; when there is no point to carry them, they go alone once a minute, in one attempt
 //! that never holds an invocation up.
+//!
+//! `validate.rs` asks DataDog whether a key is valid on its site (`GET /api/v1/validate`), for
+//! `flow-metrics doctor`.
 
 mod api_key;
 pub mod payload;
+mod request;
 mod self_metrics;
 mod settings;
 pub mod tags;
+pub mod validate;
 
 use std::io::Write as _;
 use std::sync::{Mutex, PoisonError};
@@ -39,21 +48,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use flate2::write::ZlibEncoder;
 use jiff::Timestamp;
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use tokio::time::Instant;
 
 pub use api_key::{ApiKey, ApiKeyError};
 pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
+use request::AttemptError;
 pub use self_metrics::{SELF_METRIC_PREFIX, SELF_METRICS};
 use self_metrics::{SELF_METRICS_FLUSH, SelfMetrics, self_metric_series};
 pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 
 use super::{PushContext, PushFailure, Pushed, Sink, SinkError};
 use crate::count::{Occurrence, Tally};
-use crate::error_text::with_causes;
-use crate::timing::{MIN_ATTEMPT, jittered};
 
 /// The `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("genesys-flow-metrics/", env!("CARGO_PKG_VERSION"));
@@ -102,6 +109,17 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What delivering a push's requests came to.
+struct Delivery {
+    /// The occurrences not delivered, each with why.
+    undelivered: Vec<(usize, SinkError)>,
+    /// The occurrences of requests that DataDog may have taken and that were then sent again or
+    /// given up: sorted, each once.
+    resent: Vec<usize>,
+    /// Whether the self-metrics (the unit carrying no occurrence) were delivered.
+    self_metrics_sent: bool,
+}
+
 /// Posts occurrences to DataDog.
 #[derive(Debug)]
 pub struct DataDogSink {
@@ -113,42 +131,6 @@ pub struct DataDogSink {
     self_metrics: Mutex<SelfMetrics>,
     /// The key as a header value marked sensitive, built once.
     api_key_header: HeaderValue,
-}
-
-/// A failed attempt, and what may help.
-#[derive(Debug)]
-struct AttemptError {
-    error: SinkError,
-    retryable: bool,
-    /// DataDog refused the content (400, 413): a smaller request may pass.
-    content_refused: bool,
-    /// How long DataDog asks to wait (429).
-    retry_after: Option<Duration>,
-}
-
-impl AttemptError {
-    fn final_error(error: SinkError) -> Self {
-        AttemptError {
-            error,
-            retryable: false,
-            content_refused: false,
-            retry_after: None,
-        }
-    }
-}
-
-/// How long a 429 asks to wait: the seconds until the limit resets, else its period.
-fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<f64>().ok())
-            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-    };
-    seconds("x-ratelimit-reset")
-        .or_else(|| seconds("x-ratelimit-period"))
-        .map(Duration::from_secs_f64)
 }
 
 impl DataDogSink {
@@ -246,118 +228,11 @@ impl DataDogSink {
         }
     }
 
-    /// Sends one request, retrying what may pass later while the deadline allows: after the
-    /// wait DataDog names for a 429, else with exponential backoff and jitter.
-    async fn send(&self, units: &[Unit], deadline: Option<Instant>) -> Result<(), AttemptError> {
-        let payload = Payload {
-            series: units.iter().flat_map(|unit| &unit.series).collect(),
-        };
-        let (body, encoding) = self.encode(&payload).map_err(AttemptError::final_error)?;
-        let mut backoff = self.retry.min_delay;
-        let mut attempt = 1;
-        loop {
-            let failure = match self.attempt(&body, encoding, deadline).await {
-                Ok(()) => return Ok(()),
-                Err(failure) => failure,
-            };
-            if !failure.retryable || attempt >= self.retry.attempts {
-                return Err(failure);
-            }
-            let wait = failure.retry_after.unwrap_or_else(|| jittered(backoff));
-            if deadline.is_some_and(|deadline| Instant::now() + wait + MIN_ATTEMPT > deadline) {
-                return Err(AttemptError {
-                    error: SinkError::Transient(format!(
-                        "{}; the next attempt ({} ms later) would not end before the push's deadline",
-                        failure.error,
-                        wait.as_millis()
-                    )),
-                    ..failure
-                });
-            }
-            tracing::warn!(error = %failure.error, ?wait, "DataDog push failed; retrying");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.retry.max_delay);
-            attempt += 1;
-        }
-    }
-
-    async fn attempt(
-        &self,
-        body: &Bytes,
-        encoding: Option<&'static str>,
-        deadline: Option<Instant>,
-    ) -> Result<(), AttemptError> {
-        let timeout = match deadline {
-            None => self.retry.request_timeout,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left < MIN_ATTEMPT {
-                    return Err(AttemptError::final_error(SinkError::Transient(format!(
-                        "{} ms left to push, less than an attempt needs: the claims' lease or \
-                         the invocation ends first",
-                        left.as_millis()
-                    ))));
-                }
-                left.min(self.retry.request_timeout)
-            }
-        };
-        let mut request = self
-            .client
-            .post(&self.endpoint)
-            .header("DD-API-KEY", self.api_key_header.clone())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(encoding) = encoding {
-            request = request.header(CONTENT_ENCODING, encoding);
-        }
-        let response = request
-            .timeout(timeout)
-            .body(body.clone())
-            .send()
-            .await
-            .map_err(|error| AttemptError {
-                error: SinkError::Transient(format!(
-                    "cannot reach DataDog: {}",
-                    with_causes(&error.without_url())
-                )),
-                retryable: true,
-                content_refused: false,
-                retry_after: None,
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = (status == StatusCode::TOO_MANY_REQUESTS)
-            .then(|| rate_limit_wait(response.headers()))
-            .flatten();
-        // DataDog explains refusals in the body (`{"errors": [...]}`); it never echoes the key.
-        let message = response.text().await.unwrap_or_default();
-        let message = format!("DataDog answered {status}: {}", message.trim());
-        let retryable = status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status.is_server_error();
-        let error = if retryable {
-            SinkError::Transient(message)
-        } else {
-            SinkError::Permanent(message)
-        };
-        Err(AttemptError {
-            error,
-            retryable,
-            content_refused: status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE,
-            retry_after,
-        })
-    }
-
     /// Sends every request, isolating what DataDog refuses: a request refused for its content
-    /// is split in halves, down to single units (a flow and metric's series). Returns the
-    /// occurrences not delivered, and whether the self-metrics (the unit carrying none) were.
-    async fn deliver(
-        &self,
-        requests: Vec<Vec<Unit>>,
-        deadline: Option<Instant>,
-    ) -> (Vec<(usize, SinkError)>, bool) {
+    /// is split in halves, down to single units (a flow and metric's series).
+    async fn deliver(&self, requests: Vec<Vec<Unit>>, deadline: Option<Instant>) -> Delivery {
         let mut undelivered = Vec::new();
+        let mut resent = Vec::new();
         let mut self_metrics_sent = true;
         // A failure that is not about content (an outage, a bad key) fails what is left alike.
         let mut outage: Option<SinkError> = None;
@@ -365,7 +240,13 @@ impl DataDogSink {
         while let Some(mut part) = stack.pop() {
             let result = match &outage {
                 Some(error) => Err(AttemptError::final_error(error.clone())),
-                None => self.send(&part, deadline).await,
+                None => {
+                    let sent = self.send(&part, deadline).await;
+                    if sent.possibly_doubled {
+                        resent.extend(part.iter().flat_map(|unit| unit.occurrences.iter().copied()));
+                    }
+                    sent.result
+                }
             };
             let Err(failure) = result else { continue };
             if failure.content_refused && part.len() > 1 {
@@ -394,7 +275,14 @@ impl DataDogSink {
             }
         }
         undelivered.sort_unstable_by_key(|(index, _)| *index);
-        (undelivered, self_metrics_sent)
+        // A request halved after an attempt DataDog may have taken carried its halves' keys.
+        resent.sort_unstable();
+        resent.dedup();
+        Delivery {
+            undelivered,
+            resent,
+            self_metrics_sent,
+        }
     }
 
     /// Self-metrics alone: one attempt, never a wait through an outage; put back on failure.
@@ -449,7 +337,11 @@ impl Sink for DataDogSink {
                 occurrences: Vec::new(),
             });
         }
-        let (undelivered, self_metrics_sent) = self.deliver(requests, context.deadline).await;
+        let Delivery {
+            undelivered,
+            resent,
+            self_metrics_sent,
+        } = self.deliver(requests, context.deadline).await;
         if !self_metrics_sent || !undelivered.is_empty() {
             // Counted again with the next push: the failure, and the counts not sent.
             self.restore_self_metrics(if self_metrics_sent {
@@ -459,12 +351,9 @@ impl Sink for DataDogSink {
             });
         }
         if undelivered.is_empty() {
-            Ok(Pushed::default())
+            Ok(Pushed { resent })
         } else {
-            Err(PushFailure {
-                undelivered,
-                resent: Vec::new(),
-            })
+            Err(PushFailure { undelivered, resent })
         }
     }
 

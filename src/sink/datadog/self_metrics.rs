@@ -24,7 +24,7 @@ pub(super) struct SelfMetrics {
 
 /// The pipeline's own metrics: name (after `genesys.flow_metrics.`) and `outcome` tag, in the
 /// order of `self_metric_values`.
-pub const SELF_METRICS: [(&str, &str); 13] = [
+pub const SELF_METRICS: [(&str, &str); 14] = [
     ("events", "read"),
     ("events", "ignored"),
     ("events", "rejected"),
@@ -35,12 +35,13 @@ pub const SELF_METRICS: [(&str, &str); 13] = [
     ("keys", "invalid"),
     ("keys", "stale"),
     ("keys", "late"),
+    ("keys", "possibly_doubled"),
     ("push_failures", ""),
     ("names_unresolved", ""),
     ("names_unavailable", ""),
 ];
 
-fn self_metric_values(pending: &SelfMetrics) -> [u64; 13] {
+fn self_metric_values(pending: &SelfMetrics) -> [u64; 14] {
     let tally = &pending.tally;
     [
         tally.events_read,
@@ -53,6 +54,7 @@ fn self_metric_values(pending: &SelfMetrics) -> [u64; 13] {
         tally.keys_invalid,
         tally.keys_stale,
         pending.late,
+        tally.keys_possibly_doubled,
         pending.push_failures,
         tally.names_unresolved,
         tally.names_unavailable,

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim};
+use flow_metrics::ledger::store::{ItemStore, KeyRecord, NewClaim, PutClaim, Update};
 use flow_metrics::ledger::{ClaimToken, LedgerError};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
@@ -399,7 +399,7 @@ impl Dynamo {
         read
     }
 
-    fn put_now(&self, claim: &NewClaim<'_>, now_ms: i64) -> Option<KeyRecord> {
+    fn put_now(&self, claim: &NewClaim<'_>, now_ms: i64) -> PutClaim {
         let now = Instant::now();
         let mut table = self.table.lock().expect("lock");
         self.sweep(&mut table, claim.conversation_id);
@@ -407,16 +407,18 @@ impl Dynamo {
             .conversations
             .entry(claim.conversation_id.to_owned())
             .or_default();
-        if let Some(found) = items.get(claim.key.key).and_then(Item::latest) {
+        let replaced = items.get(claim.key.key).and_then(Item::latest).cloned();
+        if let Some(found) = &replaced {
             let expired = !found.delivered && found.lease_expires_ms.is_some_and(|lease| lease < now_ms);
             if !expired {
-                return Some(found.clone());
+                return PutClaim::Found(found.clone());
             }
         }
         let record = KeyRecord {
             delivered: false,
             token: Some(claim.token.0.clone()),
             lease_expires_ms: Some(claim.lease_expires_ms),
+            maybe_delivered: false,
         };
         let expires_at = claim.key.time.saturating_add(RETENTION).expect("in range");
         let lag = SignedDuration::from_millis(self.dice.below(TTL_LAG_MS) as i64);
@@ -435,7 +437,7 @@ impl Dynamo {
         );
         item.versions.push((now, Some(record)));
         table.tokens.insert(claim.token.0.clone(), current().id);
-        None
+        PutClaim::Written { replaced }
     }
 
     /// Updates the key if `condition` holds for its latest state; whether it held.
@@ -478,7 +480,7 @@ impl ItemStore for WorldStore {
             .await
     }
 
-    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<Option<KeyRecord>, LedgerError> {
+    async fn put_claim(&self, claim: &NewClaim<'_>, now_ms: i64) -> Result<PutClaim, LedgerError> {
         let dynamo = &self.0;
         dynamo
             .call(Call::Claim, || async { dynamo.put_now(claim, now_ms) })
@@ -487,18 +489,17 @@ impl ItemStore for WorldStore {
 
     async fn mark_delivered(
         &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
+        key: &Update<'_>,
         _now_ms: i64,
+        _possibly_doubled: bool,
     ) -> Result<bool, LedgerError> {
         let dynamo = &self.0;
         dynamo
             .call(Call::Confirm, || async {
                 dynamo.update_now(
-                    conversation_id,
-                    key,
-                    |record| held_by(record, token),
+                    key.conversation_id,
+                    key.key,
+                    |record| held_by(record, key.token),
                     |record| {
                         record.delivered = true;
                         record.lease_expires_ms = None;
@@ -508,22 +509,18 @@ impl ItemStore for WorldStore {
             .await
     }
 
-    async fn release(
-        &self,
-        conversation_id: &str,
-        key: &str,
-        token: &ClaimToken,
-    ) -> Result<bool, LedgerError> {
+    async fn release(&self, key: &Update<'_>, maybe_delivered: bool) -> Result<bool, LedgerError> {
         let dynamo = &self.0;
         dynamo
             .call(Call::Release, || async {
                 dynamo.update_now(
-                    conversation_id,
-                    key,
-                    |record| !record.delivered && held_by(record, token),
+                    key.conversation_id,
+                    key.key,
+                    |record| !record.delivered && held_by(record, key.token),
                     |record| {
                         record.token = None;
                         record.lease_expires_ms = Some(0);
+                        record.maybe_delivered |= maybe_delivered;
                     },
                 )
             })
