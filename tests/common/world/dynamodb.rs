@@ -411,6 +411,12 @@ impl Dynamo {
         if let Some(found) = &replaced {
             let expired = !found.delivered && found.lease_expires_ms.is_some_and(|lease| lease < now_ms);
             if !expired {
+                crate::say!(
+                    "claim of {}/{} by process {} finds {found:?}",
+                    claim.conversation_id,
+                    claim.key.key,
+                    current().id
+                );
                 return PutClaim::Found(found.clone());
             }
         }
@@ -429,7 +435,7 @@ impl Dynamo {
         });
         item.deleted_at = deleted_at;
         crate::say!(
-            "claimed {}/{} by process {} token {}",
+            "claimed {}/{} by process {} token {}, replacing {replaced:?}",
             claim.conversation_id,
             claim.key.key,
             current().id,
