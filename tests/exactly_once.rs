@@ -207,7 +207,9 @@ fn run_one(trace: &Trace) -> (Expected, Arc<Record>) {
 }
 
 fn run_one_through(trace: &Trace, sink: SinkChoice) -> (Expected, Arc<Record>) {
+    world::set_verbose(std::env::var_os("EXACTLY_ONCE_VERBOSE").is_some());
     let (expected, record) = run_trace(trace, |ledger| ledger, sink);
+    world::set_verbose(false);
     if let Err(failure) = check(&expected, &record) {
         let seen = *record.seen.lock().expect("lock");
         panic!("{failure}\n({:?}, seed {})\n{seen:?}", trace.mode, trace.seed);
@@ -242,6 +244,32 @@ fn a_push_accepted_at_the_deadline_then_a_slow_confirm_doubles_no_key_silently()
         pushes: vec![PushFault::RateLimitedThenLate { wait_s: 18 }],
         calls: vec![CallFault::None, CallFault::None, CallFault::VerySlow],
         ..Trace::calm(vec![conversation(&[(0, 1)])])
+    };
+    run_one(&trace);
+}
+
+#[test]
+fn a_claim_taking_over_an_abandoned_one_whose_answer_is_lost_doubles_no_key_silently() {
+    // The first event's key is pushed, but its confirm is refused (AccessDenied on UpdateItem
+    // for a minute): the claim stays, abandoned once its instance is reclaimed (idle for ten
+    // minutes). A quarter of an hour later the conversation's next event takes the claim over;
+    // DynamoDB applies that PutItem but answers with a 500, and the SDK's retry meets the new
+    // claim itself: what the write replaced is never told.
+    let trace = Trace {
+        windows: vec![Window {
+            start_s: 0,
+            length_s: 60,
+            kind: WindowKind::AccessDenied,
+            only: Some(Operation::UpdateItem),
+        }],
+        calls: vec![
+            CallFault::None,
+            CallFault::None,
+            CallFault::None,
+            CallFault::None,
+            CallFault::AppliedThenRetried,
+        ],
+        ..Trace::calm(vec![conversation(&[(0, 1), (900, 1)])])
     };
     run_one(&trace);
 }

@@ -407,13 +407,19 @@ impl Dynamo {
             .conversations
             .entry(claim.conversation_id.to_owned())
             .or_default();
-        if let Some(found) = items.get(claim.key.key).and_then(Item::latest) {
+        let replaced = items.get(claim.key.key).and_then(Item::latest).cloned();
+        if let Some(found) = &replaced {
             let expired = !found.delivered && found.lease_expires_ms.is_some_and(|lease| lease < now_ms);
             if !expired {
+                crate::say!(
+                    "claim of {}/{} by process {} finds {found:?}",
+                    claim.conversation_id,
+                    claim.key.key,
+                    current().id
+                );
                 return PutClaim::Found(found.clone());
             }
         }
-        let replaced = items.get(claim.key.key).and_then(Item::latest).cloned();
         let record = KeyRecord {
             delivered: false,
             token: Some(claim.token.0.clone()),
@@ -429,7 +435,7 @@ impl Dynamo {
         });
         item.deleted_at = deleted_at;
         crate::say!(
-            "claimed {}/{} by process {} token {}",
+            "claimed {}/{} by process {} token {}, replacing {replaced:?}",
             claim.conversation_id,
             claim.key.key,
             current().id,
