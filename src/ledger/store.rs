@@ -166,8 +166,9 @@ impl<S: ItemStore> KeyLedger<S> {
         index: usize,
         claim: NewClaim<'_>,
         now_ms: i64,
-    ) -> (usize, Result<PutClaim, LedgerError>) {
-        (index, self.store.put_claim(&claim, now_ms).await)
+    ) -> (usize, bool, Result<PutClaim, LedgerError>) {
+        let result = self.store.put_claim(&claim, now_ms).await;
+        (index, claim.maybe_delivered, result)
     }
 
     async fn keyed_update<'k>(
@@ -235,12 +236,15 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
         let recorded = self.store.read(request.conversation_id).await?;
         let mut answers = Answers::default();
         let mut puts = Vec::new();
+        // Keys put or already ours: what a refusal gives back (the others are not ours).
+        let mut attempted = Vec::new();
         for (index, metric) in request.keys.iter().enumerate() {
             let found = recorded
                 .get(metric.key)
                 .map(|record| standing(record, request.token, now_ms));
             match found {
                 None | Some(Standing::Free) => {
+                    attempted.push(metric.key);
                     let maybe_delivered = recorded.get(metric.key).is_some_and(KeyRecord::maybe_pushed);
                     let new = NewClaim {
                         conversation_id: request.conversation_id,
@@ -252,22 +256,22 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
                     };
                     puts.push(self.indexed_put(index, new, now_ms));
                 }
-                Some(standing) => answers.judge(index, standing, now_ms, lease_expires_ms),
+                Some(standing) => {
+                    if matches!(standing, Standing::Ours(..)) {
+                        attempted.push(metric.key);
+                    }
+                    answers.judge(index, standing, now_ms, lease_expires_ms);
+                }
             }
         }
-        let results: Vec<(usize, Result<PutClaim, LedgerError>)> = stream::iter(puts)
+        let results: Vec<(usize, bool, Result<PutClaim, LedgerError>)> = stream::iter(puts)
             .buffer_unordered(KEY_CONCURRENCY)
             .collect()
             .await;
-        for (index, result) in results {
+        for (index, read_so, result) in results {
             match result {
                 Ok(PutClaim::Written { replaced }) => {
                     answers.won.push((index, lease_expires_ms));
-                    let read_so = request
-                        .keys
-                        .get(index)
-                        .and_then(|metric| recorded.get(metric.key))
-                        .is_some_and(KeyRecord::maybe_pushed);
                     if read_so || replaced.as_ref().is_some_and(KeyRecord::maybe_pushed) {
                         answers.taken_over.push(index);
                     }
@@ -288,11 +292,10 @@ impl<S: ItemStore> Ledger for KeyLedger<S> {
             return Ok(answers.into_claim());
         };
         // Refused for good (a permission, a missing table): no round will do better. Give back
-        // every key won, including those whose write may have been applied unseen.
-        let tried: Vec<&str> = request.keys.iter().map(|metric| metric.key).collect();
+        // every key tried, including those whose write may have been applied unseen.
         let held = Held {
             conversation_id: request.conversation_id,
-            keys: &tried,
+            keys: &attempted,
             token: request.token,
             now: request.now,
         };
