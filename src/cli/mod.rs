@@ -8,9 +8,11 @@
 //! - `simulate` estimates costs (its cost model beside it); `sample-event` writes an event for
 //!   testing a deployment;
 //! - `names` checks that ids can be named (the Genesys OAuth client and its permissions);
-//! - `doctor` walks a deployed stack, link by link, and says what is broken and what fixes it.
+//! - `doctor` walks a deployed stack, link by link, and says what is broken and what fixes it;
+//! - `datadog apply` sets DataDog up for a deployment: dashboard, monitors, downtimes, percentiles.
 
 pub mod audit;
+pub mod datadog;
 pub mod doctor;
 pub mod drain;
 pub mod names;
@@ -76,6 +78,9 @@ pub enum Command {
     /// Exit status: 0 when every check passed (warnings, such as a quiet hour, do not fail), 1
     /// when one failed, 2 on bad usage, 3 on an error that stopped the walk (no stack).
     Doctor(doctor::DoctorArgs),
+    /// Set DataDog up for a deployment: `datadog apply` creates or updates its dashboard, its
+    /// monitors (muted while the centre is closed) and the percentiles the dashboard queries.
+    Datadog(datadog::DatadogArgs),
 }
 
 #[cfg(test)]

@@ -43,7 +43,15 @@ pub enum Day {
     Sun,
 }
 
-const DAYS: [Day; 7] = [Day::Mon, Day::Tue, Day::Wed, Day::Thu, Day::Fri, Day::Sat, Day::Sun];
+const DAYS: [Day; 7] = [
+    Day::Mon,
+    Day::Tue,
+    Day::Wed,
+    Day::Thu,
+    Day::Fri,
+    Day::Sat,
+    Day::Sun,
+];
 
 impl Day {
     fn index(self) -> u32 {
@@ -71,9 +79,13 @@ impl Day {
 /// Why the stack's opening hours cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HoursError {
-    #[error("the stack's OpeningHours output is not what this version writes ({0}): deploy this version (npx cdk deploy in cdk/)")]
+    #[error(
+        "the stack's OpeningHours output is not what this version writes ({0}): deploy this version (npx cdk deploy in cdk/)"
+    )]
     Unreadable(String),
-    #[error("the stack's opening window {start}-{end} (minutes after midnight) is not within a day, or closes before it opens")]
+    #[error(
+        "the stack's opening window {start}-{end} (minutes after midnight) is not within a day, or closes before it opens"
+    )]
     BadWindow { start: u32, end: u32 },
 }
 
@@ -189,7 +201,7 @@ impl Recurrence {
 
     /// Its length as a downtime's duration: an integer and one unit.
     pub fn duration(&self) -> String {
-        if self.minutes % 60 == 0 {
+        if self.minutes.is_multiple_of(60) {
             format!("{}h", self.minutes / 60)
         } else {
             format!("{}m", self.minutes)
@@ -230,7 +242,14 @@ mod tests {
         hours
             .recurrences()
             .iter()
-            .map(|recurrence| format!("{} {} {}", recurrence.rrule(), recurrence.start_time(), recurrence.duration()))
+            .map(|recurrence| {
+                format!(
+                    "{} {} {}",
+                    recurrence.rrule(),
+                    recurrence.start_time(),
+                    recurrence.duration()
+                )
+            })
             .collect()
     }
 

@@ -90,7 +90,11 @@ impl AssetSettings {
         let monitors = self.monitors()?;
         let mut queries = Vec::new();
         strings_at(&dashboard, "query", &mut queries);
-        queries.extend(monitors.iter().filter_map(|monitor| monitor.body["query"].as_str().map(str::to_owned)));
+        queries.extend(
+            monitors
+                .iter()
+                .filter_map(|monitor| monitor.body["query"].as_str().map(str::to_owned)),
+        );
         Ok(Assets {
             percentiles: percentiles_queried(&queries, &self.metrics),
             downtimes: self.downtimes(today),
@@ -104,7 +108,8 @@ impl AssetSettings {
             file: "dashboard.json",
             reason,
         };
-        let mut dashboard: Value = serde_json::from_str(DASHBOARD_TEMPLATE).map_err(|error| invalid(error.to_string()))?;
+        let mut dashboard: Value =
+            serde_json::from_str(DASHBOARD_TEMPLATE).map_err(|error| invalid(error.to_string()))?;
         let variables: BTreeSet<String> = dashboard["template_variables"]
             .as_array()
             .ok_or_else(|| invalid("no template_variables".to_owned()))?
@@ -113,11 +118,15 @@ impl AssetSettings {
             .collect();
         // A static tag whose key a template variable filters becomes its default; the others
         // scope every query.
-        let (defaults, scope): (Vec<&String>, Vec<&String>) = self
-            .static_tags
-            .iter()
-            .partition(|tag| tag.split_once(':').is_some_and(|(key, _)| variables.contains(key)));
-        for variable in dashboard["template_variables"].as_array_mut().into_iter().flatten() {
+        let (defaults, scope): (Vec<&String>, Vec<&String>) = self.static_tags.iter().partition(|tag| {
+            tag.split_once(':')
+                .is_some_and(|(key, _)| variables.contains(key))
+        });
+        for variable in dashboard["template_variables"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
             let prefix = variable["prefix"].as_str().unwrap_or_default().to_owned();
             let values: Vec<&str> = defaults
                 .iter()
@@ -128,8 +137,13 @@ impl AssetSettings {
             }
         }
         let scope: Vec<String> = scope.into_iter().cloned().collect();
-        rewrite_queries(&mut dashboard, &|query| scoped_query(query, &self.metrics, &scope));
-        let title = dashboard["title"].as_str().unwrap_or("Genesys flow metrics").to_owned();
+        rewrite_queries(&mut dashboard, &|query| {
+            scoped_query(query, &self.metrics, &scope)
+        });
+        let title = dashboard["title"]
+            .as_str()
+            .unwrap_or("Genesys flow metrics")
+            .to_owned();
         dashboard["title"] = json!(format!("{title} ({})", self.stack));
         let description = dashboard["description"].as_str().unwrap_or_default().to_owned();
         dashboard["description"] = json!(format!("{description}\n\n{}", self.managed_note()));
@@ -141,7 +155,8 @@ impl AssetSettings {
             file: "monitors.json",
             reason,
         };
-        let templates: Vec<Value> = serde_json::from_str(MONITORS_TEMPLATE).map_err(|error| invalid(error.to_string()))?;
+        let templates: Vec<Value> =
+            serde_json::from_str(MONITORS_TEMPLATE).map_err(|error| invalid(error.to_string()))?;
         let self_metrics: BTreeSet<String> = SELF_METRICS
             .iter()
             .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
@@ -149,7 +164,11 @@ impl AssetSettings {
         let mut monitors = Vec::new();
         for mut monitor in templates {
             let query = monitor["query"].as_str().unwrap_or_default().to_owned();
-            if !self.self_metrics && metrics_in(&query).iter().any(|metric| self_metrics.contains(metric)) {
+            if !self.self_metrics
+                && metrics_in(&query)
+                    .iter()
+                    .any(|metric| self_metrics.contains(metric))
+            {
                 continue;
             }
             let name = monitor["tags"]
@@ -168,7 +187,9 @@ impl AssetSettings {
                 message = format!("{message}\n\nNotify: {}", self.notify.join(" "));
             }
             monitor["message"] = json!(format!("{message}\n\n{}", self.managed_note()));
-            let tags = monitor["tags"].as_array_mut().ok_or_else(|| invalid("tags is not a list".to_owned()))?;
+            let tags = monitor["tags"]
+                .as_array_mut()
+                .ok_or_else(|| invalid("tags is not a list".to_owned()))?;
             tags.push(json!(self.stack_tag()));
             tags.extend(self.static_tags.iter().map(|tag| json!(tag)));
             monitors.push(MonitorAsset { name, body: monitor });
@@ -289,7 +310,11 @@ pub fn metrics_in(query: &str) -> Vec<String> {
 /// `query` with the default metric names replaced by `metrics`', and `scope` added to each
 /// metric's filter (`{*}` becomes the scope alone).
 pub fn scoped_query(query: &str, metrics: &MetricNames, scope: &[String]) -> String {
-    let renamed: BTreeMap<String, String> = MetricNames::default().all().into_iter().zip(metrics.all()).collect();
+    let renamed: BTreeMap<String, String> = MetricNames::default()
+        .all()
+        .into_iter()
+        .zip(metrics.all())
+        .collect();
     let mut out = String::with_capacity(query.len());
     let mut at = 0;
     for metric in metrics_at(query) {
@@ -298,9 +323,17 @@ pub fn scoped_query(query: &str, metrics: &MetricNames, scope: &[String]) -> Str
         out.push_str(renamed.get(name).map_or(name, String::as_str));
         out.push('{');
         let filter = query[metric.filter.0..metric.filter.1].trim();
-        let mut terms: Vec<&str> = filter.split(',').map(str::trim).filter(|term| *term != "*" && !term.is_empty()).collect();
+        let mut terms: Vec<&str> = filter
+            .split(',')
+            .map(str::trim)
+            .filter(|term| *term != "*" && !term.is_empty())
+            .collect();
         terms.extend(scope.iter().map(String::as_str));
-        out.push_str(&if terms.is_empty() { "*".to_owned() } else { terms.join(",") });
+        out.push_str(&if terms.is_empty() {
+            "*".to_owned()
+        } else {
+            terms.join(",")
+        });
         out.push('}');
         at = metric.filter.1 + 1;
     }
@@ -339,8 +372,17 @@ fn percentiles_queried(queries: &[String], metrics: &MetricNames) -> Vec<Percent
                 }
             }
             let rest = &query[metric.filter.1..];
-            if let Some(group) = rest.split_once("by {").and_then(|(_, group)| group.split_once('}')) {
-                tags.extend(group.0.split(',').map(|key| key.trim().to_owned()).filter(|key| !key.is_empty()));
+            if let Some(group) = rest
+                .split_once("by {")
+                .and_then(|(_, group)| group.split_once('}'))
+            {
+                tags.extend(
+                    group
+                        .0
+                        .split(',')
+                        .map(|key| key.trim().to_owned())
+                        .filter(|key| !key.is_empty()),
+                );
             }
         }
     }
@@ -377,7 +419,11 @@ mod tests {
         };
         let scope = ["team:cc".to_owned()];
         assert_eq!(
-            scoped_query("p95:genesys.flow.metric.elapsed{$flow,$env} by {flow,metric}", &metrics, &scope),
+            scoped_query(
+                "p95:genesys.flow.metric.elapsed{$flow,$env} by {flow,metric}",
+                &metrics,
+                &scope
+            ),
             "p95:cc.step.elapsed{$flow,$env,team:cc} by {flow,metric}"
         );
         assert_eq!(
@@ -396,7 +442,9 @@ mod tests {
 
     #[test]
     fn the_dashboard_defaults_its_template_variables_to_the_static_tags() {
-        let assets = settings().render(jiff::civil::date(2026, 12, 1)).expect("rendered");
+        let assets = settings()
+            .render(jiff::civil::date(2026, 12, 1))
+            .expect("rendered");
         let env = assets.dashboard["template_variables"]
             .as_array()
             .expect("variables")
@@ -407,24 +455,47 @@ mod tests {
         let mut queries = Vec::new();
         strings_at(&assets.dashboard, "query", &mut queries);
         // `team` has no template variable: it scopes every query; `env` goes through `$env`.
-        assert!(queries.iter().all(|query| query.contains("team:contact_centre") && !query.contains("env:prod")));
+        assert!(
+            queries
+                .iter()
+                .all(|query| query.contains("team:contact_centre") && !query.contains("env:prod"))
+        );
         assert_eq!(assets.dashboard["title"], "Genesys flow metrics (CentreFlows)");
-        assert!(assets.dashboard["description"].as_str().expect("text").contains("flow-metrics-stack:centreflows"));
+        assert!(
+            assets.dashboard["description"]
+                .as_str()
+                .expect("text")
+                .contains("flow-metrics-stack:centreflows")
+        );
     }
 
     #[test]
     fn monitors_carry_the_stack_their_name_and_whom_they_notify() {
-        let assets = settings().render(jiff::civil::date(2026, 12, 1)).expect("rendered");
-        let names: Vec<&str> = assets.monitors.iter().map(|monitor| monitor.name.as_str()).collect();
+        let assets = settings()
+            .render(jiff::civil::date(2026, 12, 1))
+            .expect("rendered");
+        let names: Vec<&str> = assets
+            .monitors
+            .iter()
+            .map(|monitor| monitor.name.as_str())
+            .collect();
         assert_eq!(names, ["rate-anomaly", "outcome-failures", "invalid-keys"]);
         for monitor in &assets.monitors {
             let tags = monitor.body["tags"].as_array().expect("tags");
-            assert!(tags.contains(&json!("flow-metrics-stack:centreflows")), "{tags:?}");
+            assert!(
+                tags.contains(&json!("flow-metrics-stack:centreflows")),
+                "{tags:?}"
+            );
             assert!(tags.contains(&json!(format!("flow-metrics-monitor:{}", monitor.name))));
             assert!(tags.contains(&json!("env:prod")));
             let message = monitor.body["message"].as_str().expect("message");
             assert!(message.contains("Notify: @slack-cc-ops"), "{message}");
-            assert!(monitor.body["query"].as_str().expect("query").contains("env:prod"));
+            assert!(
+                monitor.body["query"]
+                    .as_str()
+                    .expect("query")
+                    .contains("env:prod")
+            );
         }
     }
 
@@ -435,12 +506,19 @@ mod tests {
             ..settings()
         };
         let assets = quiet.render(jiff::civil::date(2026, 12, 1)).expect("rendered");
-        assert!(assets.monitors.iter().all(|monitor| monitor.name != "invalid-keys"));
+        assert!(
+            assets
+                .monitors
+                .iter()
+                .all(|monitor| monitor.name != "invalid-keys")
+        );
     }
 
     #[test]
     fn percentiles_are_asked_for_the_two_distributions_by_the_tags_the_dashboard_queries() {
-        let assets = settings().render(jiff::civil::date(2026, 12, 1)).expect("rendered");
+        let assets = settings()
+            .render(jiff::civil::date(2026, 12, 1))
+            .expect("rendered");
         let asked: Vec<(String, Vec<String>)> = assets
             .percentiles
             .iter()
@@ -450,8 +528,14 @@ mod tests {
         assert_eq!(
             asked,
             [
-                ("genesys.flow.metric.elapsed".to_owned(), keys(&["env", "flow", "metric", "team"])),
-                ("genesys.flow.outcome.duration".to_owned(), keys(&["env", "flow", "outcome", "team"])),
+                (
+                    "genesys.flow.metric.elapsed".to_owned(),
+                    keys(&["env", "flow", "metric", "team"])
+                ),
+                (
+                    "genesys.flow.outcome.duration".to_owned(),
+                    keys(&["env", "flow", "outcome", "team"])
+                ),
             ]
         );
         let no_elapsed = AssetSettings {
@@ -461,17 +545,28 @@ mod tests {
             },
             ..settings()
         };
-        let assets = no_elapsed.render(jiff::civil::date(2026, 12, 1)).expect("rendered");
-        assert_eq!(assets.percentiles.len(), 1, "elapsed is not sent, so not configured");
+        let assets = no_elapsed
+            .render(jiff::civil::date(2026, 12, 1))
+            .expect("rendered");
+        assert_eq!(
+            assets.percentiles.len(),
+            1,
+            "elapsed is not sent, so not configured"
+        );
     }
 
     #[test]
     fn the_downtime_mutes_the_stacks_monitors_while_closed() {
-        let assets = settings().render(jiff::civil::date(2026, 12, 1)).expect("rendered");
+        let assets = settings()
+            .render(jiff::civil::date(2026, 12, 1))
+            .expect("rendered");
         let [downtime] = assets.downtimes.as_slice() else {
             panic!("one downtime: {:?}", assets.downtimes)
         };
-        assert_eq!(downtime["monitor_identifier"]["monitor_tags"], json!(["flow-metrics-stack:centreflows"]));
+        assert_eq!(
+            downtime["monitor_identifier"]["monitor_tags"],
+            json!(["flow-metrics-stack:centreflows"])
+        );
         assert_eq!(downtime["schedule"]["timezone"], "Europe/Dublin");
         assert_eq!(
             downtime["schedule"]["recurrences"],
@@ -481,10 +576,17 @@ mod tests {
             ])
         );
         let always = AssetSettings {
-            hours: OpeningHours::from_output(r#"{"text":"always","timeZone":"UTC","windows":null}"#).expect("hours"),
+            hours: OpeningHours::from_output(r#"{"text":"always","timeZone":"UTC","windows":null}"#)
+                .expect("hours"),
             ..settings()
         };
-        assert!(always.render(jiff::civil::date(2026, 12, 1)).expect("rendered").downtimes.is_empty());
+        assert!(
+            always
+                .render(jiff::civil::date(2026, 12, 1))
+                .expect("rendered")
+                .downtimes
+                .is_empty()
+        );
     }
 
     #[test]
