@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error_text::with_causes;
-use crate::sink::datadog::{ApiKey, USER_AGENT};
+use crate::sink::datadog::{ApiKey, USER_AGENT, rate_limit_wait};
 
 /// Longest wait for one answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -179,7 +179,7 @@ impl DataDogApi {
                 }
             };
             let status = response.status();
-            let wait = rate_limit_wait(response.headers());
+            let wait = rate_limit_pause(response.headers());
             let text = response.text().await.unwrap_or_default();
             let message = || message_of(&text);
             match status.as_u16() {
@@ -433,19 +433,11 @@ pub const PERMISSIONS: [&str; 7] = [
     "metric_tags_write",
 ];
 
-/// How long DataDog asks to wait after a 429: `X-RateLimit-Reset` (seconds until the limit
-/// resets), else `X-RateLimit-Period`, else a second; at most [`MAX_RATE_LIMIT_WAIT`].
-fn rate_limit_wait(headers: &HeaderMap) -> Duration {
-    let seconds = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|text| text.trim().parse::<u64>().ok())
-    };
-    let wait = seconds("X-RateLimit-Reset")
-        .or_else(|| seconds("X-RateLimit-Period"))
-        .unwrap_or(1);
-    Duration::from_secs(wait.max(1)).min(MAX_RATE_LIMIT_WAIT)
+/// How long to wait after a 429: as DataDog says, else a second; at most [`MAX_RATE_LIMIT_WAIT`].
+fn rate_limit_pause(headers: &HeaderMap) -> Duration {
+    rate_limit_wait(headers)
+        .unwrap_or(Duration::from_secs(1))
+        .min(MAX_RATE_LIMIT_WAIT)
 }
 
 /// The wait before attempt `attempt + 1` of a read.
@@ -492,15 +484,13 @@ mod tests {
     }
 
     #[test]
-    fn a_429_is_waited_out_as_datadog_says() {
+    fn a_429_is_waited_out_as_datadog_says_within_a_minute() {
         let mut headers = HeaderMap::new();
-        assert_eq!(rate_limit_wait(&headers), Duration::from_secs(1));
-        headers.insert("X-RateLimit-Period", HeaderValue::from_static("10"));
-        assert_eq!(rate_limit_wait(&headers), Duration::from_secs(10));
+        assert_eq!(rate_limit_pause(&headers), Duration::from_secs(1));
         headers.insert("X-RateLimit-Reset", HeaderValue::from_static("3"));
-        assert_eq!(rate_limit_wait(&headers), Duration::from_secs(3));
+        assert_eq!(rate_limit_pause(&headers), Duration::from_secs(3));
         headers.insert("X-RateLimit-Reset", HeaderValue::from_static("3600"));
-        assert_eq!(rate_limit_wait(&headers), MAX_RATE_LIMIT_WAIT);
+        assert_eq!(rate_limit_pause(&headers), MAX_RATE_LIMIT_WAIT);
     }
 
     #[test]
