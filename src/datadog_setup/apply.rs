@@ -112,6 +112,8 @@ struct Planned {
     label: String,
     change: Change,
     write: Write,
+    /// The dashboard's path, as DataDog holds it.
+    path: Option<String>,
 }
 
 /// Checks both keys, plans, and unless `dry_run` writes; `print` gets each line as it happens.
@@ -181,6 +183,7 @@ pub async fn apply(
                     Change::Update(vec![format!("tags {}, include_percentiles", tags.join(" "))])
                 }
             },
+            path: None,
             write: match tags {
                 None => Write::Nothing,
                 Some(tags) => Write::Percentiles {
@@ -202,9 +205,7 @@ pub async fn apply(
                     .map_err(|error| ApplyError::from_api(error, target))?;
             }
         }
-        if let Write::UpdateDashboard(id) = &step.write {
-            url = url.or_else(|| Some(format!("/dashboard/{id}")));
-        }
+        let url = url.or(step.path);
         let line = format!(
             "{:<11} {}: {}",
             step.kind,
@@ -251,6 +252,7 @@ fn plan_monitors(assets: &Assets, held: &[Value]) -> Vec<Planned> {
             label: monitor.name.clone(),
             change,
             write,
+            path: None,
         });
         // The same monitor twice (an apply interrupted between a create and its answer): one is kept.
         plan.extend(
@@ -277,6 +279,7 @@ fn removal(monitor: &Value, label: &str) -> Option<Planned> {
         label: label.to_owned(),
         change: Change::Remove,
         write: Write::DeleteMonitor(monitor["id"].as_i64()?),
+        path: None,
     })
 }
 
@@ -297,19 +300,20 @@ async fn plan_dashboard(
         })
         .find_map(|summary| summary["id"].as_str());
     let label = format!("{:?}", assets.dashboard["title"].as_str().unwrap_or_default());
-    let (change, write) = match ours {
-        None => (Change::Create, Write::CreateDashboard),
-        // Unchanged, it is not written; its id still gives its address.
-        Some(id) => (
-            compare(&assets.dashboard, &api.dashboard(id).await?),
-            Write::UpdateDashboard(id.to_owned()),
-        ),
+    let (change, write, path) = match ours {
+        None => (Change::Create, Write::CreateDashboard, None),
+        Some(id) => {
+            let found = api.dashboard(id).await?;
+            let path = found["url"].as_str().map(str::to_owned);
+            (compare(&assets.dashboard, &found), Write::UpdateDashboard(id.to_owned()), path)
+        }
     };
     Ok(vec![Planned {
         kind: "dashboard",
         label,
         change,
         write,
+        path,
     }])
 }
 
@@ -364,6 +368,7 @@ async fn plan_downtimes(
             label: format!("{label}{part}"),
             change,
             write,
+            path: None,
         });
     }
     for (id, _) in held {
@@ -372,6 +377,7 @@ async fn plan_downtimes(
             label: format!("{id} (hours since changed)"),
             change: Change::Remove,
             write: Write::CancelDowntime(id),
+            path: None,
         });
     }
     Ok(plan)
