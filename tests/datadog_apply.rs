@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use common::datadog_api::{APP_KEY, FakeDataDogApi, READ_ONLY_APP_KEY};
-use common::deployment::{REGION, deploy};
-use common::emulator::Moto;
+use common::deployment::deploy;
+use common::emulator::{Moto, environment_for};
 use serde_json::{Value, json};
 
 const STACK: &str = "CentreFlows";
@@ -55,11 +55,7 @@ impl World {
             .args(["datadog", "apply", "--stack", STACK])
             .args(args)
             .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .envs(environment_for(&self.moto.endpoint))
             // The operator's shell: its tags are not the deployment's.
             .env("DD_TAGS", "env:laptop");
         if let Some(key) = app_key {

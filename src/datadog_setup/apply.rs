@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::api::{ApiError, AppKey, DataDogApi, PERMISSIONS};
 use super::plan::{Change, compare, downtime_shape, tag_configuration};
-use super::render::{AssetSettings, Assets, MONITOR_TAG};
+use super::render::{AssetSettings, Assets, monitor_name};
 use crate::sink::datadog::ApiKey;
 use crate::sink::datadog::validate::{KeyVerdict, ValidateError, validate_key};
 
@@ -225,13 +225,7 @@ pub async fn apply(
 fn plan_monitors(assets: &Assets, held: &[Value]) -> Vec<Planned> {
     let mut by_name: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for monitor in held {
-        let name = monitor["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .find_map(|tag| tag.strip_prefix(&format!("{MONITOR_TAG}:")))
-            .unwrap_or_default();
+        let name = monitor_name(monitor).unwrap_or_default();
         by_name.entry(name.to_owned()).or_default().push(monitor);
     }
     let mut plan = Vec::new();
@@ -305,7 +299,11 @@ async fn plan_dashboard(
         Some(id) => {
             let found = api.dashboard(id).await?;
             let path = found["url"].as_str().map(str::to_owned);
-            (compare(&assets.dashboard, &found), Write::UpdateDashboard(id.to_owned()), path)
+            (
+                compare(&assets.dashboard, &found),
+                Write::UpdateDashboard(id.to_owned()),
+                path,
+            )
         }
     };
     Ok(vec![Planned {

@@ -171,12 +171,7 @@ impl AssetSettings {
             {
                 continue;
             }
-            let name = monitor["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .find_map(|tag| tag.strip_prefix(&format!("{MONITOR_TAG}:")))
+            let name = monitor_name(&monitor)
                 .ok_or_else(|| invalid(format!("monitor {:?} has no {MONITOR_TAG}: tag", monitor["name"])))?
                 .to_owned();
             monitor["query"] = json!(scoped_query(&query, &self.metrics, &self.static_tags));
@@ -237,6 +232,15 @@ impl AssetSettings {
             })
             .collect()
     }
+}
+
+/// A monitor's name among the deployment's: its `flow-metrics-monitor:` tag.
+pub fn monitor_name(monitor: &Value) -> Option<&str> {
+    monitor["tags"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|tag| tag.strip_prefix(MONITOR_TAG)?.strip_prefix(':'))
 }
 
 /// Every string under `key` anywhere in `value`.
