@@ -44,6 +44,8 @@ pub enum DeploymentError {
 pub struct Deployment {
     pub stack: String,
     pub region: String,
+    /// The AWS account it is deployed in (from its function's ARN).
+    pub account: String,
     /// The function's name (the stack's `FunctionName` output).
     pub function: String,
     outputs: BTreeMap<String, String>,
@@ -103,6 +105,12 @@ impl Deployment {
                 function: function.clone(),
                 reason: with_causes(&error),
             })?;
+        // arn:aws:lambda:<region>:<account>:function:<name>
+        let account = configuration
+            .function_arn()
+            .and_then(|arn| arn.split(':').nth(4))
+            .unwrap_or_default()
+            .to_owned();
         let settings = configuration
             .environment()
             .and_then(|environment| environment.variables())
@@ -113,6 +121,7 @@ impl Deployment {
         Ok(Deployment {
             stack: stack.to_owned(),
             region,
+            account,
             function,
             outputs,
             settings,

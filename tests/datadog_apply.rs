@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 
 const STACK: &str = "CentreFlows";
 
+/// The distributions the deployment has sent points of (step 6's test event).
+const SENT: [&str; 2] = ["genesys.flow.metric.elapsed", "ivr.flow.outcome.duration"];
+
 const HOURS: &str = r#"{"text":"Mon-Fri 08:00-18:00","timeZone":"Europe/Dublin","windows":[{"days":["MON","TUE","WED","THU","FRI"],"start":480,"end":1080}]}"#;
 
 struct World {
@@ -85,6 +88,7 @@ fn monitor_named<'a>(monitors: &'a [Value], name: &str) -> &'a Value {
 #[tokio::test]
 async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
     let world = deployed(HOURS).await;
+    world.datadog.receive_points(&SENT);
 
     let dry = world.apply(Some(APP_KEY), &["--dry-run"]).await;
     let (stdout, stderr) = text(&dry);
@@ -105,7 +109,10 @@ async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
     let dashboards = world.datadog.dashboards();
     assert_eq!(dashboards.len(), 1);
     let dashboard = &dashboards[0];
-    assert_eq!(dashboard["title"], "Genesys flow metrics (CentreFlows)");
+    assert_eq!(
+        dashboard["title"],
+        "Genesys flow metrics (CentreFlows, eu-west-1)"
+    );
     assert!(
         stdout.contains(&format!(
             "dashboard: {}{}",
@@ -146,12 +153,9 @@ async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
             .expect("message")
             .contains("@slack-contact-centre")
     );
-    assert!(
-        failing["tags"]
-            .as_array()
-            .expect("tags")
-            .contains(&json!("flow-metrics-stack:centreflows"))
-    );
+    assert!(failing["tags"].as_array().expect("tags").contains(&json!(
+        "flow-metrics-deployment:123456789012/eu-west-1/centreflows"
+    )));
 
     // Muted while the centre is closed, in its time zone.
     let downtimes = world.datadog.live_downtimes();
@@ -159,7 +163,7 @@ async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
     let attributes = &downtimes[0]["attributes"];
     assert_eq!(
         attributes["monitor_identifier"],
-        json!({"monitor_tags": ["flow-metrics-stack:centreflows"]})
+        json!({"monitor_tags": ["flow-metrics-deployment:123456789012/eu-west-1/centreflows"]})
     );
     assert_eq!(attributes["schedule"]["timezone"], "Europe/Dublin");
     let rules: Vec<(&str, &str)> = attributes["schedule"]["recurrences"]
@@ -222,6 +226,7 @@ async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
 #[tokio::test]
 async fn a_monitor_changed_or_deleted_in_datadog_is_put_back_not_duplicated() {
     let world = deployed(HOURS).await;
+    world.datadog.receive_points(&SENT);
     assert!(world.apply(Some(APP_KEY), &[]).await.status.success());
     let monitors = world.datadog.monitors();
     let failing_id = monitor_named(&monitors, "outcome-failures")["id"]
@@ -310,6 +315,7 @@ async fn a_wrong_application_key_or_one_without_the_permission_stops_apply() {
 #[tokio::test]
 async fn a_centre_that_never_closes_has_no_downtime_and_changed_hours_replace_it() {
     let world = deployed(HOURS).await;
+    world.datadog.receive_points(&SENT);
     assert!(world.apply(Some(APP_KEY), &[]).await.status.success());
     assert_eq!(world.datadog.live_downtimes().len(), 1);
 
@@ -341,4 +347,96 @@ async fn a_centre_that_never_closes_has_no_downtime_and_changed_hours_replace_it
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("(hours since changed): removed"), "{stdout}");
     assert!(world.datadog.live_downtimes().is_empty());
+}
+
+#[tokio::test]
+async fn percentiles_wait_for_the_first_point_and_are_turned_on_by_the_next_apply() {
+    let world = deployed(HOURS).await;
+    world.datadog.receive_points(&["genesys.flow.metric.elapsed"]);
+    let output = world.apply(Some(APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("ivr.flow.outcome.duration (queryable by env, flow, outcome, team): not yet: DataDog has no point of it yet"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("6 change(s) made"), "{stdout}");
+    assert!(stderr.contains("apply again once"), "{stderr}");
+    assert!(
+        world
+            .datadog
+            .tag_configuration("ivr.flow.outcome.duration")
+            .is_none()
+    );
+
+    world.datadog.receive_points(&["ivr.flow.outcome.duration"]);
+    let output = world.apply(Some(APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 change(s) made"), "{stdout}");
+    assert_eq!(
+        world
+            .datadog
+            .tag_configuration("ivr.flow.outcome.duration")
+            .expect("configured")["include_percentiles"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn what_is_not_ours_is_left_alone() {
+    let world = deployed(HOURS).await;
+    world.datadog.receive_points(&SENT);
+    assert!(world.apply(Some(APP_KEY), &[]).await.status.success());
+    let monitors = world.datadog.monitors();
+    let deployment_tag = "flow-metrics-deployment:123456789012/eu-west-1/centreflows";
+    // An admin's own monitor, tagged with the deployment to share its downtime, and a copy of
+    // ours, renamed.
+    let mut own = monitor_named(&monitors, "invalid-keys").clone();
+    own["name"] = json!("Queue wait too long");
+    own["tags"] = json!([deployment_tag]);
+    let mut copy = monitor_named(&monitors, "outcome-failures").clone();
+    copy["name"] = json!("[Copy] outcome failures, for the night team");
+    for monitor in [&mut own, &mut copy] {
+        let fields = monitor.as_object_mut().expect("a monitor");
+        fields.retain(|key, _| {
+            ["name", "type", "query", "message", "tags", "options", "priority"].contains(&key.as_str())
+        });
+    }
+    let client = reqwest::Client::new();
+    for monitor in [&own, &copy] {
+        let created = client
+            .post(format!("{}/api/v1/monitor", world.datadog.uri()))
+            .header("DD-API-KEY", common::datadog_api::API_KEY)
+            .header("DD-APPLICATION-KEY", APP_KEY)
+            .body(monitor.to_string())
+            .send()
+            .await
+            .expect("created");
+        assert_eq!(created.status(), 200);
+    }
+    let output = world.apply(Some(APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("left as it is: it differs from ours"), "{stdout}");
+    assert_eq!(world.datadog.monitors().len(), 5, "nothing removed: {stdout}");
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_monitor_datadog_would_refuse_stops_apply_before_anything_is_written() {
+    let world = deployed(HOURS).await;
+    world.datadog.receive_points(&SENT);
+    world
+        .datadog
+        .refuse_queries_with("anomalies(", "anomaly detection is not available for this metric");
+    let output = world.apply(Some(APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("DataDog finds monitor rate-anomaly of datadog/monitors.json invalid"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("anomaly detection is not available"), "{stderr}");
+    assert!(world.datadog.writes().is_empty(), "{:?}", world.datadog.writes());
 }

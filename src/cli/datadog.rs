@@ -62,6 +62,8 @@ async fn run_apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     let datadog = settings.datadog().await?;
     let assets_settings = AssetSettings {
         stack: deployment.stack.clone(),
+        region: deployment.region.clone(),
+        account: deployment.account.clone(),
         metrics: datadog.metrics.clone(),
         static_tags: datadog.static_tags.clone(),
         self_metrics: datadog.self_metrics,
@@ -94,6 +96,13 @@ async fn run_apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(url) = &applied.dashboard_url {
         println!("dashboard: {url}");
+    }
+    if !applied.pending.is_empty() {
+        eprintln!(
+            "note: percentiles are not on yet for {}: apply again once the deployment has sent its \
+             first point of each",
+            applied.pending.join("; ")
+        );
     }
     if assets_settings.notify.is_empty() {
         eprintln!(

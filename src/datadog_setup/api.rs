@@ -5,7 +5,8 @@
 //!
 //! A 429 is waited out as DataDog says (`X-RateLimit-Reset`, seconds) and asked again; reads are
 //! retried on a 5xx or a broken connection, writes are not (a create answered 5xx may have been
-//! made: the next `apply` finds it). A 403 names the permission the application key lacks.
+//! made: the next `apply` finds it). A 403 names the permission the application key lacks; a
+//! 401 on a monitor says what DataDog means by it (the monitor is part of another).
 
 use std::fmt;
 use std::time::Duration;
@@ -61,6 +62,13 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
+    #[error(
+        "DataDog refused to {} (401: {message}): a monitor part of a composite monitor or an SLO \
+         cannot be changed or deleted until it is taken out of it there; otherwise the application \
+         key is not valid",
+        .action.what
+    )]
+    Unauthorized { action: Action, message: String },
     #[error("DataDog found nothing to {} (404: {message})", .action.what)]
     NotFound { action: Action, message: String },
     #[error("DataDog refused the request to {} ({status}: {message})", .action.what)]
@@ -197,7 +205,13 @@ impl DataDogApi {
                 429 if attempt < ATTEMPTS => tokio::time::sleep(wait).await,
                 429 => return Err(ApiError::RateLimited { action }),
                 500..=599 if read && attempt < ATTEMPTS => tokio::time::sleep(backoff(attempt)).await,
-                401 | 403 => {
+                401 => {
+                    return Err(ApiError::Unauthorized {
+                        action,
+                        message: message(),
+                    });
+                }
+                403 => {
                     return Err(ApiError::Forbidden {
                         action,
                         status: status.as_u16(),
@@ -282,6 +296,21 @@ impl DataDogApi {
             .call(Method::POST, "/api/v1/monitor", &[], Some(monitor), action)
             .await?
             .1)
+    }
+
+    /// Asks DataDog whether it would take `monitor` (its query, thresholds, options): an invalid
+    /// one is a `Refused` 400 with DataDog's reason.
+    pub async fn validate_monitor(&self, monitor: &Value) -> Result<(), ApiError> {
+        let action = VALIDATE_MONITORS;
+        self.call(
+            Method::POST,
+            "/api/v1/monitor/validate",
+            &[],
+            Some(monitor),
+            action,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Replaces monitor `id` (its `options` whole, as DataDog does).
@@ -395,6 +424,10 @@ impl DataDogApi {
 
 pub const READ_MONITORS: Action = Action {
     what: "read monitors",
+    permission: "monitors_read",
+};
+const VALIDATE_MONITORS: Action = Action {
+    what: "validate monitors",
     permission: "monitors_read",
 };
 const WRITE_MONITORS: Action = Action {

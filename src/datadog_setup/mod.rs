@@ -2,7 +2,7 @@
 //! - `render` makes the dashboard, the monitors, the closed-hours downtimes and the percentile
 //!   settings from the importable files in `datadog/` and the deployment's settings;
 //! - `hours` turns the centre's opening hours into the week's closed periods;
-//! - `plan` decides what changes from what DataDog holds;
+//! - `plan` decides what changes from what DataDog holds; `survey` reads it, asset by asset;
 //! - `api` is DataDog's management API; `apply` checks the keys, plans, and writes.
 
 pub mod api;
@@ -10,6 +10,7 @@ pub mod apply;
 pub mod hours;
 pub mod plan;
 pub mod render;
+mod survey;
 
 pub use api::AppKey;
 pub use apply::{Applied, ApplyError, Target, apply};

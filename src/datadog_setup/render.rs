@@ -19,13 +19,17 @@ pub const MONITORS_TEMPLATE: &str = include_str!("../../datadog/monitors.json");
 
 /// The tag key naming each monitor in `datadog/monitors.json`: how it is found again.
 pub const MONITOR_TAG: &str = "flow-metrics-monitor";
-/// The tag key naming the stack of everything applied: what `apply` manages, and no more.
-pub const STACK_TAG: &str = "flow-metrics-stack";
+/// The tag key naming the deployment (account, region, stack) of everything applied: what
+/// `apply` manages, and no more. Two deployments of one stack name (staging and production
+/// accounts) sharing a DataDog organisation stay apart.
+pub const DEPLOYMENT_TAG: &str = "flow-metrics-deployment";
 
 /// What the assets are rendered for: a deployment's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetSettings {
     pub stack: String,
+    pub region: String,
+    pub account: String,
     pub metrics: MetricNames,
     /// `DD_TAGS`: every series carries them, so every query is scoped to them.
     pub static_tags: Vec<String>,
@@ -69,18 +73,28 @@ pub enum RenderError {
 }
 
 impl AssetSettings {
-    /// The tag every applied monitor carries.
-    pub fn stack_tag(&self) -> String {
-        tags::tag(STACK_TAG, &self.stack)
+    /// The tag every applied monitor carries: `flow-metrics-deployment:<account>/<region>/<stack>`.
+    pub fn deployment_tag(&self) -> String {
+        tags::tag(
+            DEPLOYMENT_TAG,
+            &format!("{}/{}/{}", self.account, self.region, self.stack),
+        )
+    }
+
+    /// How titles name the deployment.
+    fn suffix(&self) -> String {
+        format!("({}, {})", self.stack, self.region)
     }
 
     /// The words that mark what `apply` manages, in descriptions and messages.
     pub fn managed_note(&self) -> String {
         format!(
-            "Managed by `flow-metrics datadog apply` for stack {} ({}): a change made here is undone \
-             by the next apply; change datadog/ in the repository instead.",
+            "Managed by `flow-metrics datadog apply` for stack {} in {} ({}): a change made here to \
+             what the repository sets is undone by the next apply; change datadog/ in the \
+             repository instead.",
             self.stack,
-            self.stack_tag()
+            self.region,
+            self.deployment_tag()
         )
     }
 
@@ -144,7 +158,7 @@ impl AssetSettings {
             .as_str()
             .unwrap_or("Genesys flow metrics")
             .to_owned();
-        dashboard["title"] = json!(format!("{title} ({})", self.stack));
+        dashboard["title"] = json!(format!("{title} {}", self.suffix()));
         let description = dashboard["description"].as_str().unwrap_or_default().to_owned();
         dashboard["description"] = json!(format!("{description}\n\n{}", self.managed_note()));
         Ok(dashboard)
@@ -176,7 +190,7 @@ impl AssetSettings {
                 .to_owned();
             monitor["query"] = json!(scoped_query(&query, &self.metrics, &self.static_tags));
             let title = monitor["name"].as_str().unwrap_or_default().to_owned();
-            monitor["name"] = json!(format!("{title} ({})", self.stack));
+            monitor["name"] = json!(format!("{title} {}", self.suffix()));
             let mut message = monitor["message"].as_str().unwrap_or_default().to_owned();
             if !self.notify.is_empty() {
                 message = format!("{message}\n\nNotify: {}", self.notify.join(" "));
@@ -185,7 +199,7 @@ impl AssetSettings {
             let tags = monitor["tags"]
                 .as_array_mut()
                 .ok_or_else(|| invalid("tags is not a list".to_owned()))?;
-            tags.push(json!(self.stack_tag()));
+            tags.push(json!(self.deployment_tag()));
             tags.extend(self.static_tags.iter().map(|tag| json!(tag)));
             monitors.push(MonitorAsset { name, body: monitor });
         }
@@ -218,7 +232,7 @@ impl AssetSettings {
                         self.hours.time_zone,
                         self.managed_note()
                     ),
-                    "monitor_identifier": {"monitor_tags": [self.stack_tag()]},
+                    "monitor_identifier": {"monitor_tags": [self.deployment_tag()]},
                     "scope": "*",
                     "display_timezone": self.hours.time_zone,
                     "mute_first_recovery_notification": true,
@@ -403,6 +417,8 @@ mod tests {
     fn settings() -> AssetSettings {
         AssetSettings {
             stack: "CentreFlows".to_owned(),
+            region: "eu-west-1".to_owned(),
+            account: "123456789012".to_owned(),
             metrics: MetricNames::default(),
             static_tags: vec!["env:prod".to_owned(), "team:contact_centre".to_owned()],
             self_metrics: true,
@@ -464,12 +480,15 @@ mod tests {
                 .iter()
                 .all(|query| query.contains("team:contact_centre") && !query.contains("env:prod"))
         );
-        assert_eq!(assets.dashboard["title"], "Genesys flow metrics (CentreFlows)");
+        assert_eq!(
+            assets.dashboard["title"],
+            "Genesys flow metrics (CentreFlows, eu-west-1)"
+        );
         assert!(
             assets.dashboard["description"]
                 .as_str()
                 .expect("text")
-                .contains("flow-metrics-stack:centreflows")
+                .contains("flow-metrics-deployment:123456789012/eu-west-1/centreflows")
         );
     }
 
@@ -487,7 +506,9 @@ mod tests {
         for monitor in &assets.monitors {
             let tags = monitor.body["tags"].as_array().expect("tags");
             assert!(
-                tags.contains(&json!("flow-metrics-stack:centreflows")),
+                tags.contains(&json!(
+                    "flow-metrics-deployment:123456789012/eu-west-1/centreflows"
+                )),
                 "{tags:?}"
             );
             assert!(tags.contains(&json!(format!("flow-metrics-monitor:{}", monitor.name))));
@@ -569,7 +590,7 @@ mod tests {
         };
         assert_eq!(
             downtime["monitor_identifier"]["monitor_tags"],
-            json!(["flow-metrics-stack:centreflows"])
+            json!(["flow-metrics-deployment:123456789012/eu-west-1/centreflows"])
         );
         assert_eq!(downtime["schedule"]["timezone"], "Europe/Dublin");
         assert_eq!(

@@ -21,8 +21,10 @@
 //!   exact duplicate of a live downtime is refused (400); a cancel (204) leaves it listed as
 //!   `canceled`.
 //! - Metric tag configurations (`/api/v2/metrics/{metric}/tags`): `GET` 404 when there is none;
-//!   `POST` 201, or 409 when one exists; `PATCH` 422 when none exists and 400 with `metric_type`;
-//!   `include_percentiles` only for distributions.
+//!   `POST` 201, or 409 when one exists, or 400 for a metric DataDog has no point of; `PATCH`
+//!   422 when none exists and 400 with `metric_type`; `include_percentiles` only for
+//!   distributions.
+//! - `POST /api/v1/monitor/validate` checks a monitor as a create would: 200 `{}` or 400.
 //! - A test can have the next requests rate-limited: 429 with `X-RateLimit-*` headers, `Reset`
 //!   in seconds.
 
@@ -81,6 +83,10 @@ struct State {
     tag_configurations: BTreeMap<String, Value>,
     requests: Vec<(String, String, u16)>,
     rate_limited: usize,
+    /// Metrics DataDog has points of: only those take a tag configuration.
+    metrics: BTreeSet<String>,
+    /// Queries DataDog refuses, by a piece of them, with why.
+    refused_queries: Vec<(String, String)>,
     serial: u64,
 }
 
@@ -121,11 +127,11 @@ impl FakeDataDogApi {
         self.state().requests.clone()
     }
 
-    /// Requests that were not reads.
+    /// Requests that change something (not reads, nor a monitor's validation).
     pub fn writes(&self) -> Vec<(String, String, u16)> {
         self.requests()
             .into_iter()
-            .filter(|(method, _, _)| method != "GET")
+            .filter(|(method, path, _)| method != "GET" && path != "/api/v1/monitor/validate")
             .collect()
     }
 
@@ -167,6 +173,20 @@ impl FakeDataDogApi {
             metric.to_owned(),
             json!({"tags": tags, "metric_type": "distribution", "include_percentiles": false}),
         );
+    }
+
+    /// DataDog receives points of `metrics`.
+    pub fn receive_points(&self, metrics: &[&str]) {
+        self.state()
+            .metrics
+            .extend(metrics.iter().map(|metric| (*metric).to_owned()));
+    }
+
+    /// DataDog refuses a monitor query holding `piece`, saying `why`.
+    pub fn refuse_queries_with(&self, piece: &str, why: &str) {
+        self.state()
+            .refused_queries
+            .push((piece.to_owned(), why.to_owned()));
     }
 
     /// The next `requests` are answered 429.
@@ -282,6 +302,10 @@ fn answer(
     let serial = state.serial;
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["api", "v1", "monitor"]) => list_monitors(state, query),
+        ("POST", ["api", "v1", "monitor", "validate"]) => match check_monitor(state, &body, true) {
+            Ok(()) => (200, json!({})),
+            Err(answer) => answer,
+        },
         ("POST", ["api", "v1", "monitor"]) => create_monitor(state, body, serial),
         ("PUT", ["api", "v1", "monitor", id]) => update_monitor(state, id, body),
         ("DELETE", ["api", "v1", "monitor", id]) => {
@@ -424,7 +448,7 @@ fn list_monitors(state: &State, query: &BTreeMap<String, String>) -> Answer {
 }
 
 /// A query alert's checks, as DataDog makes them.
-fn check_monitor(monitor: &Value, creating: bool) -> Result<(), Answer> {
+fn check_monitor(state: &State, monitor: &Value, creating: bool) -> Result<(), Answer> {
     let Some(fields) = monitor.as_object() else {
         return Err(error(400, "Invalid JSON"));
     };
@@ -454,6 +478,16 @@ fn check_monitor(monitor: &Value, creating: bool) -> Result<(), Answer> {
     let Some(query) = monitor["query"].as_str() else {
         return Ok(());
     };
+    if let Some((_, why)) = state
+        .refused_queries
+        .iter()
+        .find(|(piece, _)| query.contains(piece.as_str()))
+    {
+        return Err(error(
+            400,
+            format!("The value provided for parameter 'query' is invalid: {why}"),
+        ));
+    }
     // time_aggr(time_window):… operator #
     let window_ok = ["avg(last_", "sum(last_", "min(last_", "max(last_"]
         .iter()
@@ -508,7 +542,7 @@ fn with_defaults(options: &Value) -> Value {
 }
 
 fn create_monitor(state: &mut State, body: Value, serial: u64) -> Answer {
-    if let Err(answer) = check_monitor(&body, true) {
+    if let Err(answer) = check_monitor(state, &body, true) {
         return answer;
     }
     let id = 100_000 + serial as i64;
@@ -526,10 +560,14 @@ fn create_monitor(state: &mut State, body: Value, serial: u64) -> Answer {
 }
 
 fn update_monitor(state: &mut State, id: &str, body: Value) -> Answer {
-    let Some(stored) = id.parse::<i64>().ok().and_then(|id| state.monitors.get_mut(&id)) else {
+    let Some(mut merged) = id
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| state.monitors.get(&id))
+        .cloned()
+    else {
         return error(404, "Monitor not found");
     };
-    let mut merged = stored.clone();
     for (key, value) in body.as_object().into_iter().flatten() {
         merged[key] = value.clone();
     }
@@ -538,14 +576,18 @@ fn update_monitor(state: &mut State, id: &str, body: Value) -> Answer {
     if let Some(fields) = candidate.as_object_mut() {
         fields.retain(|key, _| MONITOR_FIELDS.contains(&key.as_str()));
     }
-    if let Err(answer) = check_monitor(&body, false).and_then(|()| check_monitor(&candidate, true)) {
+    if let Err(answer) =
+        check_monitor(state, &body, false).and_then(|()| check_monitor(state, &candidate, true))
+    {
         return answer;
     }
     if body.get("options").is_some() {
         merged["options"] = with_defaults(&body["options"]);
     }
     merged["modified"] = json!("2026-12-01T12:30:00.000000+00:00");
-    *stored = merged.clone();
+    state
+        .monitors
+        .insert(merged["id"].as_i64().unwrap_or_default(), merged.clone());
     (200, merged)
 }
 
@@ -884,6 +926,9 @@ fn configure_tags(state: &mut State, method: &Method, metric: &str, body: &Value
     }
     let existing = state.tag_configurations.get(metric).cloned();
     let metric_type = if *method == Method::POST {
+        if !state.metrics.contains(metric) {
+            return error(400, "Cannot configure tags on a metric that does not exist.");
+        }
         if existing.is_some() {
             return error(409, format!("A tag configuration for {metric} already exists"));
         }
