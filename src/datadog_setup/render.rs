@@ -359,44 +359,44 @@ pub fn scoped_query(query: &str, metrics: &MetricNames, scope: &[String]) -> Str
     out
 }
 
-/// The distributions queried for percentiles (`p50:`, `p95:`, …), each with every tag key the
-/// queries filter or group it by (a template variable `$flow` filters by `flow`).
+/// The distributions queried for percentiles (`p50:`, `p95:`, …), each with every tag key any
+/// query filters or groups it by (a template variable `$flow` filters by `flow`): a tag
+/// configuration makes only those queryable, for every aggregation.
 fn percentiles_queried(queries: &[String], metrics: &MetricNames) -> Vec<Percentiles> {
     let sent: BTreeSet<String> = metrics
         .all()
         .into_iter()
         .filter(|name| metrics.elapsed || *name != format!("{}.elapsed", metrics.attribute))
         .collect();
-    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut percentiles = BTreeSet::new();
+    let mut tags: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for query in queries {
         for metric in metrics_at(query) {
-            let name = &query[metric.name.0..metric.name.1];
+            let name = query[metric.name.0..metric.name.1].to_owned();
             let aggregator = query[..metric.name.0]
                 .rsplit(|c: char| !(c.is_ascii_alphanumeric()))
                 .nth(1)
                 .unwrap_or_default();
-            let is_percentile = aggregator.len() > 1
+            if aggregator.len() > 1
                 && aggregator.starts_with('p')
-                && aggregator[1..].chars().all(|c| c.is_ascii_digit());
-            if !is_percentile || !sent.contains(name) {
-                continue;
+                && aggregator[1..].chars().all(|c| c.is_ascii_digit())
+            {
+                percentiles.insert(name.clone());
             }
-            let tags = found.entry(name.to_owned()).or_default();
+            let keys = tags.entry(name).or_default();
             for term in query[metric.filter.0..metric.filter.1].split(',') {
                 let term = term.trim().trim_start_matches(['!', '$']);
                 let key = term.split(':').next().unwrap_or_default();
                 if !key.is_empty() && key != "*" {
-                    tags.insert(key.to_owned());
+                    keys.insert(key.to_owned());
                 }
             }
-            let rest = &query[metric.filter.1..];
-            if let Some(group) = rest
+            if let Some((group, _)) = query[metric.filter.1..]
                 .split_once("by {")
                 .and_then(|(_, group)| group.split_once('}'))
             {
-                tags.extend(
+                keys.extend(
                     group
-                        .0
                         .split(',')
                         .map(|key| key.trim().to_owned())
                         .filter(|key| !key.is_empty()),
@@ -404,9 +404,13 @@ fn percentiles_queried(queries: &[String], metrics: &MetricNames) -> Vec<Percent
             }
         }
     }
-    found
+    percentiles
         .into_iter()
-        .map(|(metric, tags)| Percentiles { metric, tags })
+        .filter(|metric| sent.contains(metric))
+        .map(|metric| Percentiles {
+            tags: tags.remove(&metric).unwrap_or_default(),
+            metric,
+        })
         .collect()
 }
 
