@@ -180,8 +180,10 @@ async fn a_first_apply_creates_everything_and_a_second_changes_nothing() {
     assert_eq!(
         rules,
         [
-            ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH", "14h"),
-            ("FREQ=WEEKLY;BYDAY=FR", "62h")
+            ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU", "5h"),
+            ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "4h"),
+            ("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "7h"),
+            ("FREQ=WEEKLY;BYDAY=SA,SU", "21h")
         ]
     );
 

@@ -159,6 +159,41 @@ impl ClosedPeriod {
     }
 }
 
+/// Local times a closed period is cut at: midnight, and 04:00, by which every time zone's
+/// clocks have changed (they change between midnight and 03:00).
+const CUTS: [u32; 2] = [0, 4 * 60];
+/// What a piece that the period goes on after is made longer by: the hour a clock change may
+/// take from it.
+const CLOCK_CHANGE: u32 = 60;
+
+impl ClosedPeriod {
+    /// The period cut at [`CUTS`], so that no piece but one ending at an opening before 04:00
+    /// spans a clock change: DataDog repeats each piece at its local start time, and a piece of
+    /// fixed length spanning a change would end an hour early or late, muting the first open
+    /// hour or leaving a closed one unmuted. A piece that the period goes on after is an hour
+    /// longer (at most up to the opening): overlapping the next one does no harm.
+    pub fn pieces(&self) -> Vec<ClosedPeriod> {
+        let start = self.day.index() * DAY_MINUTES + self.start;
+        let end = start + self.minutes;
+        let mut cuts: Vec<u32> = (start + 1..end)
+            .filter(|minute| CUTS.contains(&(minute % DAY_MINUTES)))
+            .collect();
+        cuts.push(end);
+        let mut pieces = Vec::new();
+        let mut from = start;
+        for cut in cuts {
+            let padding = CLOCK_CHANGE.min(end - cut);
+            pieces.push(ClosedPeriod {
+                day: DAYS[((from / DAY_MINUTES) % 7) as usize],
+                start: from % DAY_MINUTES,
+                minutes: cut - from + padding,
+            });
+            from = cut;
+        }
+        pieces
+    }
+}
+
 /// Closed periods alike but for their day, as one weekly recurrence (`BYDAY=MO,TU,WE,TH`): a
 /// downtime holds at most [`MAX_RECURRENCES`], and most centres' weeks then fit in one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,10 +207,11 @@ pub struct Recurrence {
 pub const MAX_RECURRENCES: usize = 5;
 
 impl OpeningHours {
-    /// The closed periods as weekly recurrences, periods of the same time and length together.
+    /// The closed periods as weekly recurrences, cut at local midnight and 04:00 (see
+    /// [`ClosedPeriod::pieces`]), pieces of the same time and length together.
     pub fn recurrences(&self) -> Vec<Recurrence> {
         let mut recurrences: Vec<Recurrence> = Vec::new();
-        for period in self.closed_periods() {
+        for period in self.closed_periods().iter().flat_map(ClosedPeriod::pieces) {
             match recurrences
                 .iter_mut()
                 .find(|recurrence| recurrence.start == period.start && recurrence.minutes == period.minutes)
@@ -188,6 +224,10 @@ impl OpeningHours {
                 }),
             }
         }
+        for recurrence in &mut recurrences {
+            recurrence.days.sort_by_key(|day| day.index());
+        }
+        recurrences.sort_by_key(|recurrence| (recurrence.days[0].index(), recurrence.start));
         recurrences
     }
 }
@@ -262,10 +302,15 @@ mod tests {
         assert_eq!(
             described(&centre),
             [
-                "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH 18:00 14h",
-                // Friday evening to Saturday's opening, then Saturday afternoon to Monday.
-                "FREQ=WEEKLY;BYDAY=FR 18:00 15h",
-                "FREQ=WEEKLY;BYDAY=SA 13:00 43h",
+                // Each night to 04:00, when every clock has changed (an hour more, for a clock
+                // change); then to the opening.
+                "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU 00:00 5h",
+                "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR 04:00 4h",
+                // Each evening to midnight, an hour more.
+                "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR 18:00 7h",
+                "FREQ=WEEKLY;BYDAY=SA 04:00 5h",
+                "FREQ=WEEKLY;BYDAY=SA 13:00 12h",
+                "FREQ=WEEKLY;BYDAY=SU 04:00 21h",
             ]
         );
         let closed: u32 = centre.closed_periods().iter().map(|period| period.minutes).sum();
@@ -279,9 +324,54 @@ mod tests {
             {"days": ["SUN"], "start": 1200, "end": 1440},
             {"days": ["MON"], "start": 0, "end": 120}
         ]));
-        assert_eq!(described(&centre), ["FREQ=WEEKLY;BYDAY=MO 02:00 162h"]);
+        let periods = centre.closed_periods();
+        assert_eq!(periods.len(), 1);
+        assert_eq!(
+            (periods[0].day, periods[0].start, periods[0].minutes),
+            (Day::Mon, 120, 162 * 60)
+        );
         let odd = hours(serde_json::json!([{"days": ["WED"], "start": 545, "end": 1000}]));
-        assert_eq!(described(&odd), ["FREQ=WEEKLY;BYDAY=WE 16:40 9625m"]);
+        assert!(
+            described(&odd).contains(&"FREQ=WEEKLY;BYDAY=WE 04:00 305m".to_owned()),
+            "{:?}",
+            described(&odd)
+        );
+    }
+
+    #[test]
+    fn pieces_cover_the_closed_time_and_none_spans_a_clock_change_unpadded() {
+        let centre = hours(serde_json::json!([
+            {"days": ["MON", "TUE", "WED", "THU", "FRI"], "start": 510, "end": 1065},
+            {"days": ["SAT"], "start": 540, "end": 780}
+        ]));
+        for period in centre.closed_periods() {
+            let pieces = period.pieces();
+            let mut covered = 0;
+            for (index, piece) in pieces.iter().enumerate() {
+                let last = index + 1 == pieces.len();
+                let start = piece.day.index() * DAY_MINUTES + piece.start;
+                let unpadded = if last {
+                    piece.minutes
+                } else {
+                    piece.minutes - CLOCK_CHANGE
+                };
+                covered += unpadded;
+                // A piece starts where the one before ended (unpadded), and crosses no cut.
+                let crosses =
+                    (start + 1..start + unpadded).any(|minute| CUTS.contains(&(minute % DAY_MINUTES)));
+                assert!(!crosses, "{piece:?} crosses a cut");
+                // A piece that ends before 04:00 on an opening is the only one not padded.
+                assert!(last || piece.minutes > unpadded);
+            }
+            assert_eq!(covered, period.minutes, "{period:?}");
+        }
+        // The padding never mutes an open minute: an opening at 04:30 is met exactly.
+        let early = hours(serde_json::json!([{"days": ["MON"], "start": 270, "end": 1200}]));
+        assert!(
+            described(&early).contains(&"FREQ=WEEKLY;BYDAY=MO 00:00 270m".to_owned()),
+            "{:?}",
+            described(&early)
+        );
     }
 
     #[test]

@@ -600,8 +600,10 @@ mod tests {
         assert_eq!(
             downtime["schedule"]["recurrences"],
             json!([
-                {"rrule": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH", "start": "2026-11-30T18:00", "duration": "14h"},
-                {"rrule": "FREQ=WEEKLY;BYDAY=FR", "start": "2026-11-27T18:00", "duration": "62h"},
+                {"rrule": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA,SU", "start": "2026-11-30T00:00", "duration": "5h"},
+                {"rrule": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "start": "2026-11-30T04:00", "duration": "4h"},
+                {"rrule": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "start": "2026-11-30T18:00", "duration": "7h"},
+                {"rrule": "FREQ=WEEKLY;BYDAY=SA,SU", "start": "2026-11-29T04:00", "duration": "21h"},
             ])
         );
         let always = AssetSettings {
@@ -620,7 +622,7 @@ mod tests {
 
     #[test]
     fn a_week_of_many_closed_periods_takes_several_downtimes_of_five_recurrences() {
-        // Seven different closing times: seven recurrences, in two downtimes.
+        // Seven different closing times: nine recurrences, in two downtimes.
         let windows: Vec<Value> = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
             .iter()
             .enumerate()
@@ -639,6 +641,6 @@ mod tests {
             .iter()
             .map(|downtime| downtime["schedule"]["recurrences"].as_array().map_or(0, Vec::len))
             .collect();
-        assert_eq!(sizes, [5, 2]);
+        assert_eq!(sizes, [5, 4]);
     }
 }
