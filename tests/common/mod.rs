@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod emulator;
 pub mod fault_proxy;
 pub mod genesys;
+pub mod genesys_analytics;
 pub mod intake;
 pub mod local_server;
 pub mod logs;
