@@ -36,6 +36,7 @@ test('the source, account, region, key and time zone are required; the rest has 
     timeZone: 'Europe/Dublin',
     noEventsAlarmMinutes: 60,
     paused: false,
+    reconcileSchedule: false,
     elapsedMetrics: true,
     flowOutcomes: false,
     genesysRegion: undefined,
