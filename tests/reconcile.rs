@@ -251,7 +251,7 @@ async fn a_ledger_holding_exactly_genesyss_keys_is_complete() {
 
     let table = reconcile(&emulator, &genesys, "exact", "table");
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.contains("flow Routing: coverage 150.0%"), "{text}");
+    assert!(text.contains("flow Routing: coverage 100.0%"), "{text}");
     assert!(text.contains("complete: every difference is explained"), "{text}");
     println!("{text}");
 }
@@ -347,4 +347,68 @@ async fn rate_limits_are_waited_out_and_a_failed_job_is_an_error() {
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ended FAILED: The query timed out"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour() {
+    use common::intake::Intake;
+    use flow_metrics::ledger::DynamoDbLedger;
+    use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
+    use flow_metrics::reconcile::genesys::GenesysAnalytics;
+    use flow_metrics::reconcile::scheduled::ScheduledReconcile;
+    use flow_metrics::sink::DataDogSink;
+    use flow_metrics::sink::datadog::COVERAGE_METRIC;
+
+    let emulator = Dynalite::start();
+    let (genesys, _analytics) = genesys().await;
+    // conv-a's attributes event never arrived.
+    replayed(&emulator, "scheduled", &events()[1..]);
+    let directory = GenesysDirectory::new(GenesysSettings {
+        login_url: genesys.uri(),
+        api_url: genesys.uri(),
+        credentials: Credentials {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+        },
+        ttl: std::time::Duration::from_secs(3600),
+        retry_after_failure: std::time::Duration::from_secs(60),
+    })
+    .expect("a directory");
+    let now = at("11:15:00");
+    let intake = Intake::at(now).await;
+    let scheduled = ScheduledReconcile {
+        analytics: GenesysAnalytics::new(directory),
+        ledger: DynamoDbLedger::new(emulator.client(), "scheduled"),
+        sink: DataDogSink::new(intake.sink_settings(&["env:test"], false)).expect("a sink"),
+    };
+
+    let report = scheduled.run(now, None).await.expect("reconciled");
+    assert_eq!(report.interval, INTERVAL, "the hour before 11:15");
+    let mut coverage: Vec<(Value, Value, Value)> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .filter(|series| series["metric"] == COVERAGE_METRIC)
+        .map(|series| {
+            (
+                series["tags"].clone(),
+                series["points"][0][0].clone(),
+                series["points"][0][1][0].clone(),
+            )
+        })
+        .collect();
+    coverage.sort_by_key(|(tags, ..)| tags.to_string());
+    let hour_end = json!(at("11:00:00").as_second());
+    assert_eq!(
+        coverage,
+        [
+            (
+                json!(["flow:billing_ivr", "env:test"]),
+                hour_end.clone(),
+                json!(0.0)
+            ),
+            (json!(["flow:flow-1", "env:test"]), hour_end.clone(), json!(1.0)),
+            (json!(["flow:routing", "env:test"]), hour_end, json!(1.0)),
+        ]
+    );
 }

@@ -88,7 +88,7 @@ pub fn write_table(report: &Report, threshold: u64, out: &mut dyn Write) -> std:
                 listed(&row.extra),
             ]);
         }
-        for column in 2..=4 {
+        for column in [2, 3, 4, 6] {
             if let Some(column) = table.column_mut(column) {
                 column.set_cell_alignment(comfy_table::CellAlignment::Right);
             }
