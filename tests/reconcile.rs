@@ -342,6 +342,16 @@ async fn rate_limits_are_waited_out_and_a_failed_job_is_an_error() {
     assert_eq!(requests[0].0, requests[2].0, "the same request, asked again");
     assert_eq!(requests[2].1, 200);
 
+    // Five 429s in a row: given up, saying so.
+    analytics.force(&[(429, 0); 5]);
+    let output = reconcile(&emulator, &genesys, "limited", "json");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Genesys kept rate-limiting the flow aggregates query (429, 5 times)"),
+        "{stderr}"
+    );
+
     analytics.script_jobs(&[("QUEUED", None), ("FAILED", Some("The query timed out"))]);
     let output = reconcile(&emulator, &genesys, "limited", "json");
     assert_eq!(output.status.code(), Some(3));
@@ -411,4 +421,95 @@ async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour() {
             (json!(["flow:routing", "env:test"]), hour_end, json!(1.0)),
         ]
     );
+}
+
+/// The fake refuses what Genesys's published schemas refuse, so that a client passing against it
+/// sends what Genesys takes.
+#[tokio::test]
+async fn the_fake_analytics_api_refuses_what_the_schema_refuses() {
+    let (genesys, _analytics) = genesys().await;
+    let client = reqwest::Client::new();
+    let token: Value = serde_json::from_str(
+        &client
+            .post(format!("{}/oauth/token", genesys.uri()))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .expect("a token")
+            .text()
+            .await
+            .expect("its body"),
+    )
+    .expect("JSON");
+    let token = token["access_token"].as_str().expect("access_token").to_owned();
+    let post = |path: &'static str, body: Value| {
+        let request = client
+            .post(format!("{}{path}", genesys.uri()))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        async move {
+            let response = request.send().await.expect("an answer");
+            let status = response.status().as_u16();
+            let body: Value = serde_json::from_str(&response.text().await.expect("a body")).expect("JSON");
+            (status, body)
+        }
+    };
+    let aggregates = "/api/v2/analytics/flows/aggregates/query";
+    for (body, why) in [
+        (json!({"metrics": ["nFlowMilestone"]}), "interval is required"),
+        (json!({"interval": INTERVAL}), "metrics is required"),
+        (
+            json!({"interval": INTERVAL, "metrics": ["nMilestone"]}),
+            "nMilestone is not a flow metric",
+        ),
+        (
+            json!({"interval": INTERVAL, "metrics": ["nFlow"], "groupBy": ["milestoneId"]}),
+            "milestoneId is not a flow dimension",
+        ),
+        (
+            json!({"interval": INTERVAL, "metrics": ["nFlow"], "alternateTimeDimension": "conversationStart"}),
+            "is not eventTime",
+        ),
+        (
+            json!({"interval": INTERVAL, "metrics": ["nFlow"], "group": ["flowId"]}),
+            "Unrecognized field \"group\"",
+        ),
+    ] {
+        let (status, answer) = post(aggregates, body).await;
+        assert_eq!(status, 400);
+        assert!(
+            answer["message"].as_str().expect("message").contains(why),
+            "{answer}"
+        );
+        assert_eq!(answer["status"], 400);
+    }
+    let jobs = "/api/v2/analytics/conversations/details/jobs";
+    let (status, _) = post(jobs, json!({"interval": INTERVAL, "orderBy": "flowId"})).await;
+    assert_eq!(status, 400);
+    let (status, created) = post(jobs, json!({"interval": INTERVAL})).await;
+    assert_eq!(status, 202);
+    let get = |path: String, token: Option<&str>| {
+        let mut request = client.get(format!("{}{path}", genesys.uri()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("an answer").status().as_u16() }
+    };
+    let job = format!("{jobs}/{}", created["jobId"].as_str().expect("jobId"));
+    let results = format!("{job}/results");
+    assert_eq!(get(results.clone(), Some(&token)).await, 400, "not FULFILLED yet");
+    for _ in ["QUEUED", "PENDING", "FULFILLED"] {
+        assert_eq!(get(job.clone(), Some(&token)).await, 200);
+    }
+    assert_eq!(get(results.clone(), Some(&token)).await, 200);
+    assert_eq!(
+        get(format!("{results}?cursor=mine"), Some(&token)).await,
+        400,
+        "a cursor it never gave"
+    );
+    assert_eq!(get(format!("{results}?pageSize=0"), Some(&token)).await, 400);
+    assert_eq!(get(results, None).await, 401);
 }

@@ -337,11 +337,8 @@ impl GenesysAnalytics {
     ) -> Result<T, AnalyticsError> {
         self.call(call, &|client, base| {
             let url = format!("{base}{path}");
-            match reqwest::Url::parse_with_params(&url, query) {
-                Ok(url) => client.get(url),
-                // Unparsable, the address is refused by the request itself, with why.
-                Err(_) => client.get(url),
-            }
+            // An address that does not parse fails the request itself, saying why.
+            client.get(reqwest::Url::parse_with_params(&url, query).map_or(url, String::from))
         })
         .await
     }
@@ -352,10 +349,10 @@ impl GenesysAnalytics {
         call: &Call,
         request: &(dyn Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Sync),
     ) -> Result<T, AnalyticsError> {
-        for _ in 0..RATE_LIMITED_ATTEMPTS {
+        for attempt in 1..=RATE_LIMITED_ATTEMPTS {
             let response = self.directory.send(request).await?;
             let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS {
+            if status == StatusCode::TOO_MANY_REQUESTS && attempt < RATE_LIMITED_ATTEMPTS {
                 let wait = retry_after(&response).unwrap_or(Duration::from_secs(1));
                 tracing::info!(
                     what = call.what,
@@ -364,6 +361,9 @@ impl GenesysAnalytics {
                 );
                 tokio::time::sleep(wait.min(LONGEST_RETRY_AFTER)).await;
                 continue;
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                break;
             }
             if status == StatusCode::FORBIDDEN {
                 return Err(AnalyticsError::Forbidden {
