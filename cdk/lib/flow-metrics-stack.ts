@@ -463,6 +463,16 @@ export class FlowMetricsStack extends Stack {
         ),
       );
     }
+    if (this.reconcileFunction) {
+      // A failed run sends no coverage, which the DataDog monitor cannot tell from a quiet hour.
+      alarms.push(
+        alarm(
+          'ReconcileFailedAlarm',
+          'The hourly reconciliation failed, so no coverage reached DataDog: its log says why (the OAuth client\'s analytics permissions, a failed job, the table)',
+          this.reconcileFunction.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }),
+        ),
+      );
+    }
     if (this.deadLetterBucket) {
       const bucketName = this.deadLetterBucket.bucketName;
       alarms.push(
@@ -623,6 +633,12 @@ export class FlowMetricsStack extends Stack {
       });
     }
     if (this.eventQueue) new CfnOutput(this, 'EventQueueUrl', { value: this.eventQueue.queueUrl });
+    if (this.reconcileFunction) {
+      new CfnOutput(this, 'ReconcileLogGroupName', {
+        value: this.reconcileFunction.logGroup.logGroupName,
+        description: 'The hourly reconciliation\'s logs (unexplained differences, failures)',
+      });
+    }
     new CfnOutput(this, 'ApiKeySecretArn', { value: secret.secretArn });
     new CfnOutput(this, 'Paused', {
       value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',

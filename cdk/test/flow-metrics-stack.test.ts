@@ -640,6 +640,20 @@ describe('the scheduled reconciliation', () => {
     });
   });
 
+  test('a failed run alarms, since it sends no coverage for the monitor to judge', () => {
+    const { stack, template } = synth({ ...RECONCILING, alarmEmail: 'a@example.com' });
+    const reconcile = stack.getLogicalId(stack.reconcileFunction?.node.defaultChild as CfnElement);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: reconcile } }],
+      Period: 3600,
+      Threshold: 0,
+      AlarmActions: Match.anyValue(),
+    });
+    expect(Object.keys(template.findOutputs('*'))).toContain('ReconcileLogGroupName');
+  });
+
   test('least privilege: it scans the table, reads the two secrets and writes its own logs, nothing else', () => {
     const { template } = synth(RECONCILING);
     const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([id]) => id.startsWith('ReconcileRole'));
