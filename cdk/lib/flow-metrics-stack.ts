@@ -359,7 +359,12 @@ export class FlowMetricsStack extends Stack {
     new scheduler.Schedule(this, 'ReconcileSchedule', {
       description: 'genesys-flow-metrics: reconcile the previous hour with Genesys analytics',
       schedule: scheduler.ScheduleExpression.cron({ minute: '15' }),
-      target: new schedulerTargets.LambdaInvoke(reconcile, { role: scheduleRole, retryAttempts: 0 }),
+      target: new schedulerTargets.LambdaInvoke(reconcile, {
+        role: scheduleRole,
+        retryAttempts: 0,
+        // The hour before the scheduled time, however late the invocation.
+        input: scheduler.ScheduleTargetInput.fromObject({ time: scheduler.ContextAttribute.scheduledTime }),
+      }),
     });
     const reconcileId = this.getLogicalId(reconcile.node.defaultChild as CfnElement);
     Validations.of(scheduleRole).acknowledge({

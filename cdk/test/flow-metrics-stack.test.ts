@@ -636,7 +636,7 @@ describe('the scheduled reconciliation', () => {
     template.hasResourceProperties('AWS::Scheduler::Schedule', {
       ScheduleExpression: 'cron(15 * * * ? *)',
       State: 'ENABLED',
-      Target: Match.objectLike({ Arn: { 'Fn::GetAtt': [reconcile, 'Arn'] } }),
+      Target: Match.objectLike({ Arn: { 'Fn::GetAtt': [reconcile, 'Arn'] }, Input: '{"time":"<aws.scheduler.scheduled-time>"}' }),
     });
   });
 

@@ -6,8 +6,8 @@
 //! of names (see [`Names::from_config_or_ids`]).
 //!
 //! With `FLOW_METRICS_RUN=reconcile` it is the scheduled reconciliation instead: each invocation
-//! (the stack's hourly schedule) reconciles the previous hour and sends each flow's coverage
-//! (see [`flow_metrics::reconcile::scheduled`]).
+//! (the stack's hourly schedule, `{"time": <scheduled time>}`) reconciles the hour before and
+//! sends each flow's coverage (see [`flow_metrics::reconcile::scheduled`]).
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use flow_metrics::names::store::NameStore;
 use flow_metrics::names::{self, Names, NamesConfig};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::reconcile::genesys::GenesysAnalytics;
-use flow_metrics::reconcile::scheduled::ScheduledReconcile;
+use flow_metrics::reconcile::scheduled::{ScheduledError, ScheduledReconcile, scheduled_time};
 use flow_metrics::sink::DataDogSink;
 use flow_metrics::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig};
 use jiff::Timestamp;
@@ -107,14 +107,16 @@ async fn reconcile_on_schedule() -> Result<(), Error> {
     };
     let scheduled = &scheduled;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let failed = |error: ScheduledError| Diagnostic {
+            error_type: "ReconcileFailed".to_owned(),
+            error_message: error.to_string(),
+        };
+        let scheduled_at = scheduled_time(event.payload.get(), Timestamp::now()).map_err(failed)?;
         scheduled
-            .run(Timestamp::now(), Some(deadline(&event.context)))
+            .run(scheduled_at, Some(deadline(&event.context)))
             .await
             .map(|report| serde_json::json!({"interval": report.interval, "coverage": report.coverage()}))
-            .map_err(|error| Diagnostic {
-                error_type: "ReconcileFailed".to_owned(),
-                error_message: error.to_string(),
-            })
+            .map_err(failed)
     }))
     .await
 }
