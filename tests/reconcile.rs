@@ -513,3 +513,65 @@ async fn the_fake_analytics_api_refuses_what_the_schema_refuses() {
     assert_eq!(get(format!("{results}?pageSize=0"), Some(&token)).await, 400);
     assert_eq!(get(results, None).await, 401);
 }
+
+/// The real Lambda binary in its reconcile mode, invoked as the stack's schedule invokes it
+/// (`{"time": <scheduled time>}`), against the fake runtime API, Genesys, the emulator and a fake
+/// DataDog intake: it reconciles the hour before the scheduled time, sends the coverage, and
+/// answers with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_in_its_reconcile_mode_reconciles_the_hour_before_its_scheduled_time() {
+    use common::emulator::Running;
+    use common::intake::{API_KEY, Intake};
+    use common::lambda_runtime::{REQUEST_ID, first_answer, runtime_api};
+    use flow_metrics::sink::datadog::COVERAGE_METRIC;
+
+    let emulator = Dynalite::start();
+    let (genesys, _analytics) = genesys().await;
+    replayed(&emulator, "lambda", &events()[1..]);
+    let intake = Intake::at(at("11:15:00")).await;
+    let runtime = runtime_api(&json!({"time": at("11:15:00").to_string()}).to_string()).await;
+    let mut function = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics-lambda"))
+            .env_clear()
+            .envs(environment_for(&emulator.endpoint))
+            .envs([
+                ("AWS_LAMBDA_RUNTIME_API", runtime.uri()),
+                ("AWS_LAMBDA_FUNCTION_NAME", "flow-metrics-reconcile".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "1".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_owned()),
+                ("FLOW_METRICS_RUN", "reconcile".to_owned()),
+                ("FLOW_METRICS_TABLE", "lambda".to_owned()),
+                ("DD_API_KEY", API_KEY.to_owned()),
+                ("DD_URL", intake.uri()),
+                ("GENESYS_LOGIN_URL", genesys.uri()),
+                ("GENESYS_API_URL", genesys.uri()),
+                ("GENESYS_CLIENT_ID", CLIENT_ID.to_owned()),
+                ("GENESYS_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+                ("RUST_LOG", "warn".to_owned()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the function"),
+    );
+
+    let (posted, exited) = first_answer(&runtime, &mut function).await;
+    assert_eq!(exited, None, "the function keeps running");
+    let (path, body) = posted.expect("an answer");
+    assert_eq!(
+        path,
+        format!("/2018-06-01/runtime/invocation/{REQUEST_ID}/response"),
+        "{body}"
+    );
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer,
+        json!({"interval": INTERVAL, "coverage": {"Billing IVR": 0.0, "Routing": 1.0, "flow-1": 1.0}})
+    );
+    let flows: Vec<Value> = intake
+        .points(COVERAGE_METRIC)
+        .into_iter()
+        .map(|(tags, ..)| tags)
+        .collect();
+    assert_eq!(flows.len(), 3, "{flows:?}");
+}

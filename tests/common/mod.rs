@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod genesys;
 pub mod genesys_analytics;
 pub mod intake;
+pub mod lambda_runtime;
 pub mod local_server;
 pub mod logs;
 pub mod public_sample;
