@@ -232,8 +232,9 @@ impl Report {
         let mut sums: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for row in &self.rows {
             let sum = sums.entry(row.subject.flow.as_str()).or_default();
-            sum.0 += row.ours - row.explained[Side::Ours as usize];
-            sum.1 += row.genesys - row.explained[Side::Genesys as usize];
+            // A side's explained keys are among its own (saturating only for safety's sake).
+            sum.0 += row.ours.saturating_sub(row.explained[Side::Ours as usize]);
+            sum.1 += row.genesys.saturating_sub(row.explained[Side::Genesys as usize]);
         }
         sums.into_iter()
             .filter(|(_, (_, genesys))| *genesys > 0)
