@@ -15,6 +15,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod count;
+pub mod datadog_setup;
 pub mod deployment;
 pub mod doctor;
 pub mod drain;

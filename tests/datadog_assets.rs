@@ -3,28 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use flow_metrics::datadog_setup::render::strings_at;
 use flow_metrics::sink::datadog::{COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{path}: {error}"));
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("{path} is not JSON: {error}"))
-}
-
-/// Every string under `key` anywhere in the document.
-fn strings_at(value: &Value, key: &str, found: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (name, inner) in map {
-                match inner {
-                    Value::String(text) if name == key => found.push(text.clone()),
-                    _ => strings_at(inner, key, found),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|item| strings_at(item, key, found)),
-        _ => {}
-    }
 }
 
 /// Checks that a query names only metrics and outcomes that exist.
@@ -105,11 +90,20 @@ fn the_dashboard_is_importable_and_queries_our_metrics() {
 fn the_monitors_are_importable_and_query_our_metrics() {
     let monitors = load("datadog/monitors.json");
     let monitors = monitors.as_array().expect("a list of monitors");
-    assert_eq!(monitors.len(), 2);
+    let mut names = BTreeSet::new();
     for monitor in monitors {
         assert_eq!(monitor["type"], "query alert");
         assert!(monitor["name"].is_string() && monitor["message"].is_string());
         check_query(monitor["query"].as_str().expect("query"));
+        // `datadog apply` finds each again by this tag.
+        let name = monitor["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .filter_map(Value::as_str)
+            .find_map(|tag| tag.strip_prefix("flow-metrics-monitor:"))
+            .unwrap_or_else(|| panic!("{} has no flow-metrics-monitor: tag", monitor["name"]));
+        assert!(names.insert(name.to_owned()), "two monitors named {name}");
     }
     let queries: Vec<&str> = monitors.iter().filter_map(|m| m["query"].as_str()).collect();
     assert!(queries.iter().any(|q| q.contains("anomalies(")));
@@ -132,4 +126,25 @@ fn the_monitors_are_importable_and_query_our_metrics() {
                 && !m["query"].as_str().unwrap_or("").contains("< 1")),
         "no monitor alarms on a quiet night"
     );
+}
+
+#[test]
+fn every_filter_is_a_list_of_terms_so_apply_can_scope_it() {
+    // `datadog apply` adds the deployment's static tags to each filter as one more term: a
+    // boolean filter (OR, AND, parentheses) would change meaning.
+    let mut queries = Vec::new();
+    strings_at(&load("datadog/dashboard.json"), "query", &mut queries);
+    strings_at(&load("datadog/monitors.json"), "query", &mut queries);
+    for query in &queries {
+        for filter in query
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(filter, _)| filter))
+        {
+            assert!(
+                !filter.contains(" OR ") && !filter.contains(" AND ") && !filter.contains('('),
+                "{query}: filter {filter:?} is not a list of terms"
+            );
+        }
+    }
 }

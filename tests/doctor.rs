@@ -20,7 +20,7 @@ use common::cbor_proxy::CborProxy;
 use common::deployment::{
     ACCOUNT, DATADOG_KEY, EVENT_SOURCE, LOG_GROUP, METRICS_NAMESPACE, REGION, deploy_chain, emulator_config,
 };
-use common::emulator::Moto;
+use common::emulator::{Moto, environment_for};
 use common::genesys::FakeGenesys;
 use common::intake::Intake;
 use common::public_sample::known_names;
@@ -201,10 +201,7 @@ impl Chain {
             .args(["doctor", "--stack", STACK, "--region", REGION])
             .args(args)
             .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .envs(environment_for(&self.moto.endpoint))
             .env("AWS_ENDPOINT_URL_CLOUDWATCH", &self.cloudwatch.endpoint);
         let output = tokio::task::spawn_blocking(move || command.output().expect("run flow-metrics"))
             .await

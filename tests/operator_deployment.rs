@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::attributes_event;
 use common::deployment::{REGION, deploy, emulator_config, tag_with_stack};
-use common::emulator::{Dynalite, Moto};
+use common::emulator::{Dynalite, Moto, environment_for};
 use common::genesys::FakeGenesys;
 use common::intake::Intake;
 use common::public_sample::{PUBLIC_SAMPLE, known_names};
@@ -73,11 +73,7 @@ impl World {
         command
             .args(args)
             .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .envs(environment_for(&self.moto.endpoint))
             .env("AWS_ENDPOINT_URL_DYNAMODB", &self.dynalite.endpoint)
             // The operator's own settings, which a deployment's replace.
             .env("FLOW_METRICS_RETENTION", "30d")

@@ -645,6 +645,18 @@ export class FlowMetricsStack extends Stack {
       });
     }
     new CfnOutput(this, 'ApiKeySecretArn', { value: secret.secretArn });
+    // What `flow-metrics datadog apply` needs beyond the function's settings: when the centre is
+    // closed (its monitors are muted then), and whom the monitors notify.
+    new CfnOutput(this, 'OpeningHours', {
+      value: JSON.stringify({ text: settings.openingHoursText, timeZone: settings.timeZone, windows: settings.openingHours ?? null }),
+      description: 'The centre\'s opening hours, for flow-metrics datadog apply',
+    });
+    if (settings.datadogNotify.length > 0) {
+      new CfnOutput(this, 'DataDogNotify', {
+        value: settings.datadogNotify.join(' '),
+        description: 'Whom the DataDog monitors notify, for flow-metrics datadog apply',
+      });
+    }
     new CfnOutput(this, 'Paused', {
       value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',
     });

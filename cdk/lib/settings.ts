@@ -53,6 +53,9 @@ export interface FlowMetricsSettings {
   readonly maxConcurrency?: number;
   /** An address to notify of alarms (an SNS topic is created for it). */
   readonly alarmEmail?: string;
+  /** DataDog notification handles (`@slack-contact-centre`, `@pagerduty-cc`, an email) that
+   * `flow-metrics datadog apply` writes into each monitor's message. */
+  readonly datadogNotify: string[];
   /** The name of an event bus already associated with the partner event source (in the console
    * or by an earlier stack): the stack then creates no bus. */
   readonly existingBus?: string;
@@ -103,6 +106,7 @@ export const SETTING_KEYS = [
   'reservedConcurrency',
   'maxConcurrency',
   'alarmEmail',
+  'datadogNotify',
   'timeZone',
   'openingHours',
   'noEventsAlarmMinutes',
@@ -306,6 +310,15 @@ export function readSettings(context: Context): FlowMetricsSettings {
   if (alarmEmail !== undefined && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail)) {
     throw new SettingsError('alarmEmail', `${JSON.stringify(alarmEmail)} is not an email address`);
   }
+  const datadogNotify = (text('datadogNotify') ?? '').split(/[\s,]+/).filter((handle) => handle !== '');
+  const notHandle = datadogNotify.find((handle) => !/^@[^@\s]+(@[^@\s]+\.[^@\s]+)?$/.test(handle));
+  if (notHandle !== undefined) {
+    throw new SettingsError(
+      'datadogNotify',
+      `${JSON.stringify(notHandle)} is not a DataDog notification handle: write handles as DataDog's monitor messages do, ` +
+        'space-separated, e.g. "@slack-contact-centre @pagerduty-cc @ops@example.com"',
+    );
+  }
   const flowOutcomes = oneOf('flowOutcomes', ['true', 'false'] as const, 'false') === 'true';
   const reconcileSchedule = oneOf('reconcileSchedule', ['true', 'false'] as const, 'false') === 'true';
   if (reconcileSchedule && genesysCredentialsSecretArn === undefined) {
@@ -355,6 +368,7 @@ export function readSettings(context: Context): FlowMetricsSettings {
     // The event source mapping's own bounds.
     maxConcurrency: maxConcurrency === undefined ? undefined : integer('maxConcurrency', 0, 2, 1000),
     alarmEmail,
+    datadogNotify,
     existingBus,
     openingHours,
     openingHoursText,

@@ -578,12 +578,33 @@ describe('alarms and outputs', () => {
   test('outputs name everything an operator looks for, and whether it is paused', () => {
     const queued = synth({ mode: 'queued' }).template.findOutputs('*');
     expect(Object.keys(queued).sort()).toEqual(
-      ['ApiKeySecretArn', 'DeadLetterQueueUrl', 'EventBusName', 'EventQueueUrl', 'FunctionName', 'LogGroupName', 'Paused', 'RuleName', 'TableName'].sort(),
+      ['ApiKeySecretArn', 'DeadLetterQueueUrl', 'EventBusName', 'EventQueueUrl', 'FunctionName', 'LogGroupName', 'OpeningHours', 'Paused', 'RuleName', 'TableName'].sort(),
     );
     expect(queued.Paused.Value).toBe('no');
     const direct = synth().template.findOutputs('*');
     expect(Object.keys(direct)).toContain('DeadLetterBucketName');
     expect(Object.keys(direct)).not.toContain('EventQueueUrl');
+  });
+
+  test('outputs give flow-metrics datadog apply the opening hours and the notification handles', () => {
+    const outputs = synth({
+      openingHours: 'Mon-Fri 08:00-18:00; Sat 09:00-13:00',
+      timeZone: 'Europe/Dublin',
+      datadogNotify: '@slack-contact-centre, @ops@example.com',
+    }).template.findOutputs('*');
+    expect(JSON.parse(outputs.OpeningHours.Value)).toEqual({
+      text: 'Mon-Fri 08:00-18:00; Sat 09:00-13:00',
+      timeZone: 'Europe/Dublin',
+      windows: [
+        { days: ['MON', 'TUE', 'WED', 'THU', 'FRI'], start: 480, end: 1080 },
+        { days: ['SAT'], start: 540, end: 780 },
+      ],
+    });
+    expect(outputs.DataDogNotify.Value).toBe('@slack-contact-centre @ops@example.com');
+    const always = synth({ openingHours: 'always' }).template.findOutputs('*');
+    expect(JSON.parse(always.OpeningHours.Value)).toEqual({ text: 'always', timeZone: 'Europe/Dublin', windows: null });
+    expect(always.DataDogNotify).toBeUndefined();
+    expect(() => synth({ datadogNotify: 'slack-contact-centre' })).toThrow(/datadogNotify.*not a DataDog notification handle/);
   });
 
   test('the key\'s secret is the one given; the stack creates none', () => {

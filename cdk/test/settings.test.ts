@@ -16,6 +16,7 @@ test('the source, account, region, key and time zone are required; the rest has 
     account: '123456789012',
     region: 'eu-west-1',
     eventSourceName: SOURCE,
+    datadogNotify: [],
     datadogSite: 'datadoghq.com',
     apiKeySecretArn: SECRET_ARN,
     tags: undefined,

@@ -25,6 +25,7 @@ async fn main() -> ExitCode {
         Command::Names(args) => cli::names::run(&args).await,
         Command::Doctor(args) => cli::doctor::run(args).await,
         Command::Reconcile(args) => cli::reconcile::run(args).await,
+        Command::Datadog(args) => cli::datadog::run(args).await,
     };
     match outcome {
         Ok(status) => status,

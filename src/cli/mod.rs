@@ -9,9 +9,11 @@
 //!   testing a deployment;
 //! - `names` checks that ids can be named (the Genesys OAuth client and its permissions);
 //! - `doctor` walks a deployed stack, link by link, and says what is broken and what fixes it;
-//! - `reconcile` compares the ledger's keys of an interval with Genesys's own analytics.
+//! - `reconcile` compares the ledger's keys of an interval with Genesys's own analytics;
+//! - `datadog apply` sets DataDog up for a deployment: dashboard, monitors, downtimes, percentiles.
 
 pub mod audit;
+pub mod datadog;
 pub mod doctor;
 pub mod drain;
 pub mod names;
@@ -86,6 +88,9 @@ pub enum Command {
     /// Exit status: 0 when every row's unexplained difference is within --threshold, 1 when one
     /// exceeds it, 2 on bad usage, 3 on error.
     Reconcile(reconcile::ReconcileArgs),
+    /// Set DataDog up for a deployment: `datadog apply` creates or updates its dashboard, its
+    /// monitors (muted while the centre is closed) and the percentiles the dashboard queries.
+    Datadog(datadog::DatadogArgs),
 }
 
 #[cfg(test)]

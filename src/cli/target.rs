@@ -19,7 +19,7 @@ use crate::names::genesys::GenesysDirectory;
 use crate::names::store::NameStore;
 use crate::names::{CredentialsSource, Directory, Names, NamesConfig};
 use crate::sink::DataDogSink;
-use crate::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig, SeriesConfig};
+use crate::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig, DataDogSettings, SeriesConfig};
 
 use super::Cli;
 use super::shared::SinkKind;
@@ -119,6 +119,9 @@ impl TargetArgs {
     }
 }
 
+/// Variables of this shell that operator commands read beside a deployment's settings.
+pub const OPERATOR_VARIABLES: [&str; 1] = ["DD_APP_KEY"];
+
 /// Says which of this shell's settings a deployment's replace, so that nobody believes they apply.
 fn note_shell_variables_unused(deployment: &Deployment) {
     let ours = |name: &str| {
@@ -126,7 +129,9 @@ fn note_shell_variables_unused(deployment: &Deployment) {
             .iter()
             .any(|prefix| name.starts_with(prefix))
     };
-    for (name, value) in std::env::vars().filter(|(name, _)| ours(name)) {
+    // The operator's own keys, which no deployment holds.
+    let operators = |name: &str| OPERATOR_VARIABLES.contains(&name);
+    for (name, value) in std::env::vars().filter(|(name, _)| ours(name) && !operators(name)) {
         if deployment.setting(&name).as_deref() != Some(value.as_str()) {
             eprintln!(
                 "note: this shell's {name} is not used: the deployment's settings are (a flag \
@@ -295,6 +300,11 @@ impl Settings {
 
     /// The DataDog sink as the function sends: its site, key, tags, metric names and compression.
     pub async fn datadog_sink(&self) -> anyhow::Result<DataDogSink> {
+        Ok(DataDogSink::new(self.datadog().await?)?)
+    }
+
+    /// The function's DataDog settings, with its API key (read from its secret).
+    pub async fn datadog(&self) -> anyhow::Result<DataDogSettings> {
         let config = DataDogConfig::from_env(&|name| self.value(name))?;
         let api_key = match &config.api_key {
             ApiKeySource::Key(key) => key.clone(),
@@ -302,6 +312,6 @@ impl Settings {
                 ApiKey::from_secret(&aws_sdk_secretsmanager::Client::new(self.aws().await?), arn).await?
             }
         };
-        Ok(DataDogSink::new(config.with_key(api_key))?)
+        Ok(config.with_key(api_key))
     }
 }

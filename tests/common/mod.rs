@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod cbor_proxy;
+pub mod datadog_api;
 pub mod deployment;
 pub mod emulator;
 pub mod fault_proxy;

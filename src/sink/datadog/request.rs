@@ -77,7 +77,7 @@ fn log_possibly_doubled(error: &SinkError, points: usize, sent_again: bool) {
 }
 
 /// How long a 429 asks to wait: the seconds until the limit resets, else its period.
-fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
     let seconds = |name: &str| {
         headers
             .get(name)

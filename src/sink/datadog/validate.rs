@@ -1,8 +1,8 @@
 //! Whether DataDog takes an API key on a site: `GET /api/v1/validate` with the key in
 //! `DD-API-KEY`, as DataDog's API specification describes it (`AuthenticationApi.validate`):
 //! 200 `{"valid": true}` for a key of the site's organisation, 403 `{"errors": ["Forbidden"]}`
-//! for any other, 429 when rate-limited. A key belongs to one site: the same key is refused
-//! on every other.
+//! for any other, 429 when rate-limited (waited out as DataDog says, a few times). A key belongs
+//! to one site: the same key is refused on every other.
 
 use std::time::Duration;
 
@@ -10,11 +10,16 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::Deserialize;
 
+use super::request::rate_limit_wait;
 use super::{ApiKey, USER_AGENT};
 use crate::error_text::with_causes;
 
 /// Longest wait for DataDog's answer.
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Attempts while DataDog answers 429, each after the wait it names (at most
+/// [`MAX_RATE_LIMIT_WAIT`]).
+const RATE_LIMITED_ATTEMPTS: u32 = 3;
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// What DataDog said of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +77,22 @@ pub async fn validate_key(base_url: &str, key: &ApiKey) -> Result<KeyVerdict, Va
         .timeout(VALIDATE_TIMEOUT)
         .build()
         .map_err(unreachable)?;
-    let response = client
-        .get(&url)
-        .header("DD-API-KEY", header)
-        .header(ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(unreachable)?;
+    let mut attempt = 1;
+    let response = loop {
+        let response = client
+            .get(&url)
+            .header("DD-API-KEY", header.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if response.status() != StatusCode::TOO_MANY_REQUESTS || attempt == RATE_LIMITED_ATTEMPTS {
+            break response;
+        }
+        attempt += 1;
+        let wait = rate_limit_wait(response.headers()).unwrap_or(Duration::from_secs(1));
+        tokio::time::sleep(wait.min(MAX_RATE_LIMIT_WAIT)).await;
+    };
     let status = response.status();
     let body = response.text().await.map_err(unreachable)?;
     match status {
