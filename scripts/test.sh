@@ -33,7 +33,7 @@ step "cdk: type check and template tests"
 jest_log=$(mktemp)
 (cd cdk && npx tsc --noEmit && npx jest --ci --json --outputFile="$jest_log")
 
-step "cdk: real synth with cargo-lambda (x86_64), both modes (queued paused, with flow outcomes, names and split opening hours), then cfn-lint"
+step "cdk: real synth with cargo-lambda (x86_64), both modes (queued paused, with flow outcomes, names, split opening hours and the scheduled reconciliation), then cfn-lint"
 # Settings of their own: never the developer's cdk/settings.json.
 FLOW_METRICS_SETTINGS="$(mktemp -d)/settings.json"
 export FLOW_METRICS_SETTINGS
@@ -42,7 +42,7 @@ for mode in direct queued; do
   if [ "$mode" = queued ]; then
     extra=(-c flowOutcomes=true -c genesysRegion=mypurecloud.ie -c genesysCredentialsSecretArn="$EXAMPLE_GENESYS_SECRET"
       -c 'names={"e1f0a7c2-5b0e-4c55-9f49-2a7d1c3b8e60":"Customer Routing"}' -c paused=true
-      -c 'openingHours=Mon-Fri 08:30-17:45; Sat 09:00-13:00')
+      -c 'openingHours=Mon-Fri 08:30-17:45; Sat 09:00-13:00' -c reconcileSchedule=true)
   fi
   (cd cdk && npx cdk synth --no-notices --quiet -o "cdk.out/$mode" \
     -c eventSourceName="$EXAMPLE_SOURCE" -c account=123456789012 -c region=eu-west-1 -c timeZone=Europe/Dublin \

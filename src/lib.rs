@@ -28,6 +28,7 @@ pub mod lambda;
 pub mod ledger;
 pub mod names;
 pub mod pipeline;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sink;

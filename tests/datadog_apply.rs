@@ -29,6 +29,12 @@ struct World {
 
 /// A deployment with static tags, its own outcome metric name, opening hours and a handle.
 async fn deployed(hours: &str) -> World {
+    deployed_reconciling(hours, false).await
+}
+
+/// The same, with `reconcileSchedule` on when `reconciling` (the stack then outputs its
+/// reconciliation's log group).
+async fn deployed_reconciling(hours: &str, reconciling: bool) -> World {
     let moto = Moto::start();
     let datadog = FakeDataDogApi::start();
     let variables = json!({
@@ -38,10 +44,13 @@ async fn deployed(hours: &str) -> World {
         "DD_TAGS": "env:prod,team:ivr",
         "FLOW_METRICS_OUTCOME_METRIC": "ivr.flow.outcome",
     });
-    let outputs = json!({
+    let mut outputs = json!({
         "OpeningHours": {"Value": hours},
         "DataDogNotify": {"Value": "@slack-contact-centre"},
     });
+    if reconciling {
+        outputs["ReconcileLogGroupName"] = json!({"Value": "CentreFlows-ReconcileLogs"});
+    }
     let outputs = deploy(&moto, STACK, variables, json!({}), outputs).await;
     World {
         moto,
@@ -441,4 +450,19 @@ async fn a_monitor_datadog_would_refuse_stops_apply_before_anything_is_written()
     );
     assert!(stderr.contains("anomaly detection is not available"), "{stderr}");
     assert!(world.datadog.writes().is_empty(), "{:?}", world.datadog.writes());
+}
+
+#[tokio::test]
+async fn a_stack_that_reconciles_gets_the_coverage_monitor_scoped_to_its_tags() {
+    let world = deployed_reconciling(HOURS, true).await;
+    let applied = world.apply(Some(APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&applied);
+    assert!(applied.status.success(), "{stdout}\n{stderr}");
+    let monitors = world.datadog.monitors();
+    assert_eq!(monitors.len(), 4);
+    let coverage = monitor_named(&monitors, "coverage");
+    assert_eq!(
+        coverage["query"],
+        "avg(last_2h):avg:genesys.flow_metrics.coverage{env:prod,team:ivr} by {flow} < 0.98"
+    );
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use flow_metrics::datadog_setup::render::strings_at;
-use flow_metrics::sink::datadog::{MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
+use flow_metrics::sink::datadog::{COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
@@ -18,6 +18,7 @@ fn check_query(query: &str) {
         .iter()
         .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
         .chain(MetricNames::default().all())
+        .chain([COVERAGE_METRIC.to_owned()])
         .collect();
     let known_outcomes: BTreeSet<&str> = SELF_METRICS.iter().map(|(_, outcome)| *outcome).collect();
     let words = query.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '_' || c == ':'));
@@ -106,6 +107,13 @@ fn the_monitors_are_importable_and_query_our_metrics() {
     }
     let queries: Vec<&str> = monitors.iter().filter_map(|m| m["query"].as_str()).collect();
     assert!(queries.iter().any(|q| q.contains("anomalies(")));
+    // The scheduled reconciliation's coverage, per flow: keys Genesys counted and we did not.
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains(&format!("avg:{COVERAGE_METRIC}{{*}} by {{flow}} <"))),
+        "a monitor on each flow's coverage"
+    );
     // Push failures are alarmed in CloudWatch: with a bad key, the self-metrics that would
     // report them to DataDog are refused with everything else.
     assert!(!queries.iter().any(|q| q.contains("push_failures")));

@@ -10,52 +10,11 @@ mod common;
 
 use std::fs::File;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::emulator::Running;
 use common::intake::Intake;
+use common::lambda_runtime::{REQUEST_ID, first_answer, runtime_api};
 use common::secrets::{FakeSecrets, SECRET_ARN};
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const NEXT: &str = "/2018-06-01/runtime/invocation/next";
-const REQUEST_ID: &str = "4f0c2b7e-0d1a-4a7b-9c3e-2b1d0e9f8a76";
-
-/// A runtime API that hands out one invocation of `event`, then keeps the function waiting.
-async fn runtime_api(event: &str) -> MockServer {
-    let server = MockServer::start().await;
-    let deadline_ms = jiff::Timestamp::now().as_millisecond() + 30_000;
-    Mock::given(method("GET"))
-        .and(path(NEXT))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .insert_header("lambda-runtime-aws-request-id", REQUEST_ID)
-                .insert_header("lambda-runtime-deadline-ms", deadline_ms.to_string().as_str())
-                .insert_header(
-                    "lambda-runtime-invoked-function-arn",
-                    "arn:aws:lambda:eu-west-1:123456789012:function:flow-metrics",
-                )
-                .set_body_raw(event.to_owned(), "application/json"),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(NEXT))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(120)))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(
-            "^/2018-06-01/runtime/(invocation/[^/]+/(response|error)|init/error)$",
-        ))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
-    server
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_function_starts_and_answers_when_the_genesys_secret_cannot_be_read() {
@@ -89,25 +48,7 @@ async fn the_function_starts_and_answers_when_the_genesys_secret_cannot_be_read(
             .expect("start the function"),
     );
 
-    // Wait for its answer, or for it to stop.
-    let answered_by = Instant::now() + Duration::from_secs(30);
-    let answer = loop {
-        let received = runtime.received_requests().await.unwrap_or_default();
-        let posted = received
-            .iter()
-            .find(|request| request.method.as_str() == "POST")
-            .map(|request| {
-                (
-                    request.url.path().to_owned(),
-                    String::from_utf8_lossy(&request.body).into_owned(),
-                )
-            });
-        let exited = function.0.try_wait().expect("the function's status");
-        if posted.is_some() || exited.is_some() || Instant::now() > answered_by {
-            break (posted, exited);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let answer = first_answer(&runtime, &mut function).await;
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert_eq!(

@@ -74,6 +74,8 @@ export class FlowMetricsStack extends Stack {
    * size (a record can outgrow an SQS message), and every event that arrives while paused. */
   readonly deadLetterBucket?: s3.Bucket;
   readonly eventQueue?: sqs.Queue;
+  /** `reconcileSchedule`: the hourly reconciliation against Genesys's own analytics. */
+  readonly reconcileFunction?: lambda.Function;
 
   constructor(scope: Construct, id: string, props: FlowMetricsStackProps) {
     super(scope, id, props);
@@ -262,6 +264,9 @@ export class FlowMetricsStack extends Stack {
       );
     }
 
+    if (settings.reconcileSchedule) {
+      this.reconcileFunction = this.addScheduledReconcile(settings, functionOptions, secret, props.prebuiltCode);
+    }
     this.addAlarms(settings, bus, logGroup);
     this.addOutputs(settings, secret);
     this.acknowledgeReviewedFindings();
@@ -272,6 +277,101 @@ export class FlowMetricsStack extends Stack {
           (settings.mode === 'direct' ? ', then flow-metrics drain --bucket <DeadLetterBucketName>' : ''),
       );
     }
+  }
+
+  /**
+   * The scheduled reconciliation: the function's own code in its reconcile mode
+   * (`FLOW_METRICS_RUN=reconcile`), invoked at a quarter past each hour (Genesys's analytics
+   * have caught up by then) for the hour before. It sends each flow's coverage to DataDog, where
+   * datadog/monitors.json watches it. Its role may scan the table (nothing else of it), read
+   * the DataDog key and the Genesys client, and write its own logs.
+   */
+  private addScheduledReconcile(
+    settings: FlowMetricsSettings,
+    functionOptions: lambda.FunctionOptions,
+    secret: secretsmanager.ISecret,
+    prebuiltCode: lambda.Code | undefined,
+  ): lambda.Function {
+    const logGroup = new logs.LogGroup(this, 'ReconcileLogs', {
+      retention: settings.logRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, 'ReconcileRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'genesys-flow-metrics reconcile: scans its table, reads its secrets, writes its logs',
+    });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({ sid: 'ScanLedgerTable', actions: ['dynamodb:Scan'], resources: [this.table.tableArn] }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadSecrets',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [secret.secretArn, settings.genesysCredentialsSecretArn as string],
+      }),
+    );
+    const options: lambda.FunctionOptions = {
+      description: "Reconciles the previous hour's keys with Genesys's own analytics and sends each flow's coverage to DataDog",
+      role,
+      logGroup,
+      architecture: functionOptions.architecture,
+      memorySize: 256,
+      // A conversation details job may take minutes to be fulfilled.
+      timeout: Duration.minutes(15),
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: applicationLogLevel(settings.logLevel),
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      environment: {
+        FLOW_METRICS_RUN: 'reconcile',
+        FLOW_METRICS_TABLE: this.table.tableName,
+        DD_SITE: settings.datadogSite,
+        DD_API_KEY_SECRET_ARN: secret.secretArn,
+        RUST_LOG: settings.logLevel,
+        ...(settings.tags ? { DD_TAGS: settings.tags } : {}),
+        GENESYS_REGION: settings.genesysRegion as string,
+        GENESYS_CREDENTIALS_SECRET_ARN: settings.genesysCredentialsSecretArn as string,
+      },
+    };
+    const reconcile = prebuiltCode
+      ? new lambda.Function(this, 'ReconcileFunction', {
+          ...options,
+          runtime: lambda.Runtime.PROVIDED_AL2023,
+          handler: 'bootstrap',
+          code: prebuiltCode,
+        })
+      : new RustFunction(this, 'ReconcileFunction', {
+          ...options,
+          manifestPath: MANIFEST,
+          binaryName: BINARY_NAME,
+          bundling: { architecture: options.architecture },
+        });
+    const scheduleRole = new iam.Role(this, 'ReconcileScheduleRole', {
+      assumedBy: new iam.ServicePrincipal('scheduler.amazonaws.com'),
+      description: 'genesys-flow-metrics: invokes the reconciliation each hour',
+    });
+    new scheduler.Schedule(this, 'ReconcileSchedule', {
+      description: 'genesys-flow-metrics: reconcile the previous hour with Genesys analytics',
+      schedule: scheduler.ScheduleExpression.cron({ minute: '15' }),
+      target: new schedulerTargets.LambdaInvoke(reconcile, {
+        role: scheduleRole,
+        retryAttempts: 0,
+        // The hour before the scheduled time, however late the invocation.
+        input: scheduler.ScheduleTargetInput.fromObject({ time: scheduler.ContextAttribute.scheduledTime }),
+      }),
+    });
+    const reconcileId = this.getLogicalId(reconcile.node.defaultChild as CfnElement);
+    Validations.of(scheduleRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${reconcileId}.Arn>:*]`,
+      reason: 'The scheduler target\'s grant: lambda:InvokeFunction on the reconciliation function and its versions, nothing else.',
+    });
+    return reconcile;
   }
 
   /**
@@ -365,6 +465,16 @@ export class FlowMetricsStack extends Stack {
           'The function has been throttled for 15 minutes: raise its concurrency',
           this.function.metricThrottles({ period, statistic: 'Sum' }),
           { sustained: true },
+        ),
+      );
+    }
+    if (this.reconcileFunction) {
+      // A failed run sends no coverage, which the DataDog monitor cannot tell from a quiet hour.
+      alarms.push(
+        alarm(
+          'ReconcileFailedAlarm',
+          'The hourly reconciliation failed, so no coverage reached DataDog: its log says why (the OAuth client\'s analytics permissions, a failed job, the table)',
+          this.reconcileFunction.metricErrors({ period: Duration.hours(1), statistic: 'Sum' }),
         ),
       );
     }
@@ -528,6 +638,12 @@ export class FlowMetricsStack extends Stack {
       });
     }
     if (this.eventQueue) new CfnOutput(this, 'EventQueueUrl', { value: this.eventQueue.queueUrl });
+    if (this.reconcileFunction) {
+      new CfnOutput(this, 'ReconcileLogGroupName', {
+        value: this.reconcileFunction.logGroup.logGroupName,
+        description: 'The hourly reconciliation\'s logs (unexplained differences, failures)',
+      });
+    }
     new CfnOutput(this, 'ApiKeySecretArn', { value: secret.secretArn });
     // What `flow-metrics datadog apply` needs beyond the function's settings: when the centre is
     // closed (its monitors are muted then), and whom the monitors notify.

@@ -80,6 +80,9 @@ export interface FlowMetricsSettings {
   readonly genesysCredentialsSecretArn?: string;
   /** Fixed names, id → name, used ahead of the Genesys API. */
   readonly names?: Record<string, string>;
+  /** Reconcile each hour against Genesys's own analytics (a scheduled function, off by default;
+   * it needs the Genesys OAuth client, with the analytics permissions). */
+  readonly reconcileSchedule: boolean;
 }
 
 /** Every key the settings file may hold, in the order it is written. */
@@ -113,6 +116,7 @@ export const SETTING_KEYS = [
   'genesysRegion',
   'genesysCredentialsSecretArn',
   'names',
+  'reconcileSchedule',
 ] as const;
 
 /** Settings an earlier version stored, and what took their place. */
@@ -316,6 +320,14 @@ export function readSettings(context: Context): FlowMetricsSettings {
     );
   }
   const flowOutcomes = oneOf('flowOutcomes', ['true', 'false'] as const, 'false') === 'true';
+  const reconcileSchedule = oneOf('reconcileSchedule', ['true', 'false'] as const, 'false') === 'true';
+  if (reconcileSchedule && genesysCredentialsSecretArn === undefined) {
+    throw new SettingsError(
+      'reconcileSchedule',
+      "asks Genesys's analytics with the org's OAuth client: set genesysRegion and genesysCredentialsSecretArn " +
+        '(its role needs analytics:flowAggregate:view and analytics:conversationDetail:view), or set it to false',
+    );
+  }
   const openingHoursText = text('openingHours') ?? 'Mon-Fri 09:00-17:00';
   let openingHours: OpeningWindow[] | undefined;
   try {
@@ -368,6 +380,7 @@ export function readSettings(context: Context): FlowMetricsSettings {
     genesysRegion,
     genesysCredentialsSecretArn,
     names: readNames(context('names')),
+    reconcileSchedule,
   };
 }
 

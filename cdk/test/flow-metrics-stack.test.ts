@@ -624,6 +624,76 @@ describe('alarms and outputs', () => {
   });
 });
 
+const GENESYS_CLIENT = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:genesys-client-AbCdEf';
+const RECONCILING = { genesysRegion: 'mypurecloud.ie', genesysCredentialsSecretArn: GENESYS_CLIENT, reconcileSchedule: 'true' };
+
+describe('the scheduled reconciliation', () => {
+  test('is off by default: no second function, no schedule', () => {
+    const { stack, template } = synth({ genesysRegion: 'mypurecloud.ie', genesysCredentialsSecretArn: GENESYS_CLIENT });
+    expect(stack.reconcileFunction).toBeUndefined();
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    expect(JSON.stringify(template.toJSON())).not.toContain('FLOW_METRICS_RUN');
+  });
+
+  test('needs the Genesys OAuth client', () => {
+    expect(() => synth({ reconcileSchedule: 'true' })).toThrow(/setting reconcileSchedule: .*genesysCredentialsSecretArn/);
+  });
+
+  test('on: the same code in its reconcile mode, at a quarter past each hour', () => {
+    const { stack, template } = synth(RECONCILING);
+    const reconcile = stack.getLogicalId(stack.reconcileFunction?.node.defaultChild as CfnElement);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'bootstrap',
+      Timeout: 900,
+      Environment: {
+        Variables: Match.objectLike({
+          FLOW_METRICS_RUN: 'reconcile',
+          GENESYS_REGION: 'mypurecloud.ie',
+          GENESYS_CREDENTIALS_SECRET_ARN: GENESYS_CLIENT,
+          DD_API_KEY_SECRET_ARN: SECRET_ARN,
+        }),
+      },
+    });
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'cron(15 * * * ? *)',
+      State: 'ENABLED',
+      Target: Match.objectLike({ Arn: { 'Fn::GetAtt': [reconcile, 'Arn'] }, Input: '{"time":"<aws.scheduler.scheduled-time>"}' }),
+    });
+  });
+
+  test('a failed run alarms, since it sends no coverage for the monitor to judge', () => {
+    const { stack, template } = synth({ ...RECONCILING, alarmEmail: 'a@example.com' });
+    const reconcile = stack.getLogicalId(stack.reconcileFunction?.node.defaultChild as CfnElement);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: reconcile } }],
+      Period: 3600,
+      Threshold: 0,
+      AlarmActions: Match.anyValue(),
+    });
+    expect(Object.keys(template.findOutputs('*'))).toContain('ReconcileLogGroupName');
+  });
+
+  test('least privilege: it scans the table, reads the two secrets and writes its own logs, nothing else', () => {
+    const { template } = synth(RECONCILING);
+    const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([id]) => id.startsWith('ReconcileRole'));
+    expect(policies).toHaveLength(1);
+    const statements = (policies[0][1] as { Properties: { PolicyDocument: { Statement: unknown[] } } }).Properties.PolicyDocument.Statement;
+    const ownLogs = Object.keys(template.findResources('AWS::Logs::LogGroup')).find((id) => id.startsWith('ReconcileLogs'));
+    expect(statements).toEqual([
+      {
+        Sid: 'WriteOwnLogs',
+        Effect: 'Allow',
+        Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        Resource: { 'Fn::GetAtt': [ownLogs, 'Arn'] },
+      },
+      { Sid: 'ScanLedgerTable', Effect: 'Allow', Action: 'dynamodb:Scan', Resource: { 'Fn::GetAtt': [logicalId(template, 'AWS::DynamoDB::Table'), 'Arn'] } },
+      { Sid: 'ReadSecrets', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: [SECRET_ARN, GENESYS_CLIENT] },
+    ]);
+  });
+});
+
 describe('cdk-nag AwsSolutions', () => {
   test.each([
     ['direct', {}],
@@ -632,6 +702,7 @@ describe('cdk-nag AwsSolutions', () => {
     ['queued with alarms', { mode: 'queued', alarmEmail: 'a@example.com' }],
     ['paused, open always', { paused: 'true', openingHours: 'always' }],
     ['queued, paused', { mode: 'queued', paused: 'true' }],
+    ['reconciling each hour', RECONCILING],
   ])('%s: no unacknowledged finding', (_name, context) => {
     const { stack } = synth(context as Record<string, string>);
     expect(awsSolutionsFindings(stack).map(describeFinding)).toEqual([]);

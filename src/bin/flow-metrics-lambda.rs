@@ -4,6 +4,10 @@
 //! Names the fleet already fetched are read from the ledger table once here (one `Query`).
 //! Names never stop the function: if the OAuth client cannot be had, it starts with ids in place
 //! of names (see [`Names::from_config_or_ids`]).
+//!
+//! With `FLOW_METRICS_RUN=reconcile` it is the scheduled reconciliation instead: each invocation
+//! (the stack's hourly schedule, `{"time": <scheduled time>}`) reconciles the hour before and
+//! sends each flow's coverage (see [`flow_metrics::reconcile::scheduled`]).
 
 use std::sync::Arc;
 
@@ -13,11 +17,14 @@ use flow_metrics::lambda::LambdaConfig;
 use flow_metrics::lambda::time_left;
 use flow_metrics::ledger::dynamodb::DynamoDbNameStore;
 use flow_metrics::ledger::{DeliveredCache, DynamoDbLedger, cache};
+use flow_metrics::names::genesys::GenesysDirectory;
 use flow_metrics::names::store::NameStore;
-use flow_metrics::names::{self, Names};
+use flow_metrics::names::{self, Names, NamesConfig};
 use flow_metrics::pipeline::{BatchTime, Pipeline};
+use flow_metrics::reconcile::genesys::GenesysAnalytics;
+use flow_metrics::reconcile::scheduled::{ScheduledError, ScheduledReconcile, scheduled_time};
 use flow_metrics::sink::DataDogSink;
-use flow_metrics::sink::datadog::{ApiKey, ApiKeySource};
+use flow_metrics::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig};
 use jiff::Timestamp;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
@@ -33,6 +40,9 @@ async fn main() -> Result<(), Error> {
         .with_span_list(false)
         .with_target(false)
         .init();
+    if process_env("FLOW_METRICS_RUN").as_deref() == Some("reconcile") {
+        return reconcile_on_schedule().await;
+    }
     let pipeline = match cold_start().await {
         Ok(pipeline) => pipeline,
         Err(error) => {
@@ -81,6 +91,58 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
         .with_max_key_age(config.max_key_age)
         .with_run_gap(config.run_gap)
         .with_names(Arc::new(names)))
+}
+
+/// The scheduled reconciliation: built once, then one reconciliation per invocation.
+async fn reconcile_on_schedule() -> Result<(), Error> {
+    let scheduled = match reconcile_cold_start().await {
+        Ok(scheduled) => scheduled,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "cannot start the scheduled reconciliation"
+            );
+            return Err(error.into());
+        }
+    };
+    let scheduled = &scheduled;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let failed = |error: ScheduledError| Diagnostic {
+            error_type: "ReconcileFailed".to_owned(),
+            error_message: error.to_string(),
+        };
+        let scheduled_at = scheduled_time(event.payload.get(), Timestamp::now()).map_err(failed)?;
+        scheduled
+            .run(scheduled_at, Some(deadline(&event.context)))
+            .await
+            .map(|report| serde_json::json!({"interval": report.interval, "coverage": report.coverage()}))
+            .map_err(failed)
+    }))
+    .await
+}
+
+/// The reconciliation's clients: the ledger table (read only), Genesys's analytics with the
+/// OAuth client, and the DataDog sink.
+async fn reconcile_cold_start() -> anyhow::Result<ScheduledReconcile> {
+    use anyhow::Context as _;
+    let table = process_env("FLOW_METRICS_TABLE").context("FLOW_METRICS_TABLE is not set")?;
+    let datadog = DataDogConfig::from_env(&process_env)?;
+    let names = NamesConfig::from_env(&process_env)?;
+    let genesys = names
+        .genesys
+        .context("the reconciliation needs the Genesys OAuth client: set GENESYS_REGION and GENESYS_CREDENTIALS_SECRET_ARN")?;
+    let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let api_key = match &datadog.api_key {
+        ApiKeySource::Key(key) => key.clone(),
+        ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
+    };
+    let directory = GenesysDirectory::from_config(&genesys, Some(&secrets)).await?;
+    Ok(ScheduledReconcile {
+        analytics: GenesysAnalytics::new(directory),
+        ledger: DynamoDbLedger::new(flow_metrics::aws::dynamodb_client(&aws), &table),
+        sink: DataDogSink::new(datadog.with_key(api_key))?,
+    })
 }
 
 /// The invocation's deadline as an `Instant`.

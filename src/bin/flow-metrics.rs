@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
         Command::SampleEvent(args) => cli::sample_event::run(&args),
         Command::Names(args) => cli::names::run(&args).await,
         Command::Doctor(args) => cli::doctor::run(args).await,
+        Command::Reconcile(args) => cli::reconcile::run(args).await,
         Command::Datadog(args) => cli::datadog::run(args).await,
     };
     match outcome {

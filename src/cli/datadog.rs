@@ -67,6 +67,8 @@ async fn run_apply(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         metrics: datadog.metrics.clone(),
         static_tags: datadog.static_tags.clone(),
         self_metrics: datadog.self_metrics,
+        // The stack outputs its reconciliation's log group only with reconcileSchedule on.
+        reconcile: deployment.output("ReconcileLogGroupName").is_some(),
         notify: deployment
             .output("DataDogNotify")
             .map(|handles| handles.split_whitespace().map(str::to_owned).collect())

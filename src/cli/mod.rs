@@ -9,6 +9,7 @@
 //!   testing a deployment;
 //! - `names` checks that ids can be named (the Genesys OAuth client and its permissions);
 //! - `doctor` walks a deployed stack, link by link, and says what is broken and what fixes it;
+//! - `reconcile` compares the ledger's keys of an interval with Genesys's own analytics;
 //! - `datadog apply` sets DataDog up for a deployment: dashboard, monitors, downtimes, percentiles.
 
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod datadog;
 pub mod doctor;
 pub mod drain;
 pub mod names;
+pub mod reconcile;
 pub mod redrive;
 pub mod replay;
 pub mod sample_event;
@@ -78,6 +80,14 @@ pub enum Command {
     /// Exit status: 0 when every check passed (warnings, such as a quiet hour, do not fail), 1
     /// when one failed, 2 on bad usage, 3 on an error that stopped the walk (no stack).
     Doctor(doctor::DoctorArgs),
+    /// Compare the ledger's keys of an interval with Genesys's own analytics (flow aggregates
+    /// for milestones and outcomes, a conversation details job for attribute metrics), per flow
+    /// and metric, saying which differences are expected and why, and which conversations the
+    /// ledger lacks or has where Genesys does not.
+    ///
+    /// Exit status: 0 when every row's unexplained difference is within --threshold, 1 when one
+    /// exceeds it, 2 on bad usage, 3 on error.
+    Reconcile(reconcile::ReconcileArgs),
     /// Set DataDog up for a deployment: `datadog apply` creates or updates its dashboard, its
     /// monitors (muted while the centre is closed) and the percentiles the dashboard queries.
     Datadog(datadog::DatadogArgs),

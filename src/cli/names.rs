@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::names::genesys::GenesysDirectory;
-use crate::names::{CredentialsSource, NameKind};
+use crate::names::NameKind;
 
 use super::target::TargetArgs;
 
@@ -31,18 +30,7 @@ pub struct NamesArgs {
 pub async fn run(args: &NamesArgs) -> anyhow::Result<ExitCode> {
     let settings = args.target.settings().await?;
     let config = settings.names_config()?;
-    let directory = match &config.genesys {
-        None => None,
-        Some(genesys) => {
-            let secrets = match genesys.credentials {
-                CredentialsSource::SecretArn(_) => {
-                    Some(aws_sdk_secretsmanager::Client::new(settings.aws().await?))
-                }
-                CredentialsSource::Given(_) => None,
-            };
-            Some(GenesysDirectory::from_config(genesys, secrets.as_ref()).await?)
-        }
-    };
+    let directory = settings.genesys_directory(&config).await?;
     let asked = [
         (NameKind::Flow, &args.flows),
         (NameKind::Milestone, &args.milestones),

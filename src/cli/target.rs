@@ -15,6 +15,7 @@ use crate::aws::clock::{check_clock, measure_clock_offset};
 use crate::config::{ConfigError, duration_setting, process_env};
 use crate::deployment::Deployment;
 use crate::ledger::dynamodb::DynamoDbNameStore;
+use crate::names::genesys::GenesysDirectory;
 use crate::names::store::NameStore;
 use crate::names::{CredentialsSource, Directory, Names, NamesConfig};
 use crate::sink::DataDogSink;
@@ -279,6 +280,21 @@ impl Settings {
         };
         Ok(Arc::new(
             Names::from_config(&config, secrets.as_ref(), store).await?,
+        ))
+    }
+
+    /// A client of the Genesys Platform API with the function's OAuth client (read from its
+    /// secret), or `None` when names come from FLOW_METRICS_NAMES alone.
+    pub async fn genesys_directory(&self, config: &NamesConfig) -> anyhow::Result<Option<GenesysDirectory>> {
+        let Some(genesys) = &config.genesys else {
+            return Ok(None);
+        };
+        let secrets = match genesys.credentials {
+            CredentialsSource::SecretArn(_) => Some(aws_sdk_secretsmanager::Client::new(self.aws().await?)),
+            CredentialsSource::Given(_) => None,
+        };
+        Ok(Some(
+            GenesysDirectory::from_config(genesys, secrets.as_ref()).await?,
         ))
     }
 

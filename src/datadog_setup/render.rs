@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::hours::{MAX_RECURRENCES, OpeningHours};
 use crate::sink::datadog::tags;
-use crate::sink::datadog::{MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
+use crate::sink::datadog::{COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
 
 /// The importable dashboard, and the monitors: also the fallback for importing by hand.
 pub const DASHBOARD_TEMPLATE: &str = include_str!("../../datadog/dashboard.json");
@@ -35,6 +35,9 @@ pub struct AssetSettings {
     pub static_tags: Vec<String>,
     /// `FLOW_METRICS_SELF_METRICS`: without them, the monitors on them would judge nothing.
     pub self_metrics: bool,
+    /// The stack's `reconcileSchedule`: without it no coverage is sent, and the monitor on it
+    /// would judge nothing.
+    pub reconcile: bool,
     /// Notification handles (`@slack-…`), from the stack's `datadogNotify`.
     pub notify: Vec<String>,
     pub hours: OpeningHours,
@@ -178,11 +181,11 @@ impl AssetSettings {
         let mut monitors = Vec::new();
         for mut monitor in templates {
             let query = monitor["query"].as_str().unwrap_or_default().to_owned();
-            if !self.self_metrics
-                && metrics_in(&query)
-                    .iter()
-                    .any(|metric| self_metrics.contains(metric))
-            {
+            let queried = metrics_in(&query);
+            if !self.self_metrics && queried.iter().any(|metric| self_metrics.contains(metric)) {
+                continue;
+            }
+            if !self.reconcile && queried.iter().any(|metric| metric == COVERAGE_METRIC) {
                 continue;
             }
             let name = monitor_name(&monitor)
@@ -426,6 +429,7 @@ mod tests {
             metrics: MetricNames::default(),
             static_tags: vec!["env:prod".to_owned(), "team:contact_centre".to_owned()],
             self_metrics: true,
+            reconcile: false,
             notify: vec!["@slack-cc-ops".to_owned()],
             hours: OpeningHours::from_output(
                 r#"{"text":"Mon-Fri 08:00-18:00","timeZone":"Europe/Dublin","windows":[{"days":["MON","TUE","WED","THU","FRI"],"start":480,"end":1080}]}"#,
@@ -526,6 +530,23 @@ mod tests {
                     .contains("env:prod")
             );
         }
+    }
+
+    #[test]
+    fn the_coverage_monitor_only_where_the_stack_reconciles() {
+        let names = |settings: AssetSettings| -> Vec<String> {
+            let assets = settings.render(jiff::civil::date(2026, 12, 1)).expect("rendered");
+            assets.monitors.into_iter().map(|monitor| monitor.name).collect()
+        };
+        assert!(!names(settings()).contains(&"coverage".to_owned()));
+        let reconciling = AssetSettings {
+            reconcile: true,
+            ..settings()
+        };
+        assert_eq!(
+            names(reconciling),
+            ["rate-anomaly", "outcome-failures", "invalid-keys", "coverage"]
+        );
     }
 
     #[test]

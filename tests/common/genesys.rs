@@ -12,6 +12,9 @@
 //!   same token and a `pageSize` of 1 to 100 (else 400), and answer a page as Genesys pages its
 //!   lists: `entities`, `pageSize`, `pageNumber`, `total`, `pageCount`.
 //!
+//! The analytics API (flow aggregates, conversation details jobs) is `genesys_analytics.rs`'s,
+//! mounted on the same server and taking the same tokens.
+//!
 //! Tests add what Genesys does under load or in trouble: answers forced for the next API
 //! requests (429 with `Retry-After`, 5xx), slow answers, a revocation of every token issued, and
 //! a role missing the permission for one kind (403 naming the permission).
@@ -104,15 +107,19 @@ impl Respond for TokenEndpoint {
     }
 }
 
+/// Whether a request carries a bearer token this fake issued and that has not expired.
+fn bearer_is_valid(state: &State, request: &Request) -> bool {
+    header(request, "authorization")
+        .and_then(|value| value.strip_prefix("Bearer ").map(str::to_owned))
+        .and_then(|token| state.tokens.get(&token).copied())
+        .is_some_and(|expires| Instant::now() < expires)
+}
+
 impl Respond for Api {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let mut state = self.0.lock().expect("lock");
         let path = request.url.path().to_owned();
-        let bearer = header(request, "authorization")
-            .and_then(|value| value.strip_prefix("Bearer ").map(str::to_owned));
-        let valid = bearer
-            .and_then(|token| state.tokens.get(&token).copied())
-            .is_some_and(|expires| Instant::now() < expires);
+        let valid = bearer_is_valid(&state, request);
         let (status, template) = if !valid {
             (401, error(401, "bad.credentials", "Invalid login credentials."))
         } else if let Some((status, retry_after)) = state.forced.pop_front() {
@@ -234,6 +241,13 @@ impl FakeGenesys {
 
     pub fn uri(&self) -> String {
         self.server.uri()
+    }
+
+    /// Checks a request's bearer token as the Platform API does: for the other APIs this fake
+    /// serves (`genesys_analytics.rs`).
+    pub fn token_check(&self) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+        let state = self.state.clone();
+        move |request| bearer_is_valid(&state.lock().expect("lock"), request)
     }
 
     /// The next API requests get these answers: (status, Retry-After seconds).

@@ -21,13 +21,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use lru::LruCache;
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+mod answer;
 mod oauth;
 
+pub use answer::{message, retry_after};
 use oauth::TokenState;
 pub use oauth::{Credentials, CredentialsError};
 
@@ -292,6 +293,17 @@ impl GenesysDirectory {
         self.shared.fetch_name(kind, id).await
     }
 
+    /// Sends a request of the Platform API with the OAuth client's bearer token (the same token
+    /// names are fetched with, renewed once on a 401): for other callers of the API, such as
+    /// the reconciliation's analytics queries. `request` builds it from the client and the API's
+    /// base URL (`https://api.<region domain>`). Genesys's answer, whatever its status.
+    pub async fn send(
+        &self,
+        request: &(dyn Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, NameError> {
+        self.shared.authorized(request).await
+    }
+
     /// Whether the OAuth client is granted a token (a client-credentials grant, now).
     pub async fn check_token(&self) -> Result<(), NameError> {
         self.shared.token(false).await.map(|_| ())
@@ -425,55 +437,58 @@ impl Shared {
         format!("{}/api/v2/{path}", self.settings.api_url.trim_end_matches('/'))
     }
 
-    /// A GET of the Platform API about `kind`, with the bearer token: its body on 200, else
-    /// what Genesys's answer means.
-    async fn get(&self, kind: NameKind, url: &str) -> Result<String, NameError> {
+    /// A request of the Platform API (`request` builds it from the client and the API's base
+    /// URL) with the bearer token, renewed once if Genesys no longer takes it (401): Genesys's
+    /// answer, whatever its status.
+    async fn authorized(
+        &self,
+        request: &(dyn Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, NameError> {
+        let base = self.settings.api_url.trim_end_matches('/');
         // A token Genesys no longer takes (revoked, or expired early) is renewed once.
         let mut renew = false;
         loop {
             let token = self.token(renew).await?;
-            let response = self
-                .client
-                .get(url)
+            let response = request(&self.client, base)
                 .bearer_auth(token)
                 .send()
                 .await
                 .map_err(|error| NameError::Unreachable(with_causes(&error)))?;
-            let status = response.status();
-            match status {
-                StatusCode::OK => {
-                    return response
-                        .text()
-                        .await
-                        .map_err(|error| NameError::Unreachable(with_causes(&error)));
-                }
-                StatusCode::UNAUTHORIZED if !renew => renew = true,
-                StatusCode::UNAUTHORIZED => {
-                    return Err(NameError::Credentials {
-                        status: status.as_u16(),
-                        message: message(response).await,
-                    });
-                }
-                StatusCode::FORBIDDEN => {
-                    return Err(NameError::Forbidden {
-                        kind,
-                        status: status.as_u16(),
-                        permission: permission(kind),
-                    });
-                }
-                StatusCode::NOT_FOUND => return Err(NameError::NotFound { kind }),
-                StatusCode::TOO_MANY_REQUESTS => {
-                    return Err(NameError::RateLimited {
-                        retry_after: retry_after(&response).unwrap_or(self.settings.retry_after_failure),
-                    });
-                }
-                _ => {
-                    return Err(NameError::Status {
-                        status: status.as_u16(),
-                        message: message(response).await,
-                    });
-                }
+            if response.status() == StatusCode::UNAUTHORIZED && !renew {
+                renew = true;
+                continue;
             }
+            return Ok(response);
+        }
+    }
+
+    /// A GET of the Platform API about `kind`, with the bearer token: its body on 200, else
+    /// what Genesys's answer means.
+    async fn get(&self, kind: NameKind, url: &str) -> Result<String, NameError> {
+        let response = self.authorized(&|client, _| client.get(url)).await?;
+        let status = response.status();
+        match status {
+            StatusCode::OK => response
+                .text()
+                .await
+                .map_err(|error| NameError::Unreachable(with_causes(&error))),
+            StatusCode::UNAUTHORIZED => Err(NameError::Credentials {
+                status: status.as_u16(),
+                message: message(response).await,
+            }),
+            StatusCode::FORBIDDEN => Err(NameError::Forbidden {
+                kind,
+                status: status.as_u16(),
+                permission: permission(kind),
+            }),
+            StatusCode::NOT_FOUND => Err(NameError::NotFound { kind }),
+            StatusCode::TOO_MANY_REQUESTS => Err(NameError::RateLimited {
+                retry_after: retry_after(&response).unwrap_or(self.settings.retry_after_failure),
+            }),
+            _ => Err(NameError::Status {
+                status: status.as_u16(),
+                message: message(response).await,
+            }),
         }
     }
 }
@@ -484,33 +499,5 @@ pub fn permission(kind: NameKind) -> &'static str {
         NameKind::Flow => "architect:flow:view",
         NameKind::Milestone => "architect:flowMilestone:view",
         NameKind::Outcome => "architect:flowOutcome:view",
-    }
-}
-
-/// `Retry-After` in seconds.
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-/// Genesys's error message: the Platform API's `{"message": …}` or the login service's OAuth 2
-/// `{"error_description": …}`; else the start of the body.
-async fn message(response: reqwest::Response) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        #[serde(alias = "error_description")]
-        message: String,
-    }
-    let body = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&body) {
-        Ok(error) => error.message,
-        Err(_) => body.chars().take(200).collect(),
     }
 }

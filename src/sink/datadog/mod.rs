@@ -56,7 +56,7 @@ pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
 use request::AttemptError;
 pub use request::rate_limit_wait;
-pub use self_metrics::{SELF_METRIC_PREFIX, SELF_METRICS};
+pub use self_metrics::{COVERAGE_METRIC, SELF_METRIC_PREFIX, SELF_METRICS};
 use self_metrics::{SELF_METRICS_FLUSH, SelfMetrics, self_metric_series};
 pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 
@@ -169,6 +169,24 @@ impl DataDogSink {
     pub fn with_occurrences_per_request(mut self, occurrences: usize) -> Self {
         self.occurrences_per_request = occurrences.max(1);
         self
+    }
+
+    /// Sends series of the caller's own (the scheduled reconciliation's coverage), with a
+    /// push's retries, until `deadline`.
+    pub async fn send_series(&self, series: Vec<Series>, deadline: Option<Instant>) -> Result<(), SinkError> {
+        let unit = Unit {
+            series,
+            occurrences: Vec::new(),
+        };
+        self.send(std::slice::from_ref(&unit), deadline)
+            .await
+            .result
+            .map_err(|failure| failure.error)
+    }
+
+    /// The static tags every series carries (`DD_TAGS`).
+    pub fn static_tags(&self) -> &[String] {
+        &self.settings.static_tags
     }
 
     /// The self-metrics to send with this push, if it is time, and the counts they take

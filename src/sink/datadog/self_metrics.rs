@@ -10,6 +10,10 @@ use crate::count::Tally;
 /// Prefix of the pipeline's own metrics.
 pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
 
+/// The scheduled reconciliation's metric: per flow, the ledger's count over Genesys's for the
+/// previous hour (see `reconcile::scheduled`).
+pub const COVERAGE_METRIC: &str = "genesys.flow_metrics.coverage";
+
 /// Self-metrics waiting longer than this are sent even by a push with no occurrence.
 pub(super) const SELF_METRICS_FLUSH: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 

@@ -1,0 +1,628 @@
+//! Reconciliation: what Genesys's own analytics counted in an interval beside what the ledger
+//! delivered, per flow and metric (milestones and outcomes per flow, milestone or outcome and
+//! value), with each difference either explained by a known way the two count differently or
+//! left unexplained, and the conversations behind an attribute metric's difference.
+//!
+//! Pure: [`reconcile`] takes Genesys's side ([`GenesysSide`], from `genesys.rs`, its analytics
+//! API) and the ledger's ([`LedgerKey`], from `ledger.rs`, a scan of the table) and gives a
+//! [`Report`], which `report.rs` writes as a table, CSV or JSON. `scheduled.rs` is the hourly
+//! run that sends each flow's coverage to DataDog.
+
+pub mod genesys;
+pub mod ledger;
+mod report;
+pub mod scheduled;
+
+pub use report::{write_csv, write_json, write_table};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+/// A key within this much of an edge of the interval may be counted on one side only: the two
+/// may time it a little differently (the flow's clock in a key, Genesys's event time).
+pub const EDGE_MARGIN: SignedDuration = SignedDuration::from_secs(60);
+
+/// A half-open interval `[start, end)` of key times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+/// Why an interval could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalError {
+    #[error(
+        "the interval must be ISO 8601 <start>/<end> or <start>/<duration> in UTC, e.g. \
+         2026-12-01T10:00:00Z/2026-12-01T11:00:00Z or 2026-12-01T10:00:00Z/PT1H"
+    )]
+    Syntax,
+    #[error("the interval ends ({end}) before it starts ({start}): give <start>/<end>")]
+    Backwards { start: Timestamp, end: Timestamp },
+}
+
+impl std::str::FromStr for Interval {
+    type Err = IntervalError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (start, end) = text.trim().split_once('/').ok_or(IntervalError::Syntax)?;
+        let start: Timestamp = start.parse().map_err(|_| IntervalError::Syntax)?;
+        let end: Timestamp = match end.parse::<Timestamp>() {
+            Ok(end) => end,
+            Err(_) => {
+                let length: SignedDuration = end.parse().map_err(|_| IntervalError::Syntax)?;
+                start.checked_add(length).map_err(|_| IntervalError::Syntax)?
+            }
+        };
+        if end <= start {
+            return Err(IntervalError::Backwards { start, end });
+        }
+        Ok(Interval { start, end })
+    }
+}
+
+impl std::fmt::Display for Interval {
+    /// As Genesys takes it: `2026-12-01T10:00:00Z/2026-12-01T11:00:00Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.start, self.end)
+    }
+}
+
+impl Interval {
+    /// The whole hour before the one `now` is in.
+    pub fn previous_hour(now: Timestamp) -> Interval {
+        let hour = 3_600_000;
+        let this_hour = now.as_millisecond().div_euclid(hour) * hour;
+        let at = |ms: i64| Timestamp::from_millisecond(ms).unwrap_or(now);
+        Interval {
+            start: at(this_hour - hour),
+            end: at(this_hour),
+        }
+    }
+
+    pub fn contains(&self, time: Timestamp) -> bool {
+        self.start <= time && time < self.end
+    }
+
+    fn near_edge(&self, time: Timestamp) -> bool {
+        time.duration_since(self.start).abs() <= EDGE_MARGIN
+            || time.duration_since(self.end).abs() <= EDGE_MARGIN
+    }
+}
+
+/// What a row counts: an attribute metric, a milestone or an outcome with its value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Subject {
+    /// `attribute`, `milestone` or `outcome`.
+    pub source: &'static str,
+    /// The flow's name (attributes) or id (milestones, outcomes).
+    pub flow: String,
+    /// The metric's name, or the milestone's or outcome's id.
+    pub metric: String,
+    /// An outcome's value (`SUCCESS`, `FAILURE`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Subject {
+    pub fn attribute(flow: &str, metric: &str) -> Subject {
+        Subject {
+            source: "attribute",
+            flow: flow.to_owned(),
+            metric: metric.to_owned(),
+            value: None,
+        }
+    }
+}
+
+/// One attribute key as Genesys's conversation details show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesysKey {
+    pub conversation_id: String,
+    pub key: String,
+    pub flow: String,
+    pub metric: String,
+    pub time: Timestamp,
+}
+
+/// What Genesys's analytics counted in the interval.
+#[derive(Debug, Clone, Default)]
+pub struct GenesysSide {
+    /// Milestones and outcomes: the flow aggregates' counts.
+    pub aggregates: BTreeMap<Subject, u64>,
+    /// Attribute metric keys of the conversation details, with times in the interval.
+    pub keys: Vec<GenesysKey>,
+    /// When each conversation the details hold ended, if it has.
+    pub conversation_ends: HashMap<String, Option<Timestamp>>,
+    /// The details hold data up to this (the earliest `dataAvailabilityDate` of their pages).
+    pub available_until: Option<Timestamp>,
+}
+
+/// One key of the ledger, with its time in the interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerKey {
+    pub conversation_id: String,
+    pub key: String,
+    pub subject: Subject,
+    pub time: Timestamp,
+    /// Delivered (counted); otherwise claimed and not yet confirmed.
+    pub delivered: bool,
+}
+
+/// A known way Genesys's analytics and the ledger count differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Genesys's outcome metrics count an outcome's last result per conversation; the ledger
+    /// counts each time the flow reached it.
+    LastOutcomeOnly,
+    /// An attribute set after its conversation ended is in the events, not in analytics.
+    SetAfterConversationEnd,
+    /// Within [`EDGE_MARGIN`] of the interval's start or end.
+    IntervalEdge,
+    /// Later than the details' `dataAvailabilityDate`: Genesys has not made it available yet.
+    NotYetAvailable,
+    /// Claimed in the ledger and not yet confirmed delivered (in flight, or stuck: see redrive).
+    InFlight,
+}
+
+impl Reason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::LastOutcomeOnly => "Genesys counts an outcome's last result per conversation",
+            Reason::SetAfterConversationEnd => "set after the conversation ended: not in analytics",
+            Reason::IntervalEdge => "at the interval's edge",
+            Reason::NotYetAvailable => "not yet available in Genesys's analytics",
+            Reason::InFlight => "claimed, not yet delivered (in flight or stuck: see redrive)",
+        }
+    }
+}
+
+/// Which side a key counted on one side only is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Genesys,
+    Ours,
+}
+
+/// One subject's counts on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    #[serde(flatten)]
+    pub subject: Subject,
+    pub genesys: u64,
+    pub ours: u64,
+    /// `ours − genesys`.
+    pub difference: i64,
+    /// The part of the difference each known reason accounts for.
+    pub expected: BTreeMap<Reason, u64>,
+    /// Keys counted on one side only for no known reason.
+    pub unexplained: u64,
+    /// Conversations whose keys Genesys has and the ledger lacks (attribute metrics).
+    pub lacking: Vec<String>,
+    /// Conversations whose keys the ledger has and Genesys does not (attribute metrics).
+    pub extra: Vec<String>,
+    /// Of `genesys` and `ours`, the keys a known reason puts on that side only.
+    #[serde(skip)]
+    explained: [u64; 2],
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub interval: String,
+    /// Genesys's details hold data up to this, if it said.
+    pub available_until: Option<Timestamp>,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// Whether a row's unexplained difference is more than `threshold` keys.
+    pub fn exceeds(&self, threshold: u64) -> bool {
+        self.rows.iter().any(|row| row.unexplained > threshold)
+    }
+
+    /// Per flow, the ledger's count over Genesys's, each without the keys a known reason puts
+    /// on its side only: 1 when every difference is explained, below 1 for keys the ledger
+    /// lacks, above for keys Genesys never counted. Flows Genesys counted nothing for are left
+    /// out.
+    pub fn coverage(&self) -> BTreeMap<&str, f64> {
+        let mut sums: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for row in &self.rows {
+            let sum = sums.entry(row.subject.flow.as_str()).or_default();
+            // A side's explained keys are among its own (saturating only for safety's sake).
+            sum.0 += row.ours.saturating_sub(row.explained[Side::Ours as usize]);
+            sum.1 += row.genesys.saturating_sub(row.explained[Side::Genesys as usize]);
+        }
+        sums.into_iter()
+            .filter(|(_, (_, genesys))| *genesys > 0)
+            .map(|(flow, (ours, genesys))| (flow, ours as f64 / genesys as f64))
+            .collect()
+    }
+}
+
+/// Compares Genesys's counts with the ledger's keys in `interval`.
+pub fn reconcile(interval: Interval, genesys: &GenesysSide, ledger: &[LedgerKey]) -> Report {
+    let ours: Vec<&LedgerKey> = ledger.iter().filter(|key| interval.contains(key.time)).collect();
+    let mut rows: BTreeMap<Subject, Row> = BTreeMap::new();
+    for (subject, count) in &genesys.aggregates {
+        row_of(&mut rows, subject).genesys += count;
+    }
+    for key in &genesys.keys {
+        row_of(&mut rows, &Subject::attribute(&key.flow, &key.metric)).genesys += 1;
+    }
+    for key in ours.iter().filter(|key| key.delivered) {
+        row_of(&mut rows, &key.subject).ours += 1;
+    }
+    for row in rows.values_mut() {
+        row.difference = row.ours as i64 - row.genesys as i64;
+    }
+    match_attribute_keys(interval, genesys, &ours, &mut rows);
+    explain_aggregates(interval, &ours, &mut rows);
+    Report {
+        interval: interval.to_string(),
+        available_until: genesys.available_until,
+        rows: rows.into_values().collect(),
+    }
+}
+
+fn row_of<'a>(rows: &'a mut BTreeMap<Subject, Row>, subject: &Subject) -> &'a mut Row {
+    rows.entry(subject.clone())
+        .or_insert_with(|| Row::new(subject.clone()))
+}
+
+impl Row {
+    fn new(subject: Subject) -> Row {
+        Row {
+            subject,
+            genesys: 0,
+            ours: 0,
+            difference: 0,
+            expected: BTreeMap::new(),
+            unexplained: 0,
+            lacking: Vec::new(),
+            extra: Vec::new(),
+            explained: [0; 2],
+        }
+    }
+
+    /// `keys` on `side` only, for `reason`.
+    fn explain(&mut self, reason: Reason, side: Side, keys: u64) {
+        if keys > 0 {
+            *self.expected.entry(reason).or_default() += keys;
+            self.explained[side as usize] += keys;
+        }
+    }
+}
+
+/// Attribute metrics, key by key: each key on one side only is explained or listed.
+fn match_attribute_keys(
+    interval: Interval,
+    genesys: &GenesysSide,
+    ours: &[&LedgerKey],
+    rows: &mut BTreeMap<Subject, Row>,
+) {
+    let identity = |conversation: &str, key: &str| (conversation.to_owned(), key.to_owned());
+    let theirs: BTreeSet<(String, String)> = genesys
+        .keys
+        .iter()
+        .map(|key| identity(&key.conversation_id, &key.key))
+        .collect();
+    let attributes = || ours.iter().filter(|key| key.subject.source == "attribute");
+    let delivered: BTreeSet<(String, String)> = attributes()
+        .filter(|key| key.delivered)
+        .map(|key| identity(&key.conversation_id, &key.key))
+        .collect();
+    let claimed: BTreeSet<(String, String)> = attributes()
+        .filter(|key| !key.delivered)
+        .map(|key| identity(&key.conversation_id, &key.key))
+        .collect();
+    for key in genesys.keys.iter() {
+        let id = identity(&key.conversation_id, &key.key);
+        if delivered.contains(&id) {
+            continue;
+        }
+        let Some(row) = rows.get_mut(&Subject::attribute(&key.flow, &key.metric)) else {
+            continue;
+        };
+        if claimed.contains(&id) {
+            row.explain(Reason::InFlight, Side::Genesys, 1);
+        } else if interval.near_edge(key.time) {
+            row.explain(Reason::IntervalEdge, Side::Genesys, 1);
+        } else {
+            row.unexplained += 1;
+            row.lacking.push(key.conversation_id.clone());
+        }
+    }
+    for key in attributes().filter(|key| key.delivered) {
+        if theirs.contains(&identity(&key.conversation_id, &key.key)) {
+            continue;
+        }
+        let Some(row) = rows.get_mut(&key.subject) else {
+            continue;
+        };
+        let ended = genesys
+            .conversation_ends
+            .get(&key.conversation_id)
+            .copied()
+            .flatten();
+        if genesys.available_until.is_some_and(|until| key.time >= until) {
+            row.explain(Reason::NotYetAvailable, Side::Ours, 1);
+        } else if ended.is_some_and(|end| key.time > end) {
+            row.explain(Reason::SetAfterConversationEnd, Side::Ours, 1);
+        } else if interval.near_edge(key.time) {
+            row.explain(Reason::IntervalEdge, Side::Ours, 1);
+        } else {
+            row.unexplained += 1;
+            row.extra.push(key.conversation_id.clone());
+        }
+    }
+    for row in rows.values_mut() {
+        row.lacking.sort();
+        row.lacking.dedup();
+        row.extra.sort();
+        row.extra.dedup();
+    }
+}
+
+/// Milestones and outcomes, by count (Genesys gives no keys): the difference is explained as far
+/// as the ledger's keys can account for it, the rest is unexplained.
+fn explain_aggregates(interval: Interval, ours: &[&LedgerKey], rows: &mut BTreeMap<Subject, Row>) {
+    // An outcome reached again in a conversation: Genesys keeps only the last result.
+    let mut last: HashMap<(&str, &str, &str), Timestamp> = HashMap::new();
+    for key in ours
+        .iter()
+        .filter(|key| key.delivered && key.subject.source == "outcome")
+    {
+        let at = last
+            .entry((&key.conversation_id, &key.subject.flow, &key.subject.metric))
+            .or_insert(key.time);
+        *at = (*at).max(key.time);
+    }
+    for row in rows.values_mut().filter(|row| row.subject.source != "attribute") {
+        let subject = row.subject.clone();
+        let keys = || ours.iter().filter(|key| key.subject == subject);
+        let mut left = row.difference.unsigned_abs();
+        let side = if row.difference > 0 {
+            Side::Ours
+        } else {
+            Side::Genesys
+        };
+        let mut take = |row: &mut Row, reason: Reason, available: usize| {
+            let taken = left.min(available as u64);
+            row.explain(reason, side, taken);
+            left -= taken;
+        };
+        if row.difference > 0 {
+            let repeated = keys()
+                .filter(|key| key.delivered)
+                .filter(|key| {
+                    last.get(&(
+                        key.conversation_id.as_str(),
+                        key.subject.flow.as_str(),
+                        key.subject.metric.as_str(),
+                    ))
+                    .is_some_and(|latest| key.time < *latest)
+                })
+                .count();
+            take(row, Reason::LastOutcomeOnly, repeated);
+            let edge = keys()
+                .filter(|key| key.delivered && interval.near_edge(key.time))
+                .count();
+            take(row, Reason::IntervalEdge, edge);
+        } else if row.difference < 0 {
+            take(row, Reason::InFlight, keys().filter(|key| !key.delivered).count());
+        }
+        row.unexplained = left;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("a test time")
+    }
+
+    fn hour() -> Interval {
+        "2026-12-01T10:00:00Z/2026-12-01T11:00:00Z"
+            .parse()
+            .expect("interval")
+    }
+
+    fn key(conversation: &str, time: &str) -> (String, String) {
+        (conversation.to_owned(), format!("IVRMetric_Menu({time})"))
+    }
+
+    fn theirs(keys: &[(String, String)]) -> GenesysSide {
+        GenesysSide {
+            keys: keys
+                .iter()
+                .map(|(conversation, key)| GenesysKey {
+                    conversation_id: conversation.clone(),
+                    key: key.clone(),
+                    flow: "IVR".to_owned(),
+                    metric: "Menu".to_owned(),
+                    time: at(&key["IVRMetric_Menu(".len()..key.len() - 1]),
+                })
+                .collect(),
+            ..GenesysSide::default()
+        }
+    }
+
+    fn ours(keys: &[(String, String)]) -> Vec<LedgerKey> {
+        keys.iter()
+            .map(|(conversation, key)| LedgerKey {
+                conversation_id: conversation.clone(),
+                key: key.clone(),
+                subject: Subject::attribute("IVR", "Menu"),
+                time: at(&key["IVRMetric_Menu(".len()..key.len() - 1]),
+                delivered: true,
+            })
+            .collect()
+    }
+
+    fn outcome(conversation: &str, time: &str, value: &str) -> LedgerKey {
+        LedgerKey {
+            conversation_id: conversation.to_owned(),
+            key: format!("outcome:o1:{time}"),
+            subject: Subject {
+                source: "outcome",
+                flow: "f1".to_owned(),
+                metric: "o1".to_owned(),
+                value: Some(value.to_owned()),
+            },
+            time: at(time),
+            delivered: true,
+        }
+    }
+
+    #[test]
+    fn an_interval_is_start_and_end_or_start_and_duration() {
+        let hour = hour();
+        assert_eq!(hour.to_string(), "2026-12-01T10:00:00Z/2026-12-01T11:00:00Z");
+        assert_eq!("2026-12-01T10:00:00Z/PT1H".parse::<Interval>(), Ok(hour));
+        assert_eq!(
+            "2026-12-01T10:00:00Z".parse::<Interval>(),
+            Err(IntervalError::Syntax)
+        );
+        assert!(matches!(
+            "2026-12-01T11:00:00Z/2026-12-01T10:00:00Z".parse::<Interval>(),
+            Err(IntervalError::Backwards { .. })
+        ));
+        assert_eq!(Interval::previous_hour(at("2026-12-01T11:07:00Z")), hour);
+    }
+
+    #[test]
+    fn the_same_keys_on_both_sides_are_complete() {
+        let keys = [
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("c2", "2026-12-01T10:20:00Z"),
+        ];
+        let report = reconcile(hour(), &theirs(&keys), &ours(&keys));
+        assert_eq!(report.rows.len(), 1);
+        let row = &report.rows[0];
+        assert_eq!(
+            (row.genesys, row.ours, row.difference, row.unexplained),
+            (2, 2, 0, 0)
+        );
+        assert!(!report.exceeds(0));
+        assert_eq!(report.coverage().get("IVR"), Some(&1.0));
+    }
+
+    #[test]
+    fn a_lost_key_and_a_key_genesys_lacks_are_listed_with_their_conversations() {
+        let genesys = [
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("lost", "2026-12-01T10:20:00Z"),
+        ];
+        let ledger = [
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("extra", "2026-12-01T10:30:00Z"),
+        ];
+        let report = reconcile(hour(), &theirs(&genesys), &ours(&ledger));
+        let row = &report.rows[0];
+        // Equal counts hide nothing: one key lost, another counted that Genesys never had.
+        assert_eq!((row.difference, row.unexplained), (0, 2));
+        assert_eq!(row.lacking, ["lost"]);
+        assert_eq!(row.extra, ["extra"]);
+        assert!(report.exceeds(1));
+        assert!(!report.exceeds(2));
+        assert_eq!(
+            report.coverage().get("IVR"),
+            Some(&1.0),
+            "a loss and a double cancel out"
+        );
+    }
+
+    #[test]
+    fn known_differences_are_explained() {
+        let mut genesys = theirs(&[
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("flying", "2026-12-01T10:20:00Z"),
+        ]);
+        genesys
+            .conversation_ends
+            .insert("c1".to_owned(), Some(at("2026-12-01T10:11:00Z")));
+        genesys.available_until = Some(at("2026-12-01T10:50:00Z"));
+        let mut ledger = ours(&[
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("c1", "2026-12-01T10:12:00Z"),
+            key("late", "2026-12-01T10:55:00Z"),
+            key("edge", "2026-12-01T10:00:30Z"),
+            key("flying", "2026-12-01T10:20:00Z"),
+        ]);
+        ledger[4].delivered = false;
+        let report = reconcile(hour(), &genesys, &ledger);
+        let row = &report.rows[0];
+        assert_eq!((row.genesys, row.ours, row.unexplained), (2, 4, 0));
+        assert_eq!(
+            row.expected,
+            BTreeMap::from([
+                (Reason::SetAfterConversationEnd, 1),
+                (Reason::IntervalEdge, 1),
+                (Reason::NotYetAvailable, 1),
+                (Reason::InFlight, 1),
+            ])
+        );
+        assert_eq!(report.coverage().get("IVR"), Some(&1.0));
+    }
+
+    #[test]
+    fn an_outcome_reached_twice_is_counted_once_by_genesys() {
+        let failure = Subject {
+            source: "outcome",
+            flow: "f1".to_owned(),
+            metric: "o1".to_owned(),
+            value: Some("FAILURE".to_owned()),
+        };
+        let success = Subject {
+            value: Some("SUCCESS".to_owned()),
+            ..failure.clone()
+        };
+        let genesys = GenesysSide {
+            aggregates: BTreeMap::from([(success.clone(), 1), (failure.clone(), 1)]),
+            ..GenesysSide::default()
+        };
+        let ledger = [
+            outcome("c1", "2026-12-01T10:10:00Z", "FAILURE"),
+            outcome("c1", "2026-12-01T10:12:00Z", "SUCCESS"),
+            // c2's failure is the one Genesys counts.
+            outcome("c2", "2026-12-01T10:20:00Z", "FAILURE"),
+        ];
+        let report = reconcile(hour(), &genesys, &ledger);
+        let row = |subject: &Subject| {
+            report
+                .rows
+                .iter()
+                .find(|row| &row.subject == subject)
+                .expect("a row")
+        };
+        assert_eq!(row(&success).unexplained, 0);
+        let failed = row(&failure);
+        assert_eq!((failed.ours, failed.genesys, failed.difference), (2, 1, 1));
+        assert_eq!(failed.expected, BTreeMap::from([(Reason::LastOutcomeOnly, 1)]));
+        assert_eq!(failed.unexplained, 0);
+        assert_eq!(report.coverage().get("f1"), Some(&1.0));
+    }
+
+    #[test]
+    fn a_milestone_genesys_counted_and_the_ledger_lacks_is_unexplained() {
+        let milestone = Subject {
+            source: "milestone",
+            flow: "f1".to_owned(),
+            metric: "m1".to_owned(),
+            value: None,
+        };
+        let genesys = GenesysSide {
+            aggregates: BTreeMap::from([(milestone, 3)]),
+            ..GenesysSide::default()
+        };
+        let report = reconcile(hour(), &genesys, &[]);
+        assert_eq!((report.rows[0].difference, report.rows[0].unexplained), (-3, 3));
+        assert_eq!(report.coverage().get("f1"), Some(&0.0));
+    }
+}
