@@ -26,8 +26,8 @@ pub enum ApplyError {
     #[error(
         "no application key: set DD_APP_KEY to a DataDog application key (the deployment's API key \
          only sends data; dashboards, monitors, downtimes and metric settings need an application \
-         key). Create one at {app_url}/organization-settings/application-keys, by a user whose \
-         role has {permissions} (or scoped to them), then run again"
+         key). Create one at {app_url}/organization-settings/application-keys (copy it when it is \
+         shown, and leave it unscoped), by a user whose role has {permissions}, then run again"
     )]
     MissingAppKey { app_url: String, permissions: String },
     #[error(
@@ -45,8 +45,8 @@ pub enum ApplyError {
     Validate(#[from] ValidateError),
     #[error(
         "DataDog refuses the application key ({source}). Check DD_APP_KEY: it must be a key of \
-         this site's organisation ({app_url}/organization-settings/application-keys), by a user \
-         whose role has {permissions}, or scoped to them"
+         this site's organisation ({app_url}/organization-settings/application-keys), unscoped, \
+         by a user whose role has {permissions}"
     )]
     AppKeyRefused {
         source: ApiError,
