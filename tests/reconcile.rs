@@ -463,6 +463,22 @@ async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour_timed_
         .await
         .expect("reconciled");
     assert_eq!(report.interval, INTERVAL, "the hour before 11:15");
+    // Billing IVR's two keys of conv-a, which the ledger lacks, as unexplained keys by side.
+    let unexplained: Vec<(Value, Value)> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .filter(|series| series["metric"] == flow_metrics::sink::datadog::UNEXPLAINED_METRIC)
+        .filter(|series| series["points"][0][1][0] != 0.0)
+        .map(|series| (series["tags"].clone(), series["points"][0][1][0].clone()))
+        .collect();
+    assert_eq!(
+        unexplained,
+        [(
+            json!(["flow:billing_ivr", "side:lacking", "env:test"]),
+            json!(2.0)
+        )]
+    );
     let ran = json!(now.as_second());
     assert_eq!(
         coverage_points(&intake),

@@ -260,6 +260,19 @@ pub struct Row {
     /// Of `genesys` and `ours`, the keys a known reason puts on that side only.
     #[serde(skip)]
     explained: [u64; 2],
+    /// Of `unexplained`, the keys on each side only: Genesys's (the ledger lacks them), ours
+    /// (Genesys never counted them).
+    #[serde(skip)]
+    unexplained_on: [u64; 2],
+}
+
+/// A flow's unexplained keys, by the side they are on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unexplained {
+    /// Genesys counted them; the ledger lacks them (lost or stuck).
+    pub lacking: u64,
+    /// The ledger counted them; Genesys did not.
+    pub extra: u64,
 }
 
 /// The whole comparison.
@@ -291,6 +304,17 @@ impl Report {
     /// `not_yet_available`, and the interval cannot be called complete.
     pub fn available_only_until(&self) -> Option<Timestamp> {
         self.available_until.filter(|until| *until < self.end)
+    }
+
+    /// Per flow (every flow with a row), its unexplained keys by side.
+    pub fn unexplained_by_flow(&self) -> BTreeMap<&str, Unexplained> {
+        let mut flows: BTreeMap<&str, Unexplained> = BTreeMap::new();
+        for row in &self.rows {
+            let flow = flows.entry(row.subject.flow.as_str()).or_default();
+            flow.lacking += row.unexplained_on[Side::Genesys as usize];
+            flow.extra += row.unexplained_on[Side::Ours as usize];
+        }
+        flows
     }
 
     /// Incomplete when a row's unexplained difference exceeds `threshold`; else partial while
@@ -374,6 +398,7 @@ impl Row {
             lacking: Vec::new(),
             extra: Vec::new(),
             explained: [0; 2],
+            unexplained_on: [0; 2],
         }
     }
 
@@ -426,6 +451,7 @@ fn match_attribute_keys(
         } else {
             row.stuck += u64::from(stuck.contains(&id));
             row.unexplained += 1;
+            row.unexplained_on[Side::Genesys as usize] += 1;
             row.lacking.push(key.conversation_id.clone());
         }
     }
@@ -447,6 +473,7 @@ fn match_attribute_keys(
             row.explain(Reason::SetAfterConversationEnd, Side::Ours, 1);
         } else {
             row.unexplained += 1;
+            row.unexplained_on[Side::Ours as usize] += 1;
             row.extra.push(key.conversation_id.clone());
         }
     }
@@ -516,6 +543,7 @@ fn explain_aggregates(
             );
         }
         row.unexplained = left;
+        row.unexplained_on[side as usize] = left;
         if row.difference < 0 {
             row.stuck = left.min(keys().filter(|key| key.stuck(now)).count() as u64);
         }
@@ -654,6 +682,10 @@ mod tests {
         assert_eq!(row.extra, ["extra"]);
         assert!(report.exceeds(1));
         assert!(!report.exceeds(2));
+        assert_eq!(
+            report.unexplained_by_flow().get("IVR"),
+            Some(&Unexplained { lacking: 1, extra: 1 })
+        );
         assert_eq!(
             report.coverage().get("IVR"),
             Some(&1.0),

@@ -15,7 +15,7 @@ use crate::ledger::{DynamoDbLedger, LedgerError};
 use crate::sink::SinkError;
 use crate::sink::datadog::payload::Series;
 use crate::sink::datadog::tags::tag;
-use crate::sink::datadog::{COVERAGE_METRIC, DataDogSink};
+use crate::sink::datadog::{COVERAGE_METRIC, DataDogSink, UNEXPLAINED_METRIC};
 
 /// Scan segments the function reads the hour's keys with.
 const SEGMENTS: u32 = 4;
@@ -73,6 +73,26 @@ pub fn coverage_series(report: &Report, at: Timestamp, static_tags: &[String]) -
             let mut tags = vec![tag("flow", flow)];
             tags.extend(static_tags.iter().cloned());
             Series::distribution(COVERAGE_METRIC, tags, vec![(at.as_second(), vec![share])])
+        })
+        .collect()
+}
+
+/// Each flow's unexplained keys as two distribution points at `at`, tagged with the flow,
+/// `side:lacking` or `side:extra`, and `static_tags` (zeros too: an hour that heals shows so).
+pub fn unexplained_series(report: &Report, at: Timestamp, static_tags: &[String]) -> Vec<Series> {
+    report
+        .unexplained_by_flow()
+        .into_iter()
+        .flat_map(|(flow, keys)| {
+            [("lacking", keys.lacking), ("extra", keys.extra)].map(|(side, count)| {
+                let mut tags = vec![tag("flow", flow), tag("side", side)];
+                tags.extend(static_tags.iter().cloned());
+                Series::distribution(
+                    UNEXPLAINED_METRIC,
+                    tags,
+                    vec![(at.as_second(), vec![count as f64])],
+                )
+            })
         })
         .collect()
 }
@@ -139,8 +159,9 @@ impl ScheduledReconcile {
                 "reconcile: a difference no known reason explains"
             );
         }
-        let series = coverage_series(&report, now, self.sink.static_tags());
+        let mut series = coverage_series(&report, now, self.sink.static_tags());
         let flows = series.len();
+        series.extend(unexplained_series(&report, now, self.sink.static_tags()));
         if !series.is_empty() {
             self.sink.send_series(series, deadline).await?;
         }
