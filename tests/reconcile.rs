@@ -2,8 +2,10 @@
 //! schemas) and ledgers replayed into the DynamoDB emulator: one holding exactly Genesys's keys
 //! is complete, one missing a conversation's keys (a loss) and one holding keys Genesys never
 //! counted (a double) are found with their conversations; differences Genesys's own rules
-//! explain are said to be expected; 429s are waited out as `Retry-After` says; a failed job is
-//! an error.
+//! explain are said to be expected; an hour Genesys has not made available to its end is
+//! partial; 429s are waited out as `Retry-After` says; a failed job is an error. The scheduled
+//! run reconciles the latest hour Genesys's details hold, times its coverage and unexplained
+//! keys at the run, and gives a slow job up before its invocation ends.
 
 mod common;
 
