@@ -459,10 +459,15 @@ async fn a_stack_that_reconciles_gets_the_coverage_monitor_scoped_to_its_tags() 
     let (stdout, stderr) = text(&applied);
     assert!(applied.status.success(), "{stdout}\n{stderr}");
     let monitors = world.datadog.monitors();
-    assert_eq!(monitors.len(), 4);
+    assert_eq!(monitors.len(), 5);
     let coverage = monitor_named(&monitors, "coverage");
     assert_eq!(
         coverage["query"],
         "avg(last_2h):avg:genesys.flow_metrics.coverage{env:prod,team:ivr} by {flow} < 0.98"
+    );
+    let unexplained = monitor_named(&monitors, "reconcile-unexplained");
+    assert_eq!(
+        unexplained["query"],
+        "max(last_2h):max:genesys.flow_metrics.reconcile.unexplained{env:prod,team:ivr} by {flow,side} > 0"
     );
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use flow_metrics::datadog_setup::render::strings_at;
-use flow_metrics::sink::datadog::{COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
+use flow_metrics::sink::datadog::{
+    COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS, UNEXPLAINED_METRIC,
+};
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
@@ -18,7 +20,7 @@ fn check_query(query: &str) {
         .iter()
         .map(|(name, _)| format!("{SELF_METRIC_PREFIX}.{name}"))
         .chain(MetricNames::default().all())
-        .chain([COVERAGE_METRIC.to_owned()])
+        .chain([COVERAGE_METRIC.to_owned(), UNEXPLAINED_METRIC.to_owned()])
         .collect();
     let known_outcomes: BTreeSet<&str> = SELF_METRICS.iter().map(|(_, outcome)| *outcome).collect();
     let words = query.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '_' || c == ':'));
@@ -113,6 +115,13 @@ fn the_monitors_are_importable_and_query_our_metrics() {
             .iter()
             .any(|q| q.contains(&format!("avg:{COVERAGE_METRIC}{{*}} by {{flow}} <"))),
         "a monitor on each flow's coverage"
+    );
+    // And its unexplained keys, per side: a loss and a double cancel out in the coverage.
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains(&format!("max:{UNEXPLAINED_METRIC}{{*}} by {{flow,side}} > 0"))),
+        "a monitor on each flow's unexplained keys"
     );
     // Push failures are alarmed in CloudWatch: with a bad key, the self-metrics that would
     // report them to DataDog are refused with everything else.

@@ -2,8 +2,10 @@
 //! schemas) and ledgers replayed into the DynamoDB emulator: one holding exactly Genesys's keys
 //! is complete, one missing a conversation's keys (a loss) and one holding keys Genesys never
 //! counted (a double) are found with their conversations; differences Genesys's own rules
-//! explain are said to be expected; 429s are waited out as `Retry-After` says; a failed job is
-//! an error.
+//! explain are said to be expected; an hour Genesys has not made available to its end is
+//! partial; 429s are waited out as `Retry-After` says; a failed job is an error. The scheduled
+//! run reconciles the latest hour Genesys's details hold, times its coverage and unexplained
+//! keys at the run, and gives a slow job up before its invocation ends.
 
 mod common;
 
@@ -213,12 +215,18 @@ async fn a_ledger_holding_exactly_genesyss_keys_is_complete() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(report["verdict"], "complete");
+    assert_eq!(
+        report["coverage"],
+        json!({"Billing IVR": 1.0, "Routing": 1.0, "flow-1": 1.0})
+    );
     let rows = rows(&output);
     assert!(rows.iter().all(|row| row["unexplained"] == 0), "{rows:#?}");
     assert_eq!(
         row(&rows, "attribute", "Routing", "Start"),
         &json!({"source": "attribute", "flow": "Routing", "metric": "Start", "genesys": 2, "ours": 2,
-                "difference": 0, "expected": {}, "unexplained": 0, "lacking": [], "extra": []})
+                "difference": 0, "expected": {}, "unexplained": 0, "stuck": 0, "lacking": [], "extra": []})
     );
     // Set after its conversation ended: counted by us, not in analytics.
     let survey = row(&rows, "attribute", "Routing", "Survey");
@@ -254,6 +262,26 @@ async fn a_ledger_holding_exactly_genesyss_keys_is_complete() {
     assert!(text.contains("flow Routing: coverage 100.0%"), "{text}");
     assert!(text.contains("complete: every difference is explained"), "{text}");
     println!("{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_genesys_has_not_made_available_yet_is_partial_and_the_exit_status_is_1() {
+    let emulator = Dynalite::start();
+    let (genesys, analytics) = genesys().await;
+    analytics.data_available_until(at("10:30:00"));
+    replayed(&emulator, "lagging", &events());
+
+    let output = reconcile(&emulator, &genesys, "lagging", "table");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "partial: Genesys's details are available only until 2026-03-07T10:30:00Z; \
+             reconcile again after it"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("complete: every difference"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +341,16 @@ async fn keys_genesys_never_counted_are_found_and_the_exit_status_is_1() {
         String::from_utf8_lossy(&output.stderr)
     );
     let csv = String::from_utf8_lossy(&output.stdout);
-    assert!(csv.contains("attribute,Routing,Start,,2,3,1,,1,,conv-x"), "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|header| header.ends_with(",extra,stuck,coverage")),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("attribute,Routing,Start,,2,3,1,,1,,conv-x,0,1.5"),
+        "{csv}"
+    );
     assert!(csv.contains("milestone,flow-1,milestone-1,,3,4,1,,1,,"), "{csv}");
     assert!(
         csv.contains("outcome,flow-1,outcome-1,SUCCESS,2,3,1,,1,,"),
@@ -359,20 +396,19 @@ async fn rate_limits_are_waited_out_and_a_failed_job_is_an_error() {
     assert!(stderr.contains("ended FAILED: The query timed out"), "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour() {
-    use common::intake::Intake;
+/// The scheduled run on `table`, with `genesys`'s analytics and `intake` as DataDog.
+fn scheduled_run(
+    emulator: &Dynalite,
+    genesys: &FakeGenesys,
+    table: &str,
+    intake: &common::intake::Intake,
+) -> flow_metrics::reconcile::scheduled::ScheduledReconcile {
     use flow_metrics::ledger::DynamoDbLedger;
     use flow_metrics::names::genesys::{Credentials, GenesysDirectory, GenesysSettings};
     use flow_metrics::reconcile::genesys::GenesysAnalytics;
     use flow_metrics::reconcile::scheduled::ScheduledReconcile;
     use flow_metrics::sink::DataDogSink;
-    use flow_metrics::sink::datadog::COVERAGE_METRIC;
 
-    let emulator = Dynalite::start();
-    let (genesys, _analytics) = genesys().await;
-    // conv-a's attributes event never arrived.
-    replayed(&emulator, "scheduled", &events()[1..]);
     let directory = GenesysDirectory::new(GenesysSettings {
         login_url: genesys.uri(),
         api_url: genesys.uri(),
@@ -384,21 +420,20 @@ async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour() {
         retry_after_failure: std::time::Duration::from_secs(60),
     })
     .expect("a directory");
-    let now = at("11:15:00");
-    let intake = Intake::at(now).await;
-    let scheduled = ScheduledReconcile {
+    ScheduledReconcile {
         analytics: GenesysAnalytics::new(directory),
-        ledger: DynamoDbLedger::new(emulator.client(), "scheduled"),
+        ledger: DynamoDbLedger::new(emulator.client(), table),
         sink: DataDogSink::new(intake.sink_settings(&["env:test"], false)).expect("a sink"),
-    };
+    }
+}
 
-    let report = scheduled.run(now, None).await.expect("reconciled");
-    assert_eq!(report.interval, INTERVAL, "the hour before 11:15");
+/// Each coverage point the intake took: (tags, time, value), by tags.
+fn coverage_points(intake: &common::intake::Intake) -> Vec<(Value, Value, Value)> {
     let mut coverage: Vec<(Value, Value, Value)> = intake
         .accepted()
         .iter()
         .flat_map(|body| body["series"].as_array().expect("series").clone())
-        .filter(|series| series["metric"] == COVERAGE_METRIC)
+        .filter(|series| series["metric"] == flow_metrics::sink::datadog::COVERAGE_METRIC)
         .map(|series| {
             (
                 series["tags"].clone(),
@@ -408,19 +443,125 @@ async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour() {
         })
         .collect();
     coverage.sort_by_key(|(tags, ..)| tags.to_string());
-    let hour_end = json!(at("11:00:00").as_second());
+    coverage
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_run_sends_each_flows_coverage_of_the_previous_hour_timed_at_the_run() {
+    use common::intake::Intake;
+
+    let emulator = Dynalite::start();
+    let (genesys, _analytics) = genesys().await;
+    // conv-a's attributes event never arrived.
+    replayed(&emulator, "scheduled", &events()[1..]);
+    // Scheduled at 11:15, run late at 12:10: a point at the hour's end (11:00) would be more
+    // than DataDog's hour old, and dropped.
+    let now = at("12:10:00");
+    let intake = Intake::at(now).await;
+    let scheduled = scheduled_run(&emulator, &genesys, "scheduled", &intake);
+
+    let report = scheduled
+        .run(at("11:15:00"), now, None)
+        .await
+        .expect("reconciled");
+    assert_eq!(report.interval, INTERVAL, "the hour before 11:15");
+    // Billing IVR's two keys of conv-a, which the ledger lacks, as unexplained keys by side.
+    let unexplained: Vec<(Value, Value)> = intake
+        .accepted()
+        .iter()
+        .flat_map(|body| body["series"].as_array().expect("series").clone())
+        .filter(|series| series["metric"] == flow_metrics::sink::datadog::UNEXPLAINED_METRIC)
+        .filter(|series| series["points"][0][1][0] != 0.0)
+        .map(|series| (series["tags"].clone(), series["points"][0][1][0].clone()))
+        .collect();
     assert_eq!(
-        coverage,
+        unexplained,
+        [(
+            json!(["flow:billing_ivr", "side:lacking", "env:test"]),
+            json!(2.0)
+        )]
+    );
+    let ran = json!(now.as_second());
+    assert_eq!(
+        coverage_points(&intake),
         [
-            (
-                json!(["flow:billing_ivr", "env:test"]),
-                hour_end.clone(),
-                json!(0.0)
-            ),
-            (json!(["flow:flow-1", "env:test"]), hour_end.clone(), json!(1.0)),
-            (json!(["flow:routing", "env:test"]), hour_end, json!(1.0)),
+            (json!(["flow:billing_ivr", "env:test"]), ran.clone(), json!(0.0)),
+            (json!(["flow:flow-1", "env:test"]), ran.clone(), json!(1.0)),
+            (json!(["flow:routing", "env:test"]), ran, json!(1.0)),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_run_reconciles_the_latest_hour_genesyss_details_hold() {
+    use common::intake::Intake;
+
+    let emulator = Dynalite::start();
+    let (genesys, analytics) = genesys().await;
+    replayed(&emulator, "lagging-schedule", &events());
+    // At 13:15, Genesys's details go only to 11:05, two hours behind: 10:00 to 11:00 is the
+    // latest whole hour they hold (12:00 to 13:00 would be all `not_yet_available`).
+    analytics.data_available_until(at("11:05:00"));
+    let now = at("13:15:00");
+    let intake = Intake::at(now).await;
+    let scheduled = scheduled_run(&emulator, &genesys, "lagging-schedule", &intake);
+
+    let report = scheduled.run(now, now, None).await.expect("reconciled");
+    assert_eq!(report.interval, INTERVAL);
+    assert!(
+        analytics.requests()[0]
+            .0
+            .ends_with("/analytics/conversations/details/jobs/availability"),
+        "availability asked first: {:#?}",
+        analytics.requests()
+    );
+    every_request_was_well_formed(&analytics);
+    let ran = json!(now.as_second());
+    assert_eq!(
+        coverage_points(&intake),
+        [
+            (json!(["flow:billing_ivr", "env:test"]), ran.clone(), json!(1.0)),
+            (json!(["flow:flow-1", "env:test"]), ran.clone(), json!(1.0)),
+            (json!(["flow:routing", "env:test"]), ran, json!(1.0)),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_details_job_is_given_up_before_the_invocation_ends_saying_so() {
+    use common::intake::Intake;
+    use flow_metrics::reconcile::genesys::AnalyticsError;
+    use flow_metrics::reconcile::scheduled::ScheduledError;
+
+    let emulator = Dynalite::start();
+    let (genesys, analytics) = genesys().await;
+    replayed(&emulator, "slow-job", &events());
+    analytics.script_jobs(&[("QUEUED", None)]);
+    let now = at("11:15:00");
+    let intake = Intake::at(now).await;
+    let scheduled = scheduled_run(&emulator, &genesys, "slow-job", &intake);
+
+    // 32 s left: 30 s are kept to report, so the job may take 2 s (not the usual 10 minutes).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(32);
+    let ran = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        scheduled.run(now, now, Some(deadline)),
+    )
+    .await
+    .expect("given up before the invocation's end");
+    let error = ran.expect_err("the job never finished");
+    assert!(
+        matches!(
+            error,
+            ScheduledError::Genesys(AnalyticsError::JobOutlastsInvocation { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("all the invocation had left"),
+        "{error}"
+    );
+    assert!(coverage_points(&intake).is_empty());
 }
 
 /// The fake refuses what Genesys's published schemas refuse, so that a client passing against it
@@ -522,14 +663,20 @@ async fn the_fake_analytics_api_refuses_what_the_schema_refuses() {
 async fn the_function_in_its_reconcile_mode_reconciles_the_hour_before_its_scheduled_time() {
     use common::emulator::Running;
     use common::intake::{API_KEY, Intake};
-    use common::lambda_runtime::{REQUEST_ID, first_answer, runtime_api};
+    use common::lambda_runtime::{REQUEST_ID, first_answer, runtime_api_with};
     use flow_metrics::sink::datadog::COVERAGE_METRIC;
 
     let emulator = Dynalite::start();
     let (genesys, _analytics) = genesys().await;
     replayed(&emulator, "lambda", &events()[1..]);
-    let intake = Intake::at(at("11:15:00")).await;
-    let runtime = runtime_api(&json!({"time": at("11:15:00").to_string()}).to_string()).await;
+    // The function times the coverage at its own clock's now.
+    let intake = Intake::accepting().await;
+    // The stack gives the function 15 minutes.
+    let runtime = runtime_api_with(
+        &json!({"time": at("11:15:00").to_string()}).to_string(),
+        std::time::Duration::from_secs(900),
+    )
+    .await;
     let mut function = Running(
         std::process::Command::new(env!("CARGO_BIN_EXE_flow-metrics-lambda"))
             .env_clear()

@@ -359,6 +359,8 @@ export class FlowMetricsStack extends Stack {
     new scheduler.Schedule(this, 'ReconcileSchedule', {
       description: 'genesys-flow-metrics: reconcile the previous hour with Genesys analytics',
       schedule: scheduler.ScheduleExpression.cron({ minute: '15' }),
+      // Paused, events are held back on purpose: coverage would fall and alert for nothing.
+      enabled: !settings.paused,
       target: new schedulerTargets.LambdaInvoke(reconcile, {
         role: scheduleRole,
         retryAttempts: 0,

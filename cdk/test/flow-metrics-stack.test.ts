@@ -661,6 +661,11 @@ describe('the scheduled reconciliation', () => {
     });
   });
 
+  test('paused: the schedule is off, since the events held back would show as lost coverage', () => {
+    const { template } = synth({ ...RECONCILING, paused: 'true' });
+    template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'cron(15 * * * ? *)', State: 'DISABLED' });
+  });
+
   test('a failed run alarms, since it sends no coverage for the monitor to judge', () => {
     const { stack, template } = synth({ ...RECONCILING, alarmEmail: 'a@example.com' });
     const reconcile = stack.getLogicalId(stack.reconcileFunction?.node.defaultChild as CfnElement);

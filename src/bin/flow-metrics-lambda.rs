@@ -6,8 +6,8 @@
 //! of names (see [`Names::from_config_or_ids`]).
 //!
 //! With `FLOW_METRICS_RUN=reconcile` it is the scheduled reconciliation instead: each invocation
-//! (the stack's hourly schedule, `{"time": <scheduled time>}`) reconciles the hour before and
-//! sends each flow's coverage (see [`flow_metrics::reconcile::scheduled`]).
+//! (the stack's hourly schedule, `{"time": <scheduled time>}`) reconciles the latest hour before
+//! it that Genesys's details hold and sends each flow's coverage (see [`flow_metrics::reconcile::scheduled`]).
 
 use std::sync::Arc;
 
@@ -113,7 +113,7 @@ async fn reconcile_on_schedule() -> Result<(), Error> {
         };
         let scheduled_at = scheduled_time(event.payload.get(), Timestamp::now()).map_err(failed)?;
         scheduled
-            .run(scheduled_at, Some(deadline(&event.context)))
+            .run(scheduled_at, Timestamp::now(), Some(deadline(&event.context)))
             .await
             .map(|report| serde_json::json!({"interval": report.interval, "coverage": report.coverage()}))
             .map_err(failed)

@@ -1,6 +1,7 @@
 //! `flow-metrics reconcile`: Genesys's own analytics for an interval beside the ledger's keys,
 //! per flow and metric, as a table per flow, CSV or JSON; exit status 1 when a difference no
-//! known reason explains exceeds the threshold.
+//! known reason explains exceeds the threshold, or when Genesys's details are not yet available
+//! up to the interval's end (partial).
 
 use std::io;
 use std::process::ExitCode;
@@ -26,7 +27,8 @@ pub struct ReconcileArgs {
     scan: ScanArgs,
 
     /// The interval of key times to reconcile, ISO 8601 in UTC: <start>/<end> or
-    /// <start>/<duration> (2026-12-01T10:00:00Z/2026-12-01T11:00:00Z, 2026-12-01T10:00:00Z/PT1H).
+    /// <start>/<duration> (2026-12-01T10:00:00Z/2026-12-01T11:00:00Z, 2026-12-01T10:00:00Z/PT1H,
+    /// 2026-12-01T00:00:00Z/P1D: a day is 24 h).
     #[arg(long)]
     interval: Interval,
 
@@ -44,9 +46,9 @@ pub struct ReconcileArgs {
 pub enum Format {
     /// A table per flow, for people, with its coverage and a verdict.
     Table,
-    /// One line per row.
+    /// One line per row, with its flow's coverage.
     Csv,
-    /// The whole report: {"interval", "available_until", "rows": [...]}.
+    /// The whole report: {"interval", "available_until", "verdict", "coverage", "rows": [...]}.
     Json,
 }
 
@@ -62,9 +64,12 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
          GENESYS_CREDENTIALS_SECRET_ARN for a table no stack created)",
         )?;
     let genesys = GenesysAnalytics::new(directory)
-        .side(args.interval)
+        .side(args.interval, None)
         .await
         .context("cannot read Genesys's analytics")?;
+    if genesys.skipped.any() {
+        eprintln!("{}", genesys.skipped);
+    }
     let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table);
     let filter = ScanFilter {
         since: Some(args.interval.start),
@@ -73,17 +78,16 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     };
     let mut keys = Vec::new();
     let totals = scan(&ledger, &args.scan, &filter, |item| keys.push(ledger_key(item))).await?;
-    let report = reconcile::reconcile(args.interval, &genesys, &keys);
+    let report = reconcile::reconcile(args.interval, jiff::Timestamp::now(), &genesys, &keys);
     let mut stdout = io::stdout().lock();
     match args.format {
         Format::Table => reconcile::write_table(&report, args.threshold, &mut stdout)?,
         Format::Csv => reconcile::write_csv(&report, &mut stdout)?,
-        Format::Json => reconcile::write_json(&report, &mut stdout)?,
+        Format::Json => reconcile::write_json(&report, args.threshold, &mut stdout)?,
     }
     report_scan(table, &args.scan, totals);
-    Ok(if report.exceeds(args.threshold) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(match report.verdict(args.threshold) {
+        reconcile::Verdict::Complete => ExitCode::SUCCESS,
+        reconcile::Verdict::Incomplete | reconcile::Verdict::Partial => ExitCode::from(1),
     })
 }

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use super::hours::{MAX_RECURRENCES, OpeningHours};
 use crate::sink::datadog::tags;
-use crate::sink::datadog::{COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS};
+use crate::sink::datadog::{
+    COVERAGE_METRIC, MetricNames, SELF_METRIC_PREFIX, SELF_METRICS, UNEXPLAINED_METRIC,
+};
 
 /// The importable dashboard, and the monitors: also the fallback for importing by hand.
 pub const DASHBOARD_TEMPLATE: &str = include_str!("../../datadog/dashboard.json");
@@ -185,7 +187,11 @@ impl AssetSettings {
             if !self.self_metrics && queried.iter().any(|metric| self_metrics.contains(metric)) {
                 continue;
             }
-            if !self.reconcile && queried.iter().any(|metric| metric == COVERAGE_METRIC) {
+            if !self.reconcile
+                && queried
+                    .iter()
+                    .any(|metric| metric == COVERAGE_METRIC || metric == UNEXPLAINED_METRIC)
+            {
                 continue;
             }
             let name = monitor_name(&monitor)
@@ -539,13 +545,20 @@ mod tests {
             assets.monitors.into_iter().map(|monitor| monitor.name).collect()
         };
         assert!(!names(settings()).contains(&"coverage".to_owned()));
+        assert!(!names(settings()).contains(&"reconcile-unexplained".to_owned()));
         let reconciling = AssetSettings {
             reconcile: true,
             ..settings()
         };
         assert_eq!(
             names(reconciling),
-            ["rate-anomaly", "outcome-failures", "invalid-keys", "coverage"]
+            [
+                "rate-anomaly",
+                "outcome-failures",
+                "invalid-keys",
+                "coverage",
+                "reconcile-unexplained"
+            ]
         );
     }
 

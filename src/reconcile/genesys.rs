@@ -5,9 +5,15 @@
 //!   grouped by `flowId`, `flowMilestoneId`, then `nFlowOutcome` and `nFlowOutcomeFailed`
 //!   grouped by `flowId`, `flowOutcomeId`, `flowOutcomeValue`, both timed by `eventTime` (the
 //!   milestone's or outcome's own time, as the ledger's keys are);
+//! - how far the details go: `GET /api/v2/analytics/conversations/details/jobs/availability`
+//!   (`dataAvailabilityDate`), which the scheduled run asks first to choose its hour;
 //! - attribute metrics: a conversation details job over the interval
 //!   (`POST /api/v2/analytics/conversations/details/jobs`), polled until `FULFILLED`, its
 //!   results paged by `cursor`; each participant's `attributes` read with the key grammar.
+//!
+//! Every field of Genesys's answers is optional in its published schema: a conversation without
+//! `conversationId` or a metric without `metric` is skipped and counted ([`Skipped`], which the
+//! caller reports); a job answer without `jobId` or `state` is an error saying so.
 //!
 //! A 429 is waited out as its `Retry-After` says, a few times; any other refusal is an error
 //! carrying Genesys's message. The OAuth client's role needs `analytics:flowAggregate:view` and
@@ -23,7 +29,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{GenesysKey, GenesysSide, Interval, Subject};
+use super::{GenesysKey, GenesysSide, Interval, Skipped, Subject};
 use crate::attribute::{Attribute, classify};
 use crate::names::genesys::{GenesysDirectory, NameError, message, retry_after};
 
@@ -62,6 +68,13 @@ pub enum AnalyticsError {
     },
     #[error("the conversation details job {job} was not fulfilled within {}s; run again later", waited.as_secs())]
     JobTooSlow { job: String, waited: Duration },
+    #[error(
+        "the conversation details job {job} was not fulfilled within {}s, all the invocation had \
+         left (less {}s to report): reconcile the hour with the command, or raise the function's \
+         timeout",
+        waited.as_secs(), INVOCATION_RESERVE.as_secs()
+    )]
+    JobOutlastsInvocation { job: String, waited: Duration },
 }
 
 /// Genesys's analytics, asked with an OAuth client.
@@ -71,6 +84,9 @@ pub struct GenesysAnalytics {
     /// How long a details job may take.
     pub job_deadline: Duration,
 }
+
+/// Of an invocation's time, what is kept for reporting after a details job gives up.
+pub const INVOCATION_RESERVE: Duration = Duration::from_secs(30);
 
 /// A details job is asked about after this, then twice as long each time, up to [`LONGEST_POLL`]:
 /// small intervals are fulfilled within a second or two.
@@ -86,6 +102,10 @@ struct Call {
 const AGGREGATES: Call = Call {
     what: "the flow aggregates query",
     permission: "analytics:flowAggregate:view",
+};
+const AVAILABILITY: Call = Call {
+    what: "the details' data availability",
+    permission: "analytics:conversationDetail:view",
 };
 const DETAILS: Call = Call {
     what: "the conversation details job",
@@ -114,7 +134,8 @@ struct AggregateData {
 
 #[derive(Deserialize)]
 struct AggregateMetric {
-    metric: String,
+    #[serde(default)]
+    metric: Option<String>,
     #[serde(default)]
     stats: Stats,
 }
@@ -127,14 +148,23 @@ struct Stats {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct DataAvailability {
+    #[serde(default)]
+    data_availability_date: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct JobCreated {
-    job_id: String,
+    #[serde(default)]
+    job_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JobStatus {
-    state: String,
+    #[serde(default)]
+    state: Option<String>,
     #[serde(default)]
     error_message: Option<String>,
 }
@@ -153,7 +183,8 @@ struct ResultsPage {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Conversation {
-    conversation_id: String,
+    #[serde(default)]
+    conversation_id: Option<String>,
     #[serde(default)]
     conversation_end: Option<Timestamp>,
     #[serde(default)]
@@ -174,18 +205,33 @@ impl GenesysAnalytics {
         }
     }
 
-    /// Everything Genesys counted in `interval`.
-    pub async fn side(&self, interval: Interval) -> Result<GenesysSide, AnalyticsError> {
-        let mut side = GenesysSide {
-            aggregates: self.flow_aggregates(interval).await?,
-            ..GenesysSide::default()
-        };
-        self.conversation_details(interval, &mut side).await?;
+    /// Everything Genesys counted in `interval`; a details job is waited for up to
+    /// [`Self::job_deadline`], and, with an invocation's `deadline`, no later than
+    /// [`INVOCATION_RESERVE`] before it.
+    pub async fn side(
+        &self,
+        interval: Interval,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<GenesysSide, AnalyticsError> {
+        let mut side = GenesysSide::default();
+        side.aggregates = self.flow_aggregates(interval, &mut side.skipped).await?;
+        self.conversation_details(interval, deadline, &mut side).await?;
         Ok(side)
     }
 
+    /// How far Genesys's conversation details go (`dataAvailabilityDate`), if it says.
+    pub async fn data_availability(&self) -> Result<Option<Timestamp>, AnalyticsError> {
+        let path = "/api/v2/analytics/conversations/details/jobs/availability";
+        let answer: DataAvailability = self.get(&AVAILABILITY, path, &[]).await?;
+        Ok(answer.data_availability_date)
+    }
+
     /// Milestones and outcomes per flow, milestone or outcome, and value.
-    async fn flow_aggregates(&self, interval: Interval) -> Result<BTreeMap<Subject, u64>, AnalyticsError> {
+    async fn flow_aggregates(
+        &self,
+        interval: Interval,
+        skipped: &mut Skipped,
+    ) -> Result<BTreeMap<Subject, u64>, AnalyticsError> {
         let query = |group_by: &[&str], metrics: &[&str]| {
             json!({
                 "interval": interval.to_string(),
@@ -202,6 +248,7 @@ impl GenesysAnalytics {
                 &query(&["flowId", "flowMilestoneId"], &["nFlowMilestone"]),
             )
             .await?;
+        skipped.metrics += nameless(&milestones);
         for result in milestones.results {
             let (Some(flow), Some(milestone)) =
                 (result.group.get("flowId"), result.group.get("flowMilestoneId"))
@@ -226,6 +273,7 @@ impl GenesysAnalytics {
                 ),
             )
             .await?;
+        skipped.metrics += nameless(&outcomes);
         for result in outcomes.results {
             let (Some(flow), Some(outcome)) = (result.group.get("flowId"), result.group.get("flowOutcomeId"))
             else {
@@ -260,30 +308,44 @@ impl GenesysAnalytics {
     async fn conversation_details(
         &self,
         interval: Interval,
+        deadline: Option<tokio::time::Instant>,
         side: &mut GenesysSide,
     ) -> Result<(), AnalyticsError> {
         let jobs = "/api/v2/analytics/conversations/details/jobs";
         let body = json!({"interval": interval.to_string(), "order": "asc", "orderBy": "conversationStart"});
-        let job = self.post::<JobCreated>(&DETAILS, jobs, &body).await?.job_id;
+        let job = job_id(self.post::<JobCreated>(&DETAILS, jobs, &body).await?)?;
         let started = tokio::time::Instant::now();
+        let left = deadline.map(|deadline| {
+            deadline
+                .saturating_duration_since(started)
+                .saturating_sub(INVOCATION_RESERVE)
+        });
+        let limit = left.map_or(self.job_deadline, |left| left.min(self.job_deadline));
         let mut poll = FIRST_POLL;
         loop {
             let status: JobStatus = self.get(&DETAILS, &format!("{jobs}/{job}"), &[]).await?;
-            match status.state.as_str() {
+            let Some(state) = status.state else {
+                return Err(AnalyticsError::Answer {
+                    what: DETAILS.what,
+                    reason: format!("the status of job {job} has no state"),
+                });
+            };
+            match state.as_str() {
                 "FULFILLED" => break,
                 "QUEUED" | "PENDING" => {}
                 _ => {
                     return Err(AnalyticsError::JobEnded {
                         job,
-                        state: status.state,
+                        state,
                         message: status.error_message.unwrap_or_default(),
                     });
                 }
             }
-            if started.elapsed() >= self.job_deadline {
-                return Err(AnalyticsError::JobTooSlow {
-                    job,
-                    waited: self.job_deadline,
+            if started.elapsed() >= limit {
+                return Err(if limit < self.job_deadline {
+                    AnalyticsError::JobOutlastsInvocation { job, waited: limit }
+                } else {
+                    AnalyticsError::JobTooSlow { job, waited: limit }
                 });
             }
             tokio::time::sleep(poll).await;
@@ -295,18 +357,7 @@ impl GenesysAnalytics {
             let page: ResultsPage = self
                 .get(&DETAILS, &format!("{jobs}/{job}/results"), &query)
                 .await?;
-            if let Some(available) = page.data_availability_date {
-                side.available_until = Some(
-                    side.available_until
-                        .map_or(available, |until| until.min(available)),
-                );
-            }
-            for conversation in page.conversations {
-                read_keys(interval, &conversation, &mut side.keys);
-                side.conversation_ends
-                    .insert(conversation.conversation_id, conversation.conversation_end);
-            }
-            match page.cursor.filter(|next| !next.is_empty()) {
+            match read_page(interval, page, side) {
                 Some(next) => cursor = Some(next),
                 None => return Ok(()),
             }
@@ -393,18 +444,58 @@ impl GenesysAnalytics {
     }
 }
 
+/// The job's id, which the published schema leaves optional.
+fn job_id(created: JobCreated) -> Result<String, AnalyticsError> {
+    created.job_id.ok_or_else(|| AnalyticsError::Answer {
+        what: DETAILS.what,
+        reason: "Genesys created the job without saying its jobId".to_owned(),
+    })
+}
+
+/// A results page's conversations into `side` (those without an id skipped and counted); the
+/// next page's cursor, if one follows.
+fn read_page(interval: Interval, page: ResultsPage, side: &mut GenesysSide) -> Option<String> {
+    if let Some(available) = page.data_availability_date {
+        side.available_until = Some(
+            side.available_until
+                .map_or(available, |until| until.min(available)),
+        );
+    }
+    for conversation in page.conversations {
+        let Some(id) = conversation.conversation_id.as_deref() else {
+            side.skipped.conversations += 1;
+            continue;
+        };
+        read_keys(interval, id, &conversation, &mut side.keys);
+        side.conversation_ends
+            .insert(id.to_owned(), conversation.conversation_end);
+    }
+    page.cursor.filter(|next| !next.is_empty())
+}
+
+/// The metrics of an answer that do not say which metric they are.
+fn nameless(answer: &AggregateResponse) -> u64 {
+    answer
+        .results
+        .iter()
+        .flat_map(|result| &result.data)
+        .flat_map(|data| &data.metrics)
+        .filter(|metric| metric.metric.is_none())
+        .count() as u64
+}
+
 /// A metric's count over a result's data (one entry per granularity period).
 fn count(data: &[AggregateData], metric: &str) -> u64 {
     data.iter()
         .flat_map(|data| &data.metrics)
-        .filter(|found| found.metric == metric)
+        .filter(|found| found.metric.as_deref() == Some(metric))
         .map(|found| found.stats.count)
         .sum()
 }
 
 /// The valid metric keys of a conversation's participants whose times are in `interval`, once
 /// each (a key shows on every participant that holds it).
-fn read_keys(interval: Interval, conversation: &Conversation, keys: &mut Vec<GenesysKey>) {
+fn read_keys(interval: Interval, id: &str, conversation: &Conversation, keys: &mut Vec<GenesysKey>) {
     let mut seen = std::collections::BTreeSet::new();
     for key in conversation
         .participants
@@ -416,12 +507,62 @@ fn read_keys(interval: Interval, conversation: &Conversation, keys: &mut Vec<Gen
             && seen.insert(key.as_str())
         {
             keys.push(GenesysKey {
-                conversation_id: conversation.conversation_id.clone(),
+                conversation_id: id.to_owned(),
                 key: key.clone(),
                 flow: metric.flow.to_owned(),
                 metric: metric.metric.to_owned(),
                 time: metric.time,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hour() -> Interval {
+        "2026-12-01T10:00:00Z/2026-12-01T11:00:00Z"
+            .parse()
+            .expect("interval")
+    }
+
+    #[test]
+    fn a_conversation_without_an_id_is_skipped_and_counted_not_fatal() {
+        // Every field is optional in the published schema.
+        let page: ResultsPage = serde_json::from_str(
+            r#"{"conversations": [
+                {"conversationStart": "2026-12-01T10:00:00Z",
+                 "participants": [{"attributes": {"IVRMetric_Menu(2026-12-01T10:05:00Z)": "1"}}]},
+                {"conversationId": "c2",
+                 "participants": [{"attributes": {"IVRMetric_Menu(2026-12-01T10:06:00Z)": "1"}}]}
+            ], "cursor": "next"}"#,
+        )
+        .expect("a page the schema allows");
+        let mut side = GenesysSide::default();
+        assert_eq!(read_page(hour(), page, &mut side), Some("next".to_owned()));
+        assert_eq!(side.skipped.conversations, 1);
+        assert_eq!(side.keys.len(), 1);
+        assert_eq!(side.keys[0].conversation_id, "c2");
+    }
+
+    #[test]
+    fn a_metric_without_its_name_is_skipped_and_counted() {
+        let answer: AggregateResponse = serde_json::from_str(
+            r#"{"results": [{"group": {"flowId": "f1", "flowMilestoneId": "m1"},
+                "data": [{"metrics": [{"stats": {"count": 4}}, {"metric": "nFlowMilestone", "stats": {"count": 2}}]}]}]}"#,
+        )
+        .expect("an answer the schema allows");
+        assert_eq!(nameless(&answer), 1);
+        assert_eq!(count(&answer.results[0].data, "nFlowMilestone"), 2);
+    }
+
+    #[test]
+    fn a_job_answer_without_its_id_is_an_error_saying_so() {
+        let created: JobCreated = serde_json::from_str("{}").expect("an answer the schema allows");
+        let error = job_id(created).expect_err("no id").to_string();
+        assert!(error.contains("without saying its jobId"), "{error}");
+        let status: JobStatus = serde_json::from_str("{}").expect("an answer the schema allows");
+        assert_eq!(status.state, None);
     }
 }

@@ -1,5 +1,6 @@
 //! The ledger's side of a reconciliation: every key of the table whose time is in the interval
-//! (a parallel scan, filtered by DynamoDB on the key's time), delivered or still claimed.
+//! (a parallel scan, filtered by DynamoDB on the key's time), delivered or still claimed (with
+//! its claim's lease expiry, which tells a key in flight from a stuck one).
 
 use jiff::Timestamp;
 
@@ -28,6 +29,9 @@ pub fn ledger_key(item: LedgerItem) -> LedgerKey {
         subject: subject(&item),
         time: Timestamp::from_millisecond(item.key_time_ms).unwrap_or(Timestamp::UNIX_EPOCH),
         delivered: item.state == schema::DELIVERED,
+        lease_expires: item
+            .lease_expires_ms
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok()),
         conversation_id: item.conversation_id,
         key: item.attribute_key,
     }

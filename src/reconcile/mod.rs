@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-/// A key within this much of an edge of the interval may be counted on one side only: the two
-/// may time it a little differently (the flow's clock in a key, Genesys's event time).
+/// A milestone or outcome within this much of an edge of the interval may be counted on one side
+/// only: the two time it a little differently (the flow's clock in a key, Genesys's event time).
+/// Attribute keys get no such margin: both sides time them by the key's own text.
 pub const EDGE_MARGIN: SignedDuration = SignedDuration::from_secs(60);
 
 /// A half-open interval `[start, end)` of key times.
@@ -36,7 +37,8 @@ pub struct Interval {
 pub enum IntervalError {
     #[error(
         "the interval must be ISO 8601 <start>/<end> or <start>/<duration> in UTC, e.g. \
-         2026-12-01T10:00:00Z/2026-12-01T11:00:00Z or 2026-12-01T10:00:00Z/PT1H"
+         2026-12-01T10:00:00Z/2026-12-01T11:00:00Z, 2026-12-01T10:00:00Z/PT1H or \
+         2026-12-01T00:00:00Z/P1D (a duration in weeks, days of 24 h, hours, minutes, seconds)"
     )]
     Syntax,
     #[error("the interval ends ({end}) before it starts ({start}): give <start>/<end>")]
@@ -52,7 +54,11 @@ impl std::str::FromStr for Interval {
         let end: Timestamp = match end.parse::<Timestamp>() {
             Ok(end) => end,
             Err(_) => {
-                let length: SignedDuration = end.parse().map_err(|_| IntervalError::Syntax)?;
+                // Days are 24 h: the interval is in UTC, which has no clock changes.
+                let length = end
+                    .parse::<jiff::Span>()
+                    .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+                    .map_err(|_| IntervalError::Syntax)?;
                 start.checked_add(length).map_err(|_| IntervalError::Syntax)?
             }
         };
@@ -138,6 +144,34 @@ pub struct GenesysSide {
     pub conversation_ends: HashMap<String, Option<Timestamp>>,
     /// The details hold data up to this (the earliest `dataAvailabilityDate` of their pages).
     pub available_until: Option<Timestamp>,
+    /// Records of Genesys's answers left out for lacking a field that says what they are.
+    pub skipped: Skipped,
+}
+
+/// Records of Genesys's answers left out: the published schema makes every field optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Conversations without a `conversationId`.
+    pub conversations: u64,
+    /// Aggregate metrics without their `metric`.
+    pub metrics: u64,
+}
+
+impl Skipped {
+    pub fn any(&self) -> bool {
+        self.conversations > 0 || self.metrics > 0
+    }
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "skipped {} conversation(s) without a conversationId and {} aggregate metric(s) \
+             without a metric name in Genesys's answers",
+            self.conversations, self.metrics
+        )
+    }
 }
 
 /// One key of the ledger, with its time in the interval.
@@ -149,6 +183,21 @@ pub struct LedgerKey {
     pub time: Timestamp,
     /// Delivered (counted); otherwise claimed and not yet confirmed.
     pub delivered: bool,
+    /// When a claim's lease runs out: until then its delivery may still be under way; after, the
+    /// key is stuck until `flow-metrics redrive` delivers it.
+    pub lease_expires: Option<Timestamp>,
+}
+
+impl LedgerKey {
+    /// Claimed, and its claim's lease still live at `now`: expected to be delivered shortly.
+    fn in_flight(&self, now: Timestamp) -> bool {
+        !self.delivered && self.lease_expires.is_some_and(|expires| expires > now)
+    }
+
+    /// Claimed, and its claim's lease over at `now`: a loss until it is redriven.
+    fn stuck(&self, now: Timestamp) -> bool {
+        !self.delivered && !self.in_flight(now)
+    }
 }
 
 /// A known way Genesys's analytics and the ledger count differently.
@@ -160,11 +209,12 @@ pub enum Reason {
     LastOutcomeOnly,
     /// An attribute set after its conversation ended is in the events, not in analytics.
     SetAfterConversationEnd,
-    /// Within [`EDGE_MARGIN`] of the interval's start or end.
+    /// A milestone or outcome within [`EDGE_MARGIN`] of the interval's start or end.
     IntervalEdge,
     /// Later than the details' `dataAvailabilityDate`: Genesys has not made it available yet.
     NotYetAvailable,
-    /// Claimed in the ledger and not yet confirmed delivered (in flight, or stuck: see redrive).
+    /// Claimed in the ledger, not yet confirmed delivered, and its claim's lease still live. (A
+    /// claim whose lease is over is stuck: not expected, see [`Row::stuck`].)
     InFlight,
 }
 
@@ -175,7 +225,7 @@ impl Reason {
             Reason::SetAfterConversationEnd => "set after the conversation ended: not in analytics",
             Reason::IntervalEdge => "at the interval's edge",
             Reason::NotYetAvailable => "not yet available in Genesys's analytics",
-            Reason::InFlight => "claimed, not yet delivered (in flight or stuck: see redrive)",
+            Reason::InFlight => "claimed, being delivered (its lease is live)",
         }
     }
 }
@@ -200,6 +250,9 @@ pub struct Row {
     pub expected: BTreeMap<Reason, u64>,
     /// Keys counted on one side only for no known reason.
     pub unexplained: u64,
+    /// Of `unexplained`, Genesys's keys the ledger holds claimed with its lease over: stuck, lost
+    /// until `flow-metrics redrive` delivers them.
+    pub stuck: u64,
     /// Conversations whose keys Genesys has and the ledger lacks (attribute metrics).
     pub lacking: Vec<String>,
     /// Conversations whose keys the ledger has and Genesys does not (attribute metrics).
@@ -207,6 +260,19 @@ pub struct Row {
     /// Of `genesys` and `ours`, the keys a known reason puts on that side only.
     #[serde(skip)]
     explained: [u64; 2],
+    /// Of `unexplained`, the keys on each side only: Genesys's (the ledger lacks them), ours
+    /// (Genesys never counted them).
+    #[serde(skip)]
+    unexplained_on: [u64; 2],
+}
+
+/// A flow's unexplained keys, by the side they are on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unexplained {
+    /// Genesys counted them; the ledger lacks them (lost or stuck).
+    pub lacking: u64,
+    /// The ledger counted them; Genesys did not.
+    pub extra: u64,
 }
 
 /// The whole comparison.
@@ -216,9 +282,53 @@ pub struct Report {
     /// Genesys's details hold data up to this, if it said.
     pub available_until: Option<Timestamp>,
     pub rows: Vec<Row>,
+    /// The interval's end.
+    #[serde(skip)]
+    end: Timestamp,
+}
+
+/// What a reconciliation says of its interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every difference is explained (within the threshold).
+    Complete,
+    /// A row's unexplained difference exceeds the threshold.
+    Incomplete,
+    /// Genesys's details end before the interval does: its later keys cannot be checked yet.
+    Partial,
 }
 
 impl Report {
+    /// When Genesys's details end, if that is before the interval's end: the keys after it are
+    /// `not_yet_available`, and the interval cannot be called complete.
+    pub fn available_only_until(&self) -> Option<Timestamp> {
+        self.available_until.filter(|until| *until < self.end)
+    }
+
+    /// Per flow (every flow with a row), its unexplained keys by side.
+    pub fn unexplained_by_flow(&self) -> BTreeMap<&str, Unexplained> {
+        let mut flows: BTreeMap<&str, Unexplained> = BTreeMap::new();
+        for row in &self.rows {
+            let flow = flows.entry(row.subject.flow.as_str()).or_default();
+            flow.lacking += row.unexplained_on[Side::Genesys as usize];
+            flow.extra += row.unexplained_on[Side::Ours as usize];
+        }
+        flows
+    }
+
+    /// Incomplete when a row's unexplained difference exceeds `threshold`; else partial while
+    /// Genesys's details end before the interval does; else complete.
+    pub fn verdict(&self, threshold: u64) -> Verdict {
+        if self.exceeds(threshold) {
+            Verdict::Incomplete
+        } else if self.available_only_until().is_some() {
+            Verdict::Partial
+        } else {
+            Verdict::Complete
+        }
+    }
+
     /// Whether a row's unexplained difference is more than `threshold` keys.
     pub fn exceeds(&self, threshold: u64) -> bool {
         self.rows.iter().any(|row| row.unexplained > threshold)
@@ -243,8 +353,9 @@ impl Report {
     }
 }
 
-/// Compares Genesys's counts with the ledger's keys in `interval`.
-pub fn reconcile(interval: Interval, genesys: &GenesysSide, ledger: &[LedgerKey]) -> Report {
+/// Compares Genesys's counts with the ledger's keys in `interval`, the ledger read at `now` (a
+/// claim is in flight only while its lease is live at `now`).
+pub fn reconcile(interval: Interval, now: Timestamp, genesys: &GenesysSide, ledger: &[LedgerKey]) -> Report {
     let ours: Vec<&LedgerKey> = ledger.iter().filter(|key| interval.contains(key.time)).collect();
     let mut rows: BTreeMap<Subject, Row> = BTreeMap::new();
     for (subject, count) in &genesys.aggregates {
@@ -259,12 +370,13 @@ pub fn reconcile(interval: Interval, genesys: &GenesysSide, ledger: &[LedgerKey]
     for row in rows.values_mut() {
         row.difference = row.ours as i64 - row.genesys as i64;
     }
-    match_attribute_keys(interval, genesys, &ours, &mut rows);
-    explain_aggregates(interval, &ours, &mut rows);
+    match_attribute_keys(now, genesys, &ours, &mut rows);
+    explain_aggregates(interval, now, &ours, &mut rows);
     Report {
         interval: interval.to_string(),
         available_until: genesys.available_until,
         rows: rows.into_values().collect(),
+        end: interval.end,
     }
 }
 
@@ -282,9 +394,11 @@ impl Row {
             difference: 0,
             expected: BTreeMap::new(),
             unexplained: 0,
+            stuck: 0,
             lacking: Vec::new(),
             extra: Vec::new(),
             explained: [0; 2],
+            unexplained_on: [0; 2],
         }
     }
 
@@ -297,9 +411,10 @@ impl Row {
     }
 }
 
-/// Attribute metrics, key by key: each key on one side only is explained or listed.
+/// Attribute metrics, key by key: each key on one side only is explained or listed. No key is
+/// excused for being near the interval's edge: both sides time an attribute key by its own text.
 fn match_attribute_keys(
-    interval: Interval,
+    now: Timestamp,
     genesys: &GenesysSide,
     ours: &[&LedgerKey],
     rows: &mut BTreeMap<Subject, Row>,
@@ -315,8 +430,12 @@ fn match_attribute_keys(
         .filter(|key| key.delivered)
         .map(|key| identity(&key.conversation_id, &key.key))
         .collect();
-    let claimed: BTreeSet<(String, String)> = attributes()
-        .filter(|key| !key.delivered)
+    let in_flight: BTreeSet<(String, String)> = attributes()
+        .filter(|key| key.in_flight(now))
+        .map(|key| identity(&key.conversation_id, &key.key))
+        .collect();
+    let stuck: BTreeSet<(String, String)> = attributes()
+        .filter(|key| key.stuck(now))
         .map(|key| identity(&key.conversation_id, &key.key))
         .collect();
     for key in genesys.keys.iter() {
@@ -327,12 +446,12 @@ fn match_attribute_keys(
         let Some(row) = rows.get_mut(&Subject::attribute(&key.flow, &key.metric)) else {
             continue;
         };
-        if claimed.contains(&id) {
+        if in_flight.contains(&id) {
             row.explain(Reason::InFlight, Side::Genesys, 1);
-        } else if interval.near_edge(key.time) {
-            row.explain(Reason::IntervalEdge, Side::Genesys, 1);
         } else {
+            row.stuck += u64::from(stuck.contains(&id));
             row.unexplained += 1;
+            row.unexplained_on[Side::Genesys as usize] += 1;
             row.lacking.push(key.conversation_id.clone());
         }
     }
@@ -352,10 +471,9 @@ fn match_attribute_keys(
             row.explain(Reason::NotYetAvailable, Side::Ours, 1);
         } else if ended.is_some_and(|end| key.time > end) {
             row.explain(Reason::SetAfterConversationEnd, Side::Ours, 1);
-        } else if interval.near_edge(key.time) {
-            row.explain(Reason::IntervalEdge, Side::Ours, 1);
         } else {
             row.unexplained += 1;
+            row.unexplained_on[Side::Ours as usize] += 1;
             row.extra.push(key.conversation_id.clone());
         }
     }
@@ -369,7 +487,12 @@ fn match_attribute_keys(
 
 /// Milestones and outcomes, by count (Genesys gives no keys): the difference is explained as far
 /// as the ledger's keys can account for it, the rest is unexplained.
-fn explain_aggregates(interval: Interval, ours: &[&LedgerKey], rows: &mut BTreeMap<Subject, Row>) {
+fn explain_aggregates(
+    interval: Interval,
+    now: Timestamp,
+    ours: &[&LedgerKey],
+    rows: &mut BTreeMap<Subject, Row>,
+) {
     // An outcome reached again in a conversation: Genesys keeps only the last result.
     let mut last: HashMap<(&str, &str, &str), Timestamp> = HashMap::new();
     for key in ours
@@ -413,9 +536,17 @@ fn explain_aggregates(interval: Interval, ours: &[&LedgerKey], rows: &mut BTreeM
                 .count();
             take(row, Reason::IntervalEdge, edge);
         } else if row.difference < 0 {
-            take(row, Reason::InFlight, keys().filter(|key| !key.delivered).count());
+            take(
+                row,
+                Reason::InFlight,
+                keys().filter(|key| key.in_flight(now)).count(),
+            );
         }
         row.unexplained = left;
+        row.unexplained_on[side as usize] = left;
+        if row.difference < 0 {
+            row.stuck = left.min(keys().filter(|key| key.stuck(now)).count() as u64);
+        }
     }
 }
 
@@ -431,6 +562,11 @@ mod tests {
         "2026-12-01T10:00:00Z/2026-12-01T11:00:00Z"
             .parse()
             .expect("interval")
+    }
+
+    /// When the ledger is read: the scheduled run's time, 15 minutes after the hour.
+    fn read_at() -> Timestamp {
+        at("2026-12-01T11:15:00Z")
     }
 
     fn key(conversation: &str, time: &str) -> (String, String) {
@@ -461,6 +597,7 @@ mod tests {
                 subject: Subject::attribute("IVR", "Menu"),
                 time: at(&key["IVRMetric_Menu(".len()..key.len() - 1]),
                 delivered: true,
+                lease_expires: None,
             })
             .collect()
     }
@@ -477,6 +614,7 @@ mod tests {
             },
             time: at(time),
             delivered: true,
+            lease_expires: None,
         }
     }
 
@@ -485,6 +623,19 @@ mod tests {
         let hour = hour();
         assert_eq!(hour.to_string(), "2026-12-01T10:00:00Z/2026-12-01T11:00:00Z");
         assert_eq!("2026-12-01T10:00:00Z/PT1H".parse::<Interval>(), Ok(hour));
+        let day: Interval = "2026-12-01T00:00:00Z/P1D".parse().expect("a day");
+        assert_eq!(day.to_string(), "2026-12-01T00:00:00Z/2026-12-02T00:00:00Z");
+        assert_eq!(
+            "2026-12-01T00:00:00Z/P1W"
+                .parse::<Interval>()
+                .map(|week| week.end),
+            Ok(at("2026-12-08T00:00:00Z"))
+        );
+        // A month has no one length.
+        assert_eq!(
+            "2026-12-01T00:00:00Z/P1M".parse::<Interval>(),
+            Err(IntervalError::Syntax)
+        );
         assert_eq!(
             "2026-12-01T10:00:00Z".parse::<Interval>(),
             Err(IntervalError::Syntax)
@@ -502,7 +653,7 @@ mod tests {
             key("c1", "2026-12-01T10:10:00Z"),
             key("c2", "2026-12-01T10:20:00Z"),
         ];
-        let report = reconcile(hour(), &theirs(&keys), &ours(&keys));
+        let report = reconcile(hour(), read_at(), &theirs(&keys), &ours(&keys));
         assert_eq!(report.rows.len(), 1);
         let row = &report.rows[0];
         assert_eq!(
@@ -523,7 +674,7 @@ mod tests {
             key("c1", "2026-12-01T10:10:00Z"),
             key("extra", "2026-12-01T10:30:00Z"),
         ];
-        let report = reconcile(hour(), &theirs(&genesys), &ours(&ledger));
+        let report = reconcile(hour(), read_at(), &theirs(&genesys), &ours(&ledger));
         let row = &report.rows[0];
         // Equal counts hide nothing: one key lost, another counted that Genesys never had.
         assert_eq!((row.difference, row.unexplained), (0, 2));
@@ -531,6 +682,10 @@ mod tests {
         assert_eq!(row.extra, ["extra"]);
         assert!(report.exceeds(1));
         assert!(!report.exceeds(2));
+        assert_eq!(
+            report.unexplained_by_flow().get("IVR"),
+            Some(&Unexplained { lacking: 1, extra: 1 })
+        );
         assert_eq!(
             report.coverage().get("IVR"),
             Some(&1.0),
@@ -552,23 +707,127 @@ mod tests {
             key("c1", "2026-12-01T10:10:00Z"),
             key("c1", "2026-12-01T10:12:00Z"),
             key("late", "2026-12-01T10:55:00Z"),
-            key("edge", "2026-12-01T10:00:30Z"),
             key("flying", "2026-12-01T10:20:00Z"),
         ]);
-        ledger[4].delivered = false;
-        let report = reconcile(hour(), &genesys, &ledger);
+        ledger[3].delivered = false;
+        ledger[3].lease_expires = Some(at("2026-12-01T11:15:30Z"));
+        let report = reconcile(hour(), read_at(), &genesys, &ledger);
         let row = &report.rows[0];
-        assert_eq!((row.genesys, row.ours, row.unexplained), (2, 4, 0));
+        assert_eq!((row.genesys, row.ours, row.unexplained), (2, 3, 0));
         assert_eq!(
             row.expected,
             BTreeMap::from([
                 (Reason::SetAfterConversationEnd, 1),
-                (Reason::IntervalEdge, 1),
                 (Reason::NotYetAvailable, 1),
                 (Reason::InFlight, 1),
             ])
         );
         assert_eq!(report.coverage().get("IVR"), Some(&1.0));
+    }
+
+    #[test]
+    fn a_claim_whose_lease_is_over_is_stuck_a_loss_not_in_flight() {
+        let keys = [
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("stuck", "2026-12-01T10:20:00Z"),
+        ];
+        let mut ledger = ours(&keys);
+        ledger[1].delivered = false;
+        // Its lease ran out some 40 s after the claim, long before the ledger is read.
+        ledger[1].lease_expires = Some(at("2026-12-01T10:20:40Z"));
+        let report = reconcile(hour(), read_at(), &theirs(&keys), &ledger);
+        let row = &report.rows[0];
+        assert_eq!((row.unexplained, row.stuck), (1, 1));
+        assert!(row.expected.is_empty(), "{:?}", row.expected);
+        assert_eq!(row.lacking, ["stuck"]);
+        assert!(report.exceeds(0));
+        assert_eq!(report.coverage().get("IVR"), Some(&0.5));
+        let mut table = Vec::new();
+        write_table(&report, 0, &mut table).expect("written");
+        let table = String::from_utf8(table).expect("UTF-8");
+        assert!(table.contains("1 (1 stuck: run flow-metrics redrive)"), "{table}");
+    }
+
+    #[test]
+    fn a_stuck_milestone_is_a_loss_and_a_live_claim_is_in_flight() {
+        let milestone = Subject {
+            source: "milestone",
+            flow: "f1".to_owned(),
+            metric: "m1".to_owned(),
+            value: None,
+        };
+        let genesys = GenesysSide {
+            aggregates: BTreeMap::from([(milestone.clone(), 2)]),
+            ..GenesysSide::default()
+        };
+        let claimed = |conversation: &str, lease: &str| LedgerKey {
+            conversation_id: conversation.to_owned(),
+            key: "milestone:m1".to_owned(),
+            subject: milestone.clone(),
+            time: at("2026-12-01T10:30:00Z"),
+            delivered: false,
+            lease_expires: Some(at(lease)),
+        };
+        let ledger = [
+            claimed("c1", "2026-12-01T10:30:40Z"),
+            claimed("c2", "2026-12-01T11:15:20Z"),
+        ];
+        let report = reconcile(hour(), read_at(), &genesys, &ledger);
+        let row = &report.rows[0];
+        assert_eq!(row.expected, BTreeMap::from([(Reason::InFlight, 1)]));
+        assert_eq!((row.unexplained, row.stuck), (1, 1));
+        assert_eq!(report.coverage().get("f1"), Some(&0.0));
+    }
+
+    #[test]
+    fn an_attribute_key_near_the_edge_that_the_ledger_lacks_is_a_loss() {
+        // Both sides time an attribute key by its text: at 10:00:30 it is in the hour for both.
+        let genesys = theirs(&[
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("edge", "2026-12-01T10:00:30Z"),
+        ]);
+        let ledger = ours(&[
+            key("c1", "2026-12-01T10:10:00Z"),
+            key("doubled", "2026-12-01T10:59:40Z"),
+        ]);
+        let report = reconcile(hour(), read_at(), &genesys, &ledger);
+        let row = &report.rows[0];
+        assert!(row.expected.is_empty(), "{:?}", row.expected);
+        assert_eq!(row.unexplained, 2);
+        assert_eq!(row.lacking, ["edge"]);
+        assert_eq!(row.extra, ["doubled"]);
+    }
+
+    #[test]
+    fn each_flows_table_is_written_once() {
+        // Rows are ordered by source first: f1's attribute row, f2's, then f1's milestone row.
+        let genesys = GenesysSide {
+            aggregates: BTreeMap::from([(
+                Subject {
+                    source: "milestone",
+                    flow: "f1".to_owned(),
+                    metric: "m1".to_owned(),
+                    value: None,
+                },
+                1,
+            )]),
+            keys: ["f1", "f2"]
+                .map(|flow| GenesysKey {
+                    conversation_id: "c1".to_owned(),
+                    key: format!("{flow}Metric_Menu(2026-12-01T10:10:00Z)"),
+                    flow: flow.to_owned(),
+                    metric: "Menu".to_owned(),
+                    time: at("2026-12-01T10:10:00Z"),
+                })
+                .to_vec(),
+            ..GenesysSide::default()
+        };
+        let report = reconcile(hour(), read_at(), &genesys, &[]);
+        let mut table = Vec::new();
+        write_table(&report, 0, &mut table).expect("written");
+        let table = String::from_utf8(table).expect("UTF-8");
+        assert_eq!(table.matches("flow f1:").count(), 1, "{table}");
+        assert_eq!(table.matches("flow f2:").count(), 1, "{table}");
     }
 
     #[test]
@@ -593,7 +852,7 @@ mod tests {
             // c2's failure is the one Genesys counts.
             outcome("c2", "2026-12-01T10:20:00Z", "FAILURE"),
         ];
-        let report = reconcile(hour(), &genesys, &ledger);
+        let report = reconcile(hour(), read_at(), &genesys, &ledger);
         let row = |subject: &Subject| {
             report
                 .rows
@@ -621,7 +880,7 @@ mod tests {
             aggregates: BTreeMap::from([(milestone, 3)]),
             ..GenesysSide::default()
         };
-        let report = reconcile(hour(), &genesys, &[]);
+        let report = reconcile(hour(), read_at(), &genesys, &[]);
         assert_eq!((report.rows[0].difference, report.rows[0].unexplained), (-3, 3));
         assert_eq!(report.coverage().get("f1"), Some(&0.0));
     }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::{Report, Row};
+use super::{Report, Row, Verdict};
 
 /// Conversations a table cell lists before it says how many more there are.
 const LISTED: usize = 3;
@@ -49,6 +49,18 @@ fn listed(conversations: &[String]) -> String {
     text
 }
 
+/// The unexplained keys, saying how many are stuck and what delivers them.
+fn unexplained(row: &Row) -> String {
+    if row.stuck > 0 {
+        format!(
+            "{} ({} stuck: run flow-metrics redrive)",
+            row.unexplained, row.stuck
+        )
+    } else {
+        row.unexplained.to_string()
+    }
+}
+
 fn signed(difference: i64) -> String {
     if difference > 0 {
         format!("+{difference}")
@@ -63,8 +75,8 @@ pub fn write_table(report: &Report, threshold: u64, out: &mut dyn Write) -> std:
     if let Some(until) = report.available_until {
         writeln!(out, "Genesys's conversation details hold data up to {until}")?;
     }
-    let mut flows: Vec<&str> = report.rows.iter().map(|row| row.subject.flow.as_str()).collect();
-    flows.dedup();
+    let flows: std::collections::BTreeSet<&str> =
+        report.rows.iter().map(|row| row.subject.flow.as_str()).collect();
     let coverage = report.coverage();
     for flow in flows {
         writeln!(out)?;
@@ -83,7 +95,7 @@ pub fn write_table(report: &Report, threshold: u64, out: &mut dyn Write) -> std:
                 row.ours.to_string(),
                 signed(row.difference),
                 expected(row),
-                row.unexplained.to_string(),
+                unexplained(row),
                 listed(&row.lacking),
                 listed(&row.extra),
             ]);
@@ -101,17 +113,28 @@ pub fn write_table(report: &Report, threshold: u64, out: &mut dyn Write) -> std:
         writeln!(
             out,
             "incomplete: {unexplained} key(s) counted on one side only for no known reason (threshold {threshold} per row)"
-        )
-    } else {
+        )?;
+    }
+    if let Some(until) = report.available_only_until() {
+        writeln!(
+            out,
+            "partial: Genesys's details are available only until {until}; reconcile again after it"
+        )?;
+    }
+    if report.verdict(threshold) == Verdict::Complete {
         writeln!(
             out,
             "complete: every difference is explained (unexplained {unexplained}, threshold {threshold} per row)"
-        )
+        )?;
     }
+    Ok(())
 }
 
-/// CSV with a header line; conversations separated by spaces, reasons by `; `.
+/// CSV with a header line; conversations separated by spaces, reasons by `; `. `stuck` (of
+/// `unexplained`, claims whose lease is over) and `coverage` (the row's flow's, empty where
+/// Genesys counted nothing) come last, after the columns they were added to.
 pub fn write_csv(report: &Report, out: &mut dyn Write) -> Result<(), csv::Error> {
+    let coverage = report.coverage();
     let mut writer = csv::Writer::from_writer(out);
     writer.write_record([
         "source",
@@ -125,6 +148,8 @@ pub fn write_csv(report: &Report, out: &mut dyn Write) -> Result<(), csv::Error>
         "unexplained",
         "lacking",
         "extra",
+        "stuck",
+        "coverage",
     ])?;
     for row in &report.rows {
         writer.write_record([
@@ -139,16 +164,36 @@ pub fn write_csv(report: &Report, out: &mut dyn Write) -> Result<(), csv::Error>
             row.unexplained.to_string(),
             row.lacking.join(" "),
             row.extra.join(" "),
+            row.stuck.to_string(),
+            coverage
+                .get(row.subject.flow.as_str())
+                .map(f64::to_string)
+                .unwrap_or_default(),
         ])?;
     }
     writer.flush()?;
     Ok(())
 }
 
-/// The report as JSON: `{"interval", "available_until", "rows": [{"source", "flow", "metric",
-/// "value"?, "genesys", "ours", "difference", "expected": {reason: keys}, "unexplained",
-/// "lacking", "extra"}]}`.
-pub fn write_json(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, report)?;
+/// The report as JSON: `{"interval", "available_until", "verdict", "coverage": {flow: share},
+/// "rows": [{"source", "flow", "metric", "value"?, "genesys", "ours", "difference",
+/// "expected": {reason: keys}, "unexplained", "stuck", "lacking", "extra"}]}`.
+pub fn write_json(report: &Report, threshold: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Whole<'a> {
+        interval: &'a str,
+        available_until: Option<jiff::Timestamp>,
+        verdict: Verdict,
+        coverage: std::collections::BTreeMap<&'a str, f64>,
+        rows: &'a [Row],
+    }
+    let whole = Whole {
+        interval: &report.interval,
+        available_until: report.available_until,
+        verdict: report.verdict(threshold),
+        coverage: report.coverage(),
+        rows: &report.rows,
+    };
+    serde_json::to_writer_pretty(&mut *out, &whole)?;
     writeln!(out)
 }

@@ -1,7 +1,7 @@
 //! Genesys Cloud's analytics API, faked on a [`FakeGenesys`]'s server (127.0.0.1) from the
 //! conversations a test gives it, and held to the published request and response schemas
 //! (the Platform API's `FlowAggregationQuery`, `AsyncConversationQuery`, `AsyncQueryStatus`,
-//! `AnalyticsConversationAsyncQueryResponse`), not to our client's:
+//! `AnalyticsConversationAsyncQueryResponse`, `DataAvailabilityResponse`), not to our client's:
 //!
 //! - `POST /api/v2/analytics/flows/aggregates/query` takes an `interval` (required, ISO 8601
 //!   `<start>/<end>`), `metrics` (required, of the published enum), `groupBy` (of the published
@@ -18,6 +18,8 @@
 //!   to 1000) answers `conversations` (those with activity in the interval, each participant's
 //!   `attributes` as they stood when the conversation ended), `cursor` while more pages
 //!   follow, and `dataAvailabilityDate`.
+//! - `GET …/jobs/availability` answers `DataAvailabilityResponse`: `{"dataAvailabilityDate"}`
+//!   as the test sets it (an optional field, left out until it does).
 //! - Every request needs a bearer token the fake's login issued (else 401); a request breaking
 //!   the schema gets 400 with the Platform API's error body; tests can force the next answers
 //!   (429 with `Retry-After`).
@@ -373,6 +375,12 @@ impl Analytics {
             body()
                 .and_then(|body| self.aggregates(state, &body))
                 .map(|answer| (200, answer))
+        } else if !post && path == format!("{jobs}/availability") {
+            let mut answer = json!({});
+            if let Some(available) = state.data_availability {
+                answer["dataAvailabilityDate"] = json!(available.to_string());
+            }
+            Ok((200, answer))
         } else if post && path == jobs {
             body()
                 .and_then(|body| self.create_job(state, &body))
@@ -444,7 +452,8 @@ impl FakeAnalytics {
         FakeAnalytics { state }
     }
 
-    /// Each results page says the data is available up to `until`.
+    /// Each results page, and the availability endpoint, say the data is available up to
+    /// `until`.
     pub fn data_available_until(&self, until: Timestamp) {
         self.state.lock().expect("lock").data_availability = Some(until);
     }

@@ -13,10 +13,17 @@ use super::emulator::Running;
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 pub const REQUEST_ID: &str = "4f0c2b7e-0d1a-4a7b-9c3e-2b1d0e9f8a76";
 
-/// A runtime API that hands out one invocation of `event`, then keeps the function waiting.
+/// A runtime API that hands out one invocation of `event` (30 s left), then keeps the function
+/// waiting.
 pub async fn runtime_api(event: &str) -> MockServer {
+    runtime_api_with(event, Duration::from_secs(30)).await
+}
+
+/// The same, the invocation having `left` before its deadline (the function's timeout).
+pub async fn runtime_api_with(event: &str, left: Duration) -> MockServer {
     let server = MockServer::start().await;
-    let deadline_ms = jiff::Timestamp::now().as_millisecond() + 30_000;
+    let left_ms = i64::try_from(left.as_millis()).unwrap_or(i64::MAX);
+    let deadline_ms = jiff::Timestamp::now().as_millisecond() + left_ms;
     Mock::given(method("GET"))
         .and(path(NEXT))
         .respond_with(

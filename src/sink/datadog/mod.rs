@@ -56,7 +56,7 @@ pub use payload::MetricNames;
 use payload::{Payload, Series, Unit};
 use request::AttemptError;
 pub use request::rate_limit_wait;
-pub use self_metrics::{COVERAGE_METRIC, SELF_METRIC_PREFIX, SELF_METRICS};
+pub use self_metrics::{COVERAGE_METRIC, SELF_METRIC_PREFIX, SELF_METRICS, UNEXPLAINED_METRIC};
 use self_metrics::{SELF_METRICS_FLUSH, SelfMetrics, self_metric_series};
 pub use settings::{ApiKeySource, DataDogConfig, SeriesConfig};
 

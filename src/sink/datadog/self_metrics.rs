@@ -14,6 +14,10 @@ pub const SELF_METRIC_PREFIX: &str = "genesys.flow_metrics";
 /// previous hour (see `reconcile::scheduled`).
 pub const COVERAGE_METRIC: &str = "genesys.flow_metrics.coverage";
 
+/// The scheduled reconciliation's other metric: per flow and `side` (`lacking`: Genesys counted
+/// them, the ledger lacks them; `extra`: the reverse), the keys no known reason explains.
+pub const UNEXPLAINED_METRIC: &str = "genesys.flow_metrics.reconcile.unexplained";
+
 /// Self-metrics waiting longer than this are sent even by a push with no occurrence.
 pub(super) const SELF_METRICS_FLUSH: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
