@@ -139,21 +139,8 @@ export class FlowMetricsStack extends Stack {
       this.deadLetterBucket?.node.addDependency(bus);
     }
 
-    const logGroup = (this.logGroup = new logs.LogGroup(this, 'FunctionLogs', {
-      retention: settings.logRetentionDays as logs.RetentionDays,
-      removalPolicy: RemovalPolicy.DESTROY,
-    }));
-    const role = new iam.Role(this, 'FunctionRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'genesys-flow-metrics: its table, its secrets, its logs',
-    });
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'WriteOwnLogs',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
-    );
+    const { logGroup, role } = this.logsAndRole('Function', settings, 'genesys-flow-metrics: its table, its secrets, its logs');
+    this.logGroup = logGroup;
     role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'UseLedgerTable',
@@ -292,20 +279,10 @@ export class FlowMetricsStack extends Stack {
     secret: secretsmanager.ISecret,
     prebuiltCode: lambda.Code | undefined,
   ): lambda.Function {
-    const logGroup = new logs.LogGroup(this, 'ReconcileLogs', {
-      retention: settings.logRetentionDays as logs.RetentionDays,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    const role = new iam.Role(this, 'ReconcileRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: 'genesys-flow-metrics reconcile: scans its table, reads its secrets, writes its logs',
-    });
-    role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'WriteOwnLogs',
-        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-        resources: [logGroup.logGroupArn],
-      }),
+    const { logGroup, role } = this.logsAndRole(
+      'Reconcile',
+      settings,
+      'genesys-flow-metrics reconcile: scans its table, reads its secrets, writes its logs',
     );
     role.addToPolicy(
       new iam.PolicyStatement({ sid: 'ScanLedgerTable', actions: ['dynamodb:Scan'], resources: [this.table.tableArn] }),
@@ -662,6 +639,23 @@ export class FlowMetricsStack extends Stack {
     new CfnOutput(this, 'Paused', {
       value: settings.paused ? `yes: events are kept (${pauseHolder(settings)}), not counted` : 'no',
     });
+  }
+
+  /** A function's log group (`<name>Logs`), and its role (`<name>Role`), which may write there alone. */
+  private logsAndRole(name: string, settings: FlowMetricsSettings, description: string): { logGroup: logs.LogGroup; role: iam.Role } {
+    const logGroup = new logs.LogGroup(this, `${name}Logs`, {
+      retention: settings.logRetentionDays as logs.RetentionDays,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(this, `${name}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    return { logGroup, role };
   }
 
   /**
