@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
-use common::datadog_api::{APP_KEY, FakeDataDogApi, READ_ONLY_APP_KEY};
+use common::datadog_api::{APP_KEY, FakeDataDogApi, NO_WRITE_APP_KEY, READ_ONLY_APP_KEY};
 use common::deployment::deploy;
 use common::emulator::{Moto, environment_for};
 use serde_json::{Value, json};
@@ -320,6 +320,18 @@ async fn a_wrong_application_key_or_one_without_the_permission_stops_apply() {
         "{stderr}"
     );
     assert!(stderr.contains("safe to run twice"), "{stderr}");
+    assert!(world.datadog.monitors().is_empty());
+
+    // Validating a monitor is a read (DataDog's spec: monitors_read): the key gets as far as
+    // the first write, and stops there.
+    let no_write = world.apply(Some(NO_WRITE_APP_KEY), &[]).await;
+    let (stdout, stderr) = text(&no_write);
+    assert_eq!(no_write.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("refused to create or change monitors")
+            && stderr.contains("lacks the permission monitors_write"),
+        "{stderr}"
+    );
     assert!(world.datadog.monitors().is_empty());
 }
 

@@ -45,10 +45,13 @@ pub const API_KEY: &str = super::intake::API_KEY;
 pub const APP_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4";
 /// An application key scoped to reading only.
 pub const READ_ONLY_APP_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
+/// An application key that reads everything and schedules downtimes, but writes nothing else.
+pub const NO_WRITE_APP_KEY: &str = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d";
 
 /// The permission each endpoint needs (DataDog's `x-permission`).
 fn permission(method: &Method, path: &str) -> &'static str {
-    let read = method == Method::GET;
+    // Validating a monitor is a read: it changes nothing.
+    let read = method == Method::GET || path == "/api/v1/monitor/validate";
     match path {
         p if p.starts_with("/api/v1/monitor") => {
             if read {
@@ -284,6 +287,15 @@ fn answer(
     let permissions: Option<BTreeSet<&str>> = match app_key.as_deref() {
         Some(APP_KEY) => None,
         Some(READ_ONLY_APP_KEY) => Some(["monitors_read", "dashboards_read", "metrics_read"].into()),
+        Some(NO_WRITE_APP_KEY) => Some(
+            [
+                "monitors_read",
+                "dashboards_read",
+                "metrics_read",
+                "monitors_downtime",
+            ]
+            .into(),
+        ),
         _ => return error(403, "Forbidden"),
     };
     if permissions.is_some_and(|held| !held.contains(permission(method, path))) {
