@@ -24,7 +24,7 @@ use flow_metrics::pipeline::{BatchTime, Pipeline};
 use flow_metrics::reconcile::genesys::GenesysAnalytics;
 use flow_metrics::reconcile::scheduled::{ScheduledError, ScheduledReconcile, scheduled_time};
 use flow_metrics::sink::DataDogSink;
-use flow_metrics::sink::datadog::{ApiKey, ApiKeySource, DataDogConfig};
+use flow_metrics::sink::datadog::DataDogConfig;
 use jiff::Timestamp;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::value::RawValue;
@@ -71,10 +71,7 @@ async fn cold_start() -> anyhow::Result<Pipeline<DeliveredCache<DynamoDbLedger>,
     let config = LambdaConfig::from_env(&process_env)?;
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let api_key = match &config.datadog.api_key {
-        ApiKeySource::Key(key) => key.clone(),
-        ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
-    };
+    let api_key = config.datadog.api_key.key(&secrets).await?;
     let dynamodb = flow_metrics::aws::dynamodb_client(&aws);
     // Names the fleet fetched are kept in the ledger table: read once here, written after fetches.
     let store: Arc<dyn NameStore> = Arc::new(DynamoDbNameStore::new(dynamodb.clone(), &config.table));
@@ -133,10 +130,7 @@ async fn reconcile_cold_start() -> anyhow::Result<ScheduledReconcile> {
         .context("the reconciliation needs the Genesys OAuth client: set GENESYS_REGION and GENESYS_CREDENTIALS_SECRET_ARN")?;
     let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let api_key = match &datadog.api_key {
-        ApiKeySource::Key(key) => key.clone(),
-        ApiKeySource::SecretArn(arn) => ApiKey::from_secret(&secrets, arn).await?,
-    };
+    let api_key = datadog.api_key.key(&secrets).await?;
     let directory = GenesysDirectory::from_config(&genesys, Some(&secrets)).await?;
     Ok(ScheduledReconcile {
         analytics: GenesysAnalytics::new(directory),

@@ -10,9 +10,8 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 
 use crate::ledger::DynamoDbLedger;
-use crate::ledger::dynamodb::ScanFilter;
 use crate::reconcile::genesys::GenesysAnalytics;
-use crate::reconcile::ledger::ledger_key;
+use crate::reconcile::ledger::{ledger_key, scan_filter};
 use crate::reconcile::{self, Interval};
 
 use super::shared::{ScanArgs, report_scan, scan};
@@ -71,12 +70,8 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{}", genesys.skipped);
     }
     let ledger = DynamoDbLedger::new(settings.dynamodb().await?, table);
-    let filter = ScanFilter {
-        since: Some(args.interval.start),
-        until: Some(args.interval.end),
-        ..ScanFilter::default()
-    };
     let mut keys = Vec::new();
+    let filter = scan_filter(args.interval);
     let totals = scan(&ledger, &args.scan, &filter, |item| keys.push(ledger_key(item))).await?;
     let report = reconcile::reconcile(args.interval, jiff::Timestamp::now(), &genesys, &keys);
     let mut stdout = io::stdout().lock();

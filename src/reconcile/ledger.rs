@@ -37,20 +37,26 @@ pub fn ledger_key(item: LedgerItem) -> LedgerKey {
     }
 }
 
+/// The scan filter of `interval`'s keys: DynamoDB filters on the key's time.
+pub fn scan_filter(interval: Interval) -> ScanFilter {
+    ScanFilter {
+        since: Some(interval.start),
+        until: Some(interval.end),
+        ..ScanFilter::default()
+    }
+}
+
 /// Reads the keys of `interval` with `segments` parallel scan segments.
 pub async fn keys_in(
     ledger: &DynamoDbLedger,
     segments: u32,
     interval: Interval,
 ) -> Result<(Vec<LedgerKey>, ScanTotals), LedgerError> {
-    let filter = ScanFilter {
-        since: Some(interval.start),
-        until: Some(interval.end),
-        ..ScanFilter::default()
-    };
     let mut keys = Vec::new();
     let totals = ledger
-        .scan(segments, &filter, |item| keys.push(ledger_key(item)))
+        .scan(segments, &scan_filter(interval), |item| {
+            keys.push(ledger_key(item))
+        })
         .await?;
     Ok((keys, totals))
 }

@@ -6,7 +6,7 @@ use crate::config::{ConfigError, Env, setting};
 use crate::sites;
 
 use super::payload::{DURATION_SUFFIX, ELAPSED_SUFFIX};
-use super::{ApiKey, Compression, DataDogSettings, MetricNames, tags};
+use super::{ApiKey, ApiKeyError, Compression, DataDogSettings, MetricNames, tags};
 
 /// Where the DataDog API key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,16 @@ pub enum ApiKeySource {
     Key(ApiKey),
     /// `DD_API_KEY_SECRET_ARN`: read from Secrets Manager once per cold start.
     SecretArn(String),
+}
+
+impl ApiKeySource {
+    /// The key: as given, or read from its secret with `secrets`.
+    pub async fn key(&self, secrets: &aws_sdk_secretsmanager::Client) -> Result<ApiKey, ApiKeyError> {
+        match self {
+            ApiKeySource::Key(key) => Ok(key.clone()),
+            ApiKeySource::SecretArn(arn) => ApiKey::from_secret(secrets, arn).await,
+        }
+    }
 }
 
 /// The DataDog settings as configured, before the API key is fetched.
