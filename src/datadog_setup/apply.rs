@@ -83,8 +83,6 @@ impl ApplyError {
 /// What the apply did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// One line per asset: `monitor     outcome-failures: updated (query)`.
-    pub lines: Vec<String>,
     /// Assets written (or that would be).
     pub changes: usize,
     /// The dashboard's address.
@@ -142,11 +140,11 @@ pub async fn apply(
             other => ApplyError::Api(other),
         })?;
     print("keys        application key: accepted (it reads monitors)");
-    let survey = |error| ApplyError::from_api(error, target);
+    let stopped = |error| ApplyError::from_api(error, target);
     let mut plan = plan_monitors(assets, &monitors);
-    plan.push(plan_dashboard(&api, settings, assets).await.map_err(survey)?);
-    plan.extend(plan_downtimes(&api, settings, assets).await.map_err(survey)?);
-    plan.extend(plan_percentiles(&api, assets).await.map_err(survey)?);
+    plan.push(plan_dashboard(&api, settings, assets).await.map_err(stopped)?);
+    plan.extend(plan_downtimes(&api, settings, assets).await.map_err(stopped)?);
+    plan.extend(plan_percentiles(&api, assets).await.map_err(stopped)?);
     for step in &plan {
         if let Write::CreateMonitor(index) | Write::UpdateMonitor(_, index) = step.write {
             let monitor = &assets.monitors[index];
@@ -157,32 +155,28 @@ pub async fn apply(
                         message,
                     });
                 }
-                other => other.map_err(survey)?,
+                other => other.map_err(stopped)?,
             }
         }
     }
     let mut applied = Applied::default();
     for step in plan {
-        let mut written = Written::Done;
-        if step.change.writes() {
-            applied.changes += 1;
-            if !dry_run {
-                written = write(&api, assets, &step.write)
-                    .await
-                    .map_err(|error| ApplyError::from_api(error, target))?;
-            }
-        }
+        let written = if step.change.writes() && !dry_run {
+            write(&api, assets, &step.write).await.map_err(stopped)?
+        } else {
+            Written::Done
+        };
         let outcome = match &written {
             Written::NotYet(why) => {
-                applied.changes -= 1;
                 applied.pending.push(step.label.clone());
                 format!("not yet: {why}")
             }
-            _ => step.change.describe(!dry_run),
+            _ => {
+                applied.changes += usize::from(step.change.writes());
+                step.change.describe(!dry_run)
+            }
         };
-        let line = format!("{:<11} {}: {outcome}", step.kind, step.label);
-        print(&line);
-        applied.lines.push(line);
+        print(&format!("{:<11} {}: {outcome}", step.kind, step.label));
         let path = match written {
             Written::Dashboard(path) => Some(path),
             _ => step.path,
